@@ -1,0 +1,209 @@
+//! Parsing what people send: raw form or JSON fields in, validated values out.
+//!
+//! The web layer hands raw fields to these parsers and gets either a value the service can trust
+//! or an [`InvalidField`] that says, in words a person understands, what to change.
+
+use std::sync::Arc;
+
+use crate::task::Decision;
+
+/// The largest input, comment or edited output accepted, in bytes (64 KiB).
+pub const MAX_TEXT_BYTES: usize = 65_536;
+/// The most attempts a task may allow.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 20;
+
+/// A field that cannot be accepted as sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidField {
+    #[error("The {field} is {len} bytes long; the limit is {limit} bytes.")]
+    TooLarge {
+        field: &'static str,
+        len: usize,
+        limit: usize,
+    },
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl InvalidField {
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::TooLarge { field, .. } | Self::Invalid { field, .. } => field,
+        }
+    }
+}
+
+/// A valid submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub input: Arc<str>,
+    pub max_attempts: Option<u32>,
+}
+
+impl NewTask {
+    pub fn parse(input: Option<&str>, max_attempts: Option<i64>) -> Result<Self, InvalidField> {
+        let input = input.ok_or_else(|| InvalidField::invalid("input", "The input is required."))?;
+        let input = limited("input", input)?;
+        if input.trim().is_empty() {
+            return Err(InvalidField::invalid(
+                "input",
+                "The input is empty: write what the task should work on.",
+            ));
+        }
+        Ok(Self {
+            input: input.into(),
+            max_attempts: max_attempts.map(parse_max_attempts).transpose()?,
+        })
+    }
+}
+
+/// A valid decision, not yet checked against the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRequest {
+    pub decision: Decision,
+    /// The attempt the reviewer saw; `None` means the one under review now.
+    pub attempt: Option<u32>,
+    pub comment: Option<Arc<str>>,
+    pub output: Option<Arc<str>>,
+}
+
+impl DecisionRequest {
+    pub fn parse(
+        decision: Option<&str>,
+        attempt: Option<i64>,
+        comment: Option<&str>,
+        output: Option<&str>,
+    ) -> Result<Self, InvalidField> {
+        let decision = decision
+            .ok_or_else(|| InvalidField::invalid("decision", "Choose a decision."))?
+            .parse::<Decision>()
+            .map_err(|message| InvalidField::invalid("decision", message))?;
+        let attempt = attempt
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| InvalidField::invalid("attempt", "The attempt must be 1 or more."))
+            })
+            .transpose()?;
+        let comment = optional_text("comment", comment)?;
+        let output = match (decision, output) {
+            (_, None) => None,
+            (Decision::Approved, Some(text)) => Some(limited("output", text)?.into()),
+            (_, Some(_)) => {
+                return Err(InvalidField::invalid(
+                    "output",
+                    "An edited output can only be given with an approval.",
+                ));
+            }
+        };
+        Ok(Self {
+            decision,
+            attempt,
+            comment,
+            output,
+        })
+    }
+}
+
+/// Parses a whole number field sent as text (forms send every field as text).
+pub fn parse_number(field: &'static str, text: Option<&str>) -> Result<Option<i64>, InvalidField> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            InvalidField::invalid(field, format!("The {field} must be a whole number, not {text:?}."))
+        }),
+    }
+}
+
+fn parse_max_attempts(n: i64) -> Result<u32, InvalidField> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_ATTEMPTS_LIMIT).contains(n))
+        .ok_or_else(|| {
+            InvalidField::invalid(
+                "max_attempts",
+                format!("The number of attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}, not {n}."),
+            )
+        })
+}
+
+fn limited<'a>(field: &'static str, text: &'a str) -> Result<&'a str, InvalidField> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(InvalidField::TooLarge {
+            field,
+            len: text.len(),
+            limit: MAX_TEXT_BYTES,
+        });
+    }
+    Ok(text)
+}
+
+/// Blank text counts as absent.
+fn optional_text(field: &'static str, text: Option<&str>) -> Result<Option<Arc<str>>, InvalidField> {
+    match text {
+        Some(text) if !text.trim().is_empty() => Ok(Some(limited(field, text)?.into())),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_must_be_present_non_blank_and_at_most_64_kib() {
+        assert!(NewTask::parse(Some("hello"), None).is_ok());
+        assert_eq!(NewTask::parse(None, None).unwrap_err().field(), "input");
+        assert_eq!(NewTask::parse(Some(" \n "), None).unwrap_err().field(), "input");
+        let exact = "a".repeat(MAX_TEXT_BYTES);
+        assert!(NewTask::parse(Some(&exact), None).is_ok());
+        let over = "a".repeat(MAX_TEXT_BYTES + 1);
+        assert!(matches!(
+            NewTask::parse(Some(&over), None),
+            Err(InvalidField::TooLarge { len: 65_537, .. })
+        ));
+    }
+
+    #[test]
+    fn max_attempts_is_bounded() {
+        assert_eq!(NewTask::parse(Some("x"), Some(5)).unwrap().max_attempts, Some(5));
+        for bad in [0, -1, 21, i64::MAX] {
+            assert_eq!(
+                NewTask::parse(Some("x"), Some(bad)).unwrap_err().field(),
+                "max_attempts"
+            );
+        }
+        assert_eq!(parse_number("max_attempts", Some(" ")), Ok(None));
+        assert!(parse_number("max_attempts", Some("three")).is_err());
+    }
+
+    #[test]
+    fn decisions_parse_and_edits_go_only_with_approval() {
+        let approve = DecisionRequest::parse(Some("approved"), Some(2), Some("  "), Some("edited"))
+            .unwrap();
+        assert_eq!(approve.decision, Decision::Approved);
+        assert_eq!(approve.attempt, Some(2));
+        assert_eq!(approve.comment, None, "a blank comment is no comment");
+        assert_eq!(approve.output.as_deref(), Some("edited"));
+
+        let reject = DecisionRequest::parse(Some("rejected"), None, Some("shorter"), None).unwrap();
+        assert_eq!(reject.comment.as_deref(), Some("shorter"));
+
+        let err = |d, a, o| DecisionRequest::parse(d, a, None, o).unwrap_err().field();
+        assert_eq!(err(Some("maybe"), None, None), "decision");
+        assert_eq!(err(None, None, None), "decision");
+        assert_eq!(err(Some("approved"), Some(0), None), "attempt");
+        assert_eq!(err(Some("rejected"), None, Some("x")), "output");
+    }
+}

@@ -1,0 +1,32 @@
+//! hitl: a human-in-the-loop review service.
+//!
+//! People submit a task, a workflow processes it, a person approves the output or requests
+//! changes (the next attempt gets the comment), and every change reaches every open browser over
+//! Server-Sent Events.
+//!
+//! # Layout
+//! - [`engine`]: a small PocketFlow-style workflow engine (nodes with prep / exec / post, flows
+//!   linked by typed actions, validated when built). Knows nothing of tasks.
+//! - [`review`]: the review flow on that engine (`Process -> Review -> Result`), its shared store
+//!   and the processor that does an attempt's work.
+//! - [`task`]: the task data model, as the JSON API shows it.
+//! - [`registry`]: the live tasks in a `DashMap`, and the guarded transitions that change them.
+//! - [`events`]: the numbered event log every stream reads from, with replay and snapshots.
+//! - [`input`]: parsing what people send into values the service can trust.
+//! - [`service`]: [`Hitl`], the cheap-clone state every route shares.
+//! - [`web`]: the router, browser routes, JSON API, event streams, errors and embedded assets.
+//! - [`views`]: maud pages and the fragments pushed to browsers.
+//! - [`config`]: command-line flags.
+
+pub mod config;
+pub mod engine;
+pub mod events;
+pub mod input;
+pub mod registry;
+pub mod review;
+pub mod service;
+pub mod task;
+pub mod views;
+pub mod web;
+
+pub use service::Hitl;

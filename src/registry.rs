@@ -1,0 +1,356 @@
+//! The live tasks: a `DashMap` from id to task, and the guarded transitions that change them.
+//!
+//! Every change goes through [`Registry::transition`]: it holds the task's shard lock while it
+//! checks the status the change expects, swaps in the new task and publishes the event, so no two
+//! changes to one task interleave and each task's events are in sequence order. The lock is never
+//! held across an `.await`. Lock order is always map shard, then event log.
+
+use std::{sync::Arc, time::Duration};
+
+use dashmap::DashMap;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    events::{EventKind, EventLog},
+    task::{AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, now},
+};
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("no task with id {0}")]
+    NotFound(TaskId),
+    /// The task is not in a state that allows the change; `task` is its state now.
+    #[error("{message}")]
+    Conflict { message: String, task: Arc<Task> },
+}
+
+type Result<T, E = TransitionError> = std::result::Result<T, E>;
+
+/// Cheap-clone handle to the live tasks and the event log.
+#[derive(Clone)]
+pub struct Registry {
+    tasks: Arc<DashMap<TaskId, LiveTask>>,
+    /// Where every transition is published.
+    pub events: EventLog,
+}
+
+struct LiveTask {
+    task: Arc<Task>,
+    /// Sequence number of this task's newest event: one-task streams and waiters watch it.
+    changed: watch::Sender<u64>,
+    /// The decision for the attempt under review: the signal the review node waits on.
+    feedback: watch::Sender<Option<Feedback>>,
+    /// Cancelled when the task is cancelled or the server shuts down; stops its workflow.
+    cancel: CancellationToken,
+}
+
+/// What a task's workflow needs to follow its task.
+pub struct TaskHandle {
+    pub task: Arc<Task>,
+    pub feedback: watch::Receiver<Option<Feedback>>,
+    pub cancel: CancellationToken,
+}
+
+impl Registry {
+    pub fn new(events: EventLog) -> Self {
+        Self {
+            tasks: Arc::new(DashMap::new()),
+            events,
+        }
+    }
+
+    /// Adds a new pending task and publishes its first event.
+    pub fn insert(&self, task: Task, shutdown: &CancellationToken) -> TaskHandle {
+        let id = task.id;
+        let cancel = shutdown.child_token();
+        let (feedback_tx, feedback) = watch::channel(None);
+        let event = self.events.publish(EventKind::Status, |seq| {
+            Arc::new(Task { seq, ..task })
+        });
+        self.tasks.insert(
+            id,
+            LiveTask {
+                task: event.task.clone(),
+                changed: watch::Sender::new(event.seq),
+                feedback: feedback_tx,
+                cancel: cancel.clone(),
+            },
+        );
+        TaskHandle {
+            task: event.task.clone(),
+            feedback,
+            cancel,
+        }
+    }
+
+    pub fn get(&self, id: TaskId) -> Option<Arc<Task>> {
+        self.tasks.get(&id).map(|live| live.task.clone())
+    }
+
+    /// Every task (or those with one status), newest first.
+    pub fn list(&self, status: Option<TaskStatus>) -> Vec<Arc<Task>> {
+        let mut tasks: Vec<Arc<Task>> = self
+            .tasks
+            .iter()
+            .filter(|live| status.is_none_or(|s| live.task.status == s))
+            .map(|live| live.task.clone())
+            .collect();
+        tasks.sort_unstable_by_key(|task| std::cmp::Reverse(task.id));
+        tasks
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// A receiver that changes with every event of this task.
+    pub fn watch(&self, id: TaskId) -> Option<watch::Receiver<u64>> {
+        self.tasks.get(&id).map(|live| live.changed.subscribe())
+    }
+
+    /// Applies `change` to the task if it allows it, then publishes the new state.
+    fn transition(
+        &self,
+        id: TaskId,
+        change: impl FnOnce(&mut Task) -> Result<(), String>,
+    ) -> Result<Arc<Task>> {
+        let mut live = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound(id))?;
+        let mut task = (*live.task).clone();
+        if let Err(message) = change(&mut task) {
+            return Err(TransitionError::Conflict {
+                message,
+                task: live.task.clone(),
+            });
+        }
+        task.updated_at = now();
+        let event = self.events.publish(EventKind::Status, |seq| {
+            Arc::new(Task { seq, ..task })
+        });
+        live.task = event.task.clone();
+        live.changed.send_replace(event.seq);
+        Ok(event.task.clone())
+    }
+
+    /// `pending -> running` for the attempt about to be processed (already `running` after a
+    /// request for changes, which is fine and publishes nothing).
+    pub fn start_attempt(&self, id: TaskId, attempt: u32) -> Result<Arc<Task>> {
+        if let Some(task) = self.get(id)
+            && task.status == TaskStatus::Running
+            && task.attempt == attempt
+        {
+            return Ok(task);
+        }
+        self.transition(id, |task| {
+            expect(task, &[TaskStatus::Pending], attempt)?;
+            task.status = TaskStatus::Running;
+            Ok(())
+        })
+    }
+
+    /// Publishes an intermediate result of a running attempt.
+    pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) -> Result<()> {
+        let live = self.tasks.get(&id).ok_or(TransitionError::NotFound(id))?;
+        if live.task.status != TaskStatus::Running || live.task.attempt != attempt {
+            return Err(TransitionError::Conflict {
+                message: format!("attempt {attempt} is not running"),
+                task: live.task.clone(),
+            });
+        }
+        let event = self
+            .events
+            .publish(EventKind::Progress { attempt, text }, |_| live.task.clone());
+        live.changed.send_replace(event.seq);
+        Ok(())
+    }
+
+    /// `running -> waiting_for_review` with the attempt's output.
+    pub fn finish_attempt(&self, id: TaskId, attempt: u32, output: Arc<str>) -> Result<Arc<Task>> {
+        self.transition(id, |task| {
+            expect(task, &[TaskStatus::Running], attempt)?;
+            task.status = TaskStatus::WaitingForReview;
+            task.output = Some(output);
+            Ok(())
+        })
+    }
+
+    /// Hands a reviewer's decision to the task's workflow, if the task is waiting for a decision
+    /// on exactly that attempt and none was given yet. Of racing decisions exactly one passes this
+    /// check. Returns a receiver of the task's changes, so the caller can wait for the workflow to
+    /// apply the decision.
+    pub fn decide(&self, id: TaskId, feedback: Feedback) -> Result<watch::Receiver<u64>> {
+        let live = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound(id))?;
+        let task = &live.task;
+        let conflict = |message: String| TransitionError::Conflict {
+            message,
+            task: task.clone(),
+        };
+        if task.status != TaskStatus::WaitingForReview {
+            return Err(conflict(format!(
+                "This task is {}, not waiting for review, so it takes no decision now.",
+                task.status.label().to_lowercase()
+            )));
+        }
+        if feedback.attempt != task.attempt {
+            return Err(conflict(format!(
+                "Your decision was for attempt {}, but attempt {} is the one under review.",
+                feedback.attempt, task.attempt
+            )));
+        }
+        if live
+            .feedback
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.attempt == feedback.attempt)
+        {
+            return Err(conflict(format!(
+                "Attempt {} has already been decided.",
+                feedback.attempt
+            )));
+        }
+        live.feedback.send_replace(Some(feedback));
+        Ok(live.changed.subscribe())
+    }
+
+    /// Waits until the workflow has moved the task on from reviewing `attempt`, then returns the
+    /// task if `decision` is what moved it (it was not cancelled first).
+    pub async fn decision_applied(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        mut changes: watch::Receiver<u64>,
+    ) -> Result<Arc<Task>> {
+        const PATIENCE: Duration = Duration::from_secs(10);
+        let wait = async {
+            loop {
+                let task = self.get(id).ok_or(TransitionError::NotFound(id))?;
+                if !task.awaits_decision_on(attempt) || changes.changed().await.is_err() {
+                    return Ok(task);
+                }
+            }
+        };
+        let task = match tokio::time::timeout(PATIENCE, wait).await {
+            Ok(task) => task?,
+            Err(_) => self.get(id).ok_or(TransitionError::NotFound(id))?,
+        };
+        if task.decision_for(attempt).is_some() || task.awaits_decision_on(attempt) {
+            Ok(task)
+        } else {
+            Err(TransitionError::Conflict {
+                message: format!(
+                    "The task became {} before your decision took effect.",
+                    task.status.label().to_lowercase()
+                ),
+                task,
+            })
+        }
+    }
+
+    /// `waiting_for_review -> running`, the next attempt: the reviewer asked for changes.
+    pub fn request_changes(&self, id: TaskId, feedback: &Feedback) -> Result<Arc<Task>> {
+        self.transition(id, |task| {
+            record_decision(task, feedback)?;
+            task.attempt += 1;
+            task.output = None;
+            task.status = TaskStatus::Running;
+            Ok(())
+        })
+    }
+
+    /// `waiting_for_review -> completed` with the final result.
+    pub fn complete(
+        &self,
+        id: TaskId,
+        feedback: &Feedback,
+        final_result: Arc<str>,
+    ) -> Result<Arc<Task>> {
+        self.transition(id, |task| {
+            record_decision(task, feedback)?;
+            task.final_result = Some(final_result);
+            task.status = TaskStatus::Completed;
+            Ok(())
+        })
+    }
+
+    /// `waiting_for_review -> failed`: rejected for good, or at the attempt limit.
+    pub fn reject(&self, id: TaskId, feedback: &Feedback, reason: String) -> Result<Arc<Task>> {
+        self.transition(id, |task| {
+            record_decision(task, feedback)?;
+            task.error = Some(reason.into());
+            task.status = TaskStatus::Failed;
+            Ok(())
+        })
+    }
+
+    /// Any non-terminal status `-> failed`: processing could not produce an output.
+    pub fn fail(&self, id: TaskId, message: String) -> Result<Arc<Task>> {
+        self.transition(id, |task| {
+            expect_live(task)?;
+            task.error = Some(message.into());
+            task.status = TaskStatus::Failed;
+            Ok(())
+        })
+    }
+
+    /// Any non-terminal status `-> cancelled`; stops the task's workflow.
+    pub fn cancel(&self, id: TaskId) -> Result<Arc<Task>> {
+        let task = self.transition(id, |task| {
+            expect_live(task)?;
+            task.status = TaskStatus::Cancelled;
+            Ok(())
+        })?;
+        if let Some(live) = self.tasks.get(&id) {
+            live.cancel.cancel();
+        }
+        Ok(task)
+    }
+}
+
+fn expect(task: &Task, statuses: &[TaskStatus], attempt: u32) -> Result<(), String> {
+    if !statuses.contains(&task.status) || task.attempt != attempt {
+        return Err(format!(
+            "task is {} at attempt {}, not {} at attempt {attempt}",
+            task.status.as_str(),
+            task.attempt,
+            statuses
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+        ));
+    }
+    Ok(())
+}
+
+fn expect_live(task: &Task) -> Result<(), String> {
+    if task.status.is_terminal() {
+        return Err(format!(
+            "This task is already {}, so it cannot be changed.",
+            task.status.label().to_lowercase()
+        ));
+    }
+    Ok(())
+}
+
+fn record_decision(task: &mut Task, feedback: &Feedback) -> Result<(), String> {
+    expect(task, &[TaskStatus::WaitingForReview], feedback.attempt)?;
+    let output = task.output.clone().unwrap_or_default();
+    let edited_output = match (&feedback.decision, &feedback.output) {
+        (Decision::Approved, Some(edit)) if **edit != *output => Some(edit.clone()),
+        _ => None,
+    };
+    task.attempts.push(AttemptRecord {
+        attempt: feedback.attempt,
+        output,
+        decision: Some(feedback.decision),
+        comment: feedback.comment.clone(),
+        edited_output,
+        decided_at: Some(feedback.at),
+    });
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The review flow: `Process -> Review -> approved: Result, rejected: Process`.
+//!
+//! One [`ReviewFlow`] is built at start-up and runs every task, each over its own
+//! [`ReviewStore`]. The nodes change the task only through the registry's guarded transitions,
+//! so a cancel or a shutdown that wins a race simply makes the next transition fail and the flow
+//! stop.
+
+mod nodes;
+pub mod processor;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::{
+    engine::{Action, Flow, FlowError},
+    registry::{Registry, TaskHandle, TransitionError},
+    task::{Feedback, TaskId},
+};
+pub use nodes::{ProcessNode, ResultNode, ReviewNode};
+pub use processor::{PriorAttempt, ProcessRequest, Processor, SimulatedProcessor};
+
+/// The actions on the review flow's edges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// An output is ready for review.
+    Processed,
+    Approved,
+    /// Changes requested: process again.
+    Rejected,
+    /// Rejected for good, or at the attempt limit.
+    Failed,
+    /// The result is recorded.
+    Done,
+}
+
+impl Action for Step {
+    fn label(&self) -> &'static str {
+        match self {
+            Step::Processed => "processed",
+            Step::Approved => "approved",
+            Step::Rejected => "rejected",
+            Step::Failed => "failed",
+            Step::Done => "done",
+        }
+    }
+}
+
+/// The shared store of one task's run.
+pub struct ReviewStore {
+    pub task_id: TaskId,
+    pub input: Arc<str>,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// The latest processed output.
+    pub output: Option<Arc<str>>,
+    /// Every earlier attempt's output and the reviewer's comment on it.
+    pub history: Vec<PriorAttempt>,
+    /// The decision on the latest attempt.
+    pub feedback: Option<Feedback>,
+    /// Where decisions arrive: the signal the review node waits on.
+    pub signal: watch::Receiver<Option<Feedback>>,
+    pub final_result: Option<Arc<str>>,
+}
+
+impl ReviewStore {
+    pub fn new(handle: &TaskHandle) -> Self {
+        let task = &handle.task;
+        Self {
+            task_id: task.id,
+            input: task.input.clone(),
+            attempt: task.attempt,
+            max_attempts: task.max_attempts,
+            output: task.output.clone(),
+            history: Vec::new(),
+            feedback: None,
+            signal: handle.feedback.clone(),
+            final_result: None,
+        }
+    }
+}
+
+/// The review flow, built once and shared by every task.
+pub struct ReviewFlow {
+    flow: Flow<ReviewStore, Step>,
+    registry: Registry,
+}
+
+impl ReviewFlow {
+    pub fn new(registry: Registry, processor: Arc<dyn Processor>) -> Self {
+        let flow = Flow::builder()
+            .node(
+                "Process",
+                ProcessNode {
+                    registry: registry.clone(),
+                    processor,
+                },
+            )
+            .node(
+                "Review",
+                ReviewNode {
+                    registry: registry.clone(),
+                },
+            )
+            .node(
+                "Result",
+                ResultNode {
+                    registry: registry.clone(),
+                },
+            )
+            .edge("Process", Step::Processed, "Review")
+            .edge("Review", Step::Approved, "Result")
+            .edge("Review", Step::Rejected, "Process")
+            .build()
+            .expect("the review flow's links are fixed and valid");
+        Self { flow, registry }
+    }
+
+    pub fn to_mermaid(&self) -> String {
+        self.flow.to_mermaid()
+    }
+
+    /// Runs a task's flow in the background until it ends, is cancelled, or the server stops.
+    pub fn spawn(self: &Arc<Self>, handle: TaskHandle) {
+        let this = self.clone();
+        let id = handle.task.id;
+        let span = tracing::info_span!("task", task_id = %id);
+        tokio::spawn(
+            async move {
+                let mut store = ReviewStore::new(&handle);
+                tokio::select! {
+                    result = this.flow.run(&mut store) => this.finish(id, result),
+                    () = handle.cancel.cancelled() => tracing::debug!("flow stopped"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn finish(&self, id: TaskId, result: Result<Step, FlowError>) {
+        let Err(error) = result else { return };
+        if let FlowError {
+            source: ref node_error,
+            ..
+        } = error
+            && self.registry.get(id).is_some_and(|t| t.status.is_terminal())
+        {
+            // A cancel won the race with this step: nothing went wrong.
+            tracing::debug!(%node_error, "flow stopped after the task ended");
+            return;
+        }
+        tracing::warn!(%error, "task failed");
+        match self.registry.fail(id, error.to_string()) {
+            Ok(_) | Err(TransitionError::Conflict { .. }) => {}
+            Err(e) => tracing::error!(%e, "could not mark the task failed"),
+        }
+    }
+}

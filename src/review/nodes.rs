@@ -1,0 +1,173 @@
+//! The three nodes of the review flow.
+
+use std::sync::Arc;
+
+use crate::{
+    engine::{Node, NodeError},
+    registry::{Registry, TransitionError},
+    task::{Decision, Feedback},
+};
+
+use super::{PriorAttempt, ProcessRequest, Processor, ReviewStore, Step};
+
+impl From<TransitionError> for NodeError {
+    fn from(error: TransitionError) -> Self {
+        NodeError::new(error.to_string())
+    }
+}
+
+/// Produces an attempt's output with the processor.
+pub struct ProcessNode {
+    pub registry: Registry,
+    pub processor: Arc<dyn Processor>,
+}
+
+impl Node<ReviewStore> for ProcessNode {
+    type Prep = ProcessRequest;
+    type Output = String;
+    type Action = Step;
+
+    #[tracing::instrument(name = "process.prep", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
+    async fn prep(&self, store: &ReviewStore) -> Result<ProcessRequest, NodeError> {
+        self.registry.start_attempt(store.task_id, store.attempt)?;
+        Ok(ProcessRequest {
+            task_id: store.task_id,
+            input: store.input.clone(),
+            attempt: store.attempt,
+            max_attempts: store.max_attempts,
+            history: store.history.clone(),
+        })
+    }
+
+    #[tracing::instrument(name = "process.exec", skip_all, fields(task_id = %request.task_id, attempt = request.attempt))]
+    async fn exec(&self, request: &ProcessRequest) -> Result<String, NodeError> {
+        let (registry, id, attempt) = (&self.registry, request.task_id, request.attempt);
+        let progress = move |text: Arc<str>| {
+            // A progress report after a cancel has nowhere to go; that is not an error.
+            let _ = registry.progress(id, attempt, text);
+        };
+        self.processor.process(request, &progress).await
+    }
+
+    async fn post(
+        &self,
+        store: &mut ReviewStore,
+        request: ProcessRequest,
+        output: String,
+    ) -> Result<Step, NodeError> {
+        let output: Arc<str> = output.into();
+        self.registry
+            .finish_attempt(store.task_id, request.attempt, output.clone())?;
+        store.output = Some(output);
+        Ok(Step::Processed)
+    }
+}
+
+/// Waits, holding no thread, for a person's decision on the attempt under review.
+pub struct ReviewNode {
+    pub registry: Registry,
+}
+
+impl Node<ReviewStore> for ReviewNode {
+    type Prep = (u32, tokio::sync::watch::Receiver<Option<Feedback>>);
+    type Output = Feedback;
+    type Action = Step;
+
+    async fn prep(&self, store: &ReviewStore) -> Result<Self::Prep, NodeError> {
+        Ok((store.attempt, store.signal.clone()))
+    }
+
+    async fn exec(&self, (attempt, signal): &Self::Prep) -> Result<Feedback, NodeError> {
+        let mut signal = signal.clone();
+        let feedback = signal
+            .wait_for(|f| f.as_ref().is_some_and(|f| f.attempt == *attempt))
+            .await
+            .map_err(|_| NodeError::new("the review was abandoned"))?;
+        Ok(feedback.clone().expect("wait_for checked it is there"))
+    }
+
+    #[tracing::instrument(name = "review.post", skip_all, fields(task_id = %store.task_id, attempt = feedback.attempt, decision = feedback.decision.as_str()))]
+    async fn post(
+        &self,
+        store: &mut ReviewStore,
+        _: Self::Prep,
+        feedback: Feedback,
+    ) -> Result<Step, NodeError> {
+        let id = store.task_id;
+        store.feedback = Some(feedback.clone());
+        let output = store.output.clone().unwrap_or_default();
+        let step = match feedback.decision {
+            Decision::Approved => {
+                store.final_result = Some(feedback.output.clone().unwrap_or(output));
+                Step::Approved
+            }
+            Decision::Rejected if store.attempt < store.max_attempts => {
+                self.registry.request_changes(id, &feedback)?;
+                store.history.push(PriorAttempt {
+                    attempt: store.attempt,
+                    output,
+                    comment: feedback.comment.clone(),
+                });
+                store.attempt += 1;
+                store.output = None;
+                Step::Rejected
+            }
+            Decision::Rejected => {
+                let reason = format!(
+                    "Changes were requested on the last allowed attempt ({} of {}).",
+                    store.attempt, store.max_attempts
+                );
+                self.registry.reject(id, &feedback, reason)?;
+                Step::Failed
+            }
+            Decision::RejectedFinal => {
+                let reason = match &feedback.comment {
+                    Some(comment) => format!("Rejected by the reviewer: {comment}"),
+                    None => "Rejected by the reviewer.".to_owned(),
+                };
+                self.registry.reject(id, &feedback, reason)?;
+                Step::Failed
+            }
+        };
+        Ok(step)
+    }
+}
+
+/// Records the approved result and marks the task complete.
+pub struct ResultNode {
+    pub registry: Registry,
+}
+
+impl Node<ReviewStore> for ResultNode {
+    type Prep = (Feedback, Arc<str>);
+    type Output = ();
+    type Action = Step;
+
+    async fn prep(&self, store: &ReviewStore) -> Result<Self::Prep, NodeError> {
+        match (&store.feedback, &store.final_result) {
+            (Some(feedback), Some(result)) => Ok((feedback.clone(), result.clone())),
+            _ => Err(NodeError::new("no approved result to record")),
+        }
+    }
+
+    async fn exec(&self, _: &Self::Prep) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "result.post", skip_all, fields(task_id = %store.task_id))]
+    async fn post(
+        &self,
+        store: &mut ReviewStore,
+        (feedback, result): Self::Prep,
+        _: (),
+    ) -> Result<Step, NodeError> {
+        self.registry
+            .complete(store.task_id, &feedback, result.clone())?;
+        tracing::info!(
+            attempt = feedback.attempt,
+            result_bytes = result.len(),
+            "task completed"
+        );
+        Ok(Step::Done)
+    }
+}

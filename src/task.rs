@@ -1,0 +1,234 @@
+//! The task data model: what a task is, as the JSON API shows it and the views render it.
+//!
+//! A [`Task`] is an immutable value; the registry swaps in a new `Arc<Task>` on every change, so
+//! events, streams and pages can hold a snapshot without copying its text (every long string is
+//! an `Arc<str>`).
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A task's id: a UUID v7, so ids sort by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Where a task is in its lifecycle, written on the wire in `snake_case`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    WaitingForReview,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        Self::Pending,
+        Self::Running,
+        Self::WaitingForReview,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The wire name, as in the contract.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::WaitingForReview => "waiting_for_review",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The name a person reads.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::WaitingForReview => "Waiting for review",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// A reviewer's verdict on one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Accept the output (or the reviewer's edit of it) as the final result.
+    Approved,
+    /// Request changes: the task goes back for another attempt with the comment.
+    Rejected,
+    /// Reject for good: the task ends `failed`.
+    RejectedFinal,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::RejectedFinal => "rejected_final",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Approved => "Approved",
+            Self::Rejected => "Changes requested",
+            Self::RejectedFinal => "Rejected",
+        }
+    }
+}
+
+impl FromStr for Decision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Approved, Self::Rejected, Self::RejectedFinal]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown decision {s:?}; expected approved, rejected or rejected_final")
+            })
+    }
+}
+
+/// A decision as a reviewer gave it, for one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Feedback {
+    pub attempt: u32,
+    pub decision: Decision,
+    pub comment: Option<Arc<str>>,
+    /// The reviewer's edit of the output (approvals only).
+    pub output: Option<Arc<str>>,
+    pub at: OffsetDateTime,
+}
+
+/// One finished attempt in a task's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub output: Arc<str>,
+    pub decision: Option<Decision>,
+    pub comment: Option<Arc<str>>,
+    /// The text the reviewer approved instead of `output`, when they edited it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_output: Option<Arc<str>>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub decided_at: Option<OffsetDateTime>,
+}
+
+/// A task, as the JSON API returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub status: TaskStatus,
+    pub input: Arc<str>,
+    /// The attempt now running or under review (the last one, once finished).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub output: Option<Arc<str>>,
+    pub final_result: Option<Arc<str>>,
+    pub error: Option<Arc<str>>,
+    pub attempts: Vec<AttemptRecord>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Sequence number of the last status event for this task: pages carry it so a stale
+    /// fragment never overwrites a newer one.
+    #[serde(skip)]
+    pub seq: u64,
+}
+
+impl Task {
+    /// A new task, pending its first attempt.
+    pub fn new(id: TaskId, input: Arc<str>, max_attempts: u32, now: OffsetDateTime) -> Self {
+        Self {
+            id,
+            status: TaskStatus::Pending,
+            input,
+            attempt: 1,
+            max_attempts,
+            output: None,
+            final_result: None,
+            error: None,
+            attempts: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            seq: 0,
+        }
+    }
+
+    /// Is this attempt's review open, so a decision for it could be accepted?
+    pub fn awaits_decision_on(&self, attempt: u32) -> bool {
+        self.status == TaskStatus::WaitingForReview && self.attempt == attempt
+    }
+
+    /// The decision recorded for an attempt, if any.
+    pub fn decision_for(&self, attempt: u32) -> Option<Decision> {
+        self.attempts
+            .iter()
+            .find(|a| a.attempt == attempt)
+            .and_then(|a| a.decision)
+    }
+}
+
+/// The current time, to the millisecond (what the wire and the pages show).
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+}

@@ -1,0 +1,230 @@
+//! The regions of the pages that change live: the task page's status, output, review form and
+//! history; the home page's task rows; the alert that reports what just happened.
+
+use maud::{Markup, html};
+
+use super::{excerpt, task_url, time};
+use crate::task::{AttemptRecord, Task, TaskStatus};
+
+/// `hx-swap-oob="true"` when the fragment is pushed out of band, nothing in a full page.
+fn oob(on: bool) -> Option<&'static str> {
+    on.then_some("true")
+}
+
+/// The sentence the status region reads out.
+pub fn status_sentence(task: &Task) -> String {
+    let (n, max) = (task.attempt, task.max_attempts);
+    match task.status {
+        TaskStatus::Pending => format!("Attempt {n} of {max} will start shortly."),
+        TaskStatus::Running => format!("Attempt {n} of {max} is being processed."),
+        TaskStatus::WaitingForReview => format!("Attempt {n} of {max} is ready for your review."),
+        TaskStatus::Completed => format!(
+            "Approved after {n} attempt{}.",
+            if n == 1 { "" } else { "s" }
+        ),
+        TaskStatus::Failed => match &task.error {
+            Some(error) => format!("Ended at attempt {n}: {error}"),
+            None => format!("Ended at attempt {n}."),
+        },
+        TaskStatus::Cancelled => format!("Cancelled at attempt {n}."),
+    }
+}
+
+/// A status as text with a matching style; the text carries the meaning, colour only repeats it.
+pub fn badge(status: TaskStatus) -> Markup {
+    html! { span class={ "badge status-" (status.as_str()) } { (status.label()) } }
+}
+
+/// The task page's status line. It sits inside the page's `role="status"` region, which stays
+/// in place so screen readers announce each new line.
+pub fn status_text(task: &Task, swap: bool) -> Markup {
+    html! {
+        p #task-status-text data-seq=(task.seq) tabindex="-1" hx-swap-oob=[oob(swap)] {
+            (badge(task.status)) " " (status_sentence(task))
+        }
+    }
+}
+
+/// The current output: the draft under review, the final result, or what is happening instead.
+pub fn output(task: &Task, swap: bool) -> Markup {
+    html! {
+        section #task-output data-seq=(task.seq) aria-labelledby="output-heading" hx-swap-oob=[oob(swap)] {
+            @match (task.status, &task.final_result, &task.output) {
+                (TaskStatus::Completed, Some(result), _) => {
+                    h2 #output-heading { "Final result" }
+                    pre.text { (result) }
+                }
+                (_, _, Some(output)) => {
+                    h2 #output-heading { "Output of attempt " (task.attempt) }
+                    pre.text { (output) }
+                }
+                (TaskStatus::Pending | TaskStatus::Running, _, None) => {
+                    h2 #output-heading { "Output of attempt " (task.attempt) }
+                    p.muted { "Not ready yet: it appears here as soon as processing ends." }
+                }
+                _ => {
+                    h2 #output-heading { "Output" }
+                    p.muted { "There is no output." }
+                }
+            }
+        }
+    }
+}
+
+/// Partial output of a running attempt, pushed while it is produced.
+pub fn progress(task: &Task, seq: u64, attempt: u32, text: &str) -> Markup {
+    html! {
+        section #task-output data-seq=(seq) aria-labelledby="output-heading" hx-swap-oob="true" {
+            h2 #output-heading { "Output of attempt " (attempt) " (in progress)" }
+            pre.text aria-busy="true" { (text) }
+            @if task.attempt != attempt {
+                p.muted { "This is an earlier attempt." }
+            }
+        }
+    }
+}
+
+/// What the reader can do now: review the attempt, cancel the task, or nothing (it is over).
+pub fn review(task: &Task, swap: bool) -> Markup {
+    let url = task_url(task.id);
+    html! {
+        section #task-review data-seq=(task.seq) aria-labelledby="review-heading" hx-swap-oob=[oob(swap)] {
+            @if task.status == TaskStatus::WaitingForReview {
+                h2 #review-heading { "Your review of attempt " (task.attempt) }
+                form.review-form method="post" action={ (url) "/feedback" }
+                    hx-post={ (url) "/feedback" } hx-swap="none" {
+                    input type="hidden" name="attempt" value=(task.attempt);
+                    label for="comment" { "Comment for the next attempt" }
+                    textarea #comment name="comment" rows="3" aria-describedby="comment-help" {}
+                    p #comment-help.help {
+                        "Optional. “Request changes” sends it to the next attempt; "
+                        "“Reject” records it as the reason."
+                        @if task.attempt >= task.max_attempts {
+                            " This is the last allowed attempt: requesting changes ends the task as failed."
+                        }
+                    }
+                    div.actions {
+                        button.approve type="submit" name="decision" value="approved" { "Approve" }
+                        button type="submit" name="decision" value="rejected" { "Request changes" }
+                        button.danger type="submit" name="decision" value="rejected_final" { "Reject" }
+                    }
+                }
+            } @else {
+                h2 #review-heading { "Review" }
+                p.muted {
+                    @match task.status {
+                        TaskStatus::Pending | TaskStatus::Running =>
+                            "The review form appears here when the attempt is ready.",
+                        _ => "This task is finished; it takes no more decisions.",
+                    }
+                }
+            }
+            @if !task.status.is_terminal() {
+                form.cancel-form method="post" action={ (url) "/cancel" } hx-post={ (url) "/cancel" } hx-swap="none" {
+                    button.secondary type="submit" { "Cancel task" }
+                }
+            }
+        }
+    }
+}
+
+/// Every decided attempt, oldest first, with its output and the reviewer's comment.
+pub fn history(task: &Task, swap: bool) -> Markup {
+    html! {
+        section #task-history data-seq=(task.seq) aria-labelledby="history-heading" hx-swap-oob=[oob(swap)] {
+            h2 #history-heading { "History" }
+            @if task.attempts.is_empty() {
+                p.muted { "No attempt has been decided yet." }
+            } @else {
+                ol.history {
+                    @for record in &task.attempts { (attempt_record(record)) }
+                }
+            }
+        }
+    }
+}
+
+fn attempt_record(record: &AttemptRecord) -> Markup {
+    html! {
+        li.attempt {
+            h3 {
+                "Attempt " (record.attempt) ": "
+                @if let Some(decision) = record.decision { (decision.label()) } @else { "Not decided" }
+            }
+            @if let Some(at) = record.decided_at { p.meta { "Decided " (time(at)) } }
+            h4 { "Output" }
+            pre.text { (record.output) }
+            @if let Some(comment) = &record.comment {
+                h4 { "Reviewer's comment" }
+                blockquote { p { (comment) } }
+            }
+            @if let Some(edit) = &record.edited_output {
+                h4 { "Approved with edits" }
+                pre.text { (edit) }
+            }
+        }
+    }
+}
+
+/// The four task-page regions, out of band: what a push or an htmx response carries.
+pub fn task_regions(task: &Task) -> Markup {
+    html! {
+        (status_text(task, true))
+        (output(task, true))
+        (review(task, true))
+        (history(task, true))
+    }
+}
+
+/// Which home-page list a task belongs in: review first, then in progress, then finished.
+pub fn group_id(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::WaitingForReview => "tasks-review",
+        TaskStatus::Pending | TaskStatus::Running => "tasks-active",
+        _ => "tasks-done",
+    }
+}
+
+/// One task in the home page's lists.
+pub fn task_row(task: &Task) -> Markup {
+    html! {
+        li.task-row id={ "task-row-" (task.id) } data-seq=(task.seq) {
+            a href=(task_url(task.id)) { (excerpt(&task.input, 80)) }
+            " " (badge(task.status))
+            span.meta {
+                " attempt " (task.attempt) " of " (task.max_attempts) ", updated " (time(task.updated_at))
+            }
+        }
+    }
+}
+
+/// A row moved to the list its status belongs in, and a line for the page's live region.
+pub fn row_update(task: &Task) -> Markup {
+    html! {
+        li id={ "task-row-" (task.id) } data-seq=(task.seq) hx-swap-oob="delete" {}
+        div hx-swap-oob={ "afterbegin:#" (group_id(task.status)) } { (task_row(task)) }
+        p #announce data-seq=(task.seq) hx-swap-oob="true" {
+            "Task “" (excerpt(&task.input, 40)) "”: " (task.status.label()) "."
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashKind {
+    Error,
+    Success,
+}
+
+/// The message about what just happened: an alert for errors, a status line for success.
+pub fn flash(kind: FlashKind, message: Markup, swap: bool) -> Markup {
+    let (class, role) = match kind {
+        FlashKind::Error => ("flash flash-error", "alert"),
+        FlashKind::Success => ("flash flash-success", "status"),
+    };
+    html! { div #flash class=(class) role=(role) hx-swap-oob=[oob(swap)] { (message) } }
+}
+
+/// The empty place a flash message goes.
+pub fn flash_slot() -> Markup {
+    html! { div #flash {} }
+}

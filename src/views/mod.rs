@@ -1,0 +1,77 @@
+//! HTML views: one page shell, one function per fragment.
+//!
+//! The same fragment function renders a region in the full page, in an htmx response and in an
+//! SSE push, so what a browser shows never depends on how it got it. Fragments that can be
+//! swapped carry `data-seq`, the event they reflect; `assets/app.js` refuses to swap an older
+//! fragment over a newer one.
+
+pub mod fragments;
+pub mod pages;
+
+use maud::{DOCTYPE, Markup, html};
+use time::{OffsetDateTime, macros::format_description};
+
+use crate::task::TaskId;
+
+/// htmx settings: swap error responses too (they carry the message to show), and never evaluate
+/// code from attributes or responses.
+const HTMX_CONFIG: &str = r#"{"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"[45]..","swap":true,"error":true}],"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false}"#;
+
+/// The shell every page uses. `stream` is the URL of the page's one SSE connection.
+pub fn page(title: &str, stream: Option<&str>, main: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                meta name="htmx-config" content=(HTMX_CONFIG);
+                title { (title) " · hitl" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/vendor/htmx-2.0.11.min.js" defer {}
+                script src="/assets/vendor/htmx-ext-sse-2.2.4.min.js" defer {}
+                script src="/assets/app.js" defer {}
+            }
+            body hx-ext="sse" {
+                @if let Some(url) = stream {
+                    div #live-sink hidden sse-connect=(url) sse-swap="status,progress" hx-swap="none" {}
+                }
+                a.skip-link href="#main" { "Skip to content" }
+                header.site-header {
+                    a.brand href="/" { "hitl" }
+                    nav aria-label="Main" {
+                        a href="/" { "Tasks" }
+                        a href="/about" { "How it works" }
+                    }
+                }
+                main #main tabindex="-1" { (main) }
+            }
+        }
+    }
+}
+
+/// A time as people read it, inside a machine-readable `<time>`.
+pub fn time(at: OffsetDateTime) -> Markup {
+    let iso = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let shown = at
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"))
+        .unwrap_or_default();
+    html! { time datetime=(iso) { (shown) } }
+}
+
+pub fn task_url(id: TaskId) -> String {
+    format!("/tasks/{id}")
+}
+
+/// The first `max` characters of the first line, for titles and list rows.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let line = text.trim().lines().next().unwrap_or_default();
+    let mut out: String = line.chars().take(max).collect();
+    if out.len() < text.trim().len() {
+        out.push('…');
+    }
+    out
+}

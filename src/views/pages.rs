@@ -1,0 +1,122 @@
+//! Whole pages: home, task, about, and the error page.
+
+use maud::{Markup, html};
+
+use super::{
+    excerpt,
+    fragments::{self, FlashKind},
+    page,
+};
+use crate::{
+    input::{MAX_ATTEMPTS_LIMIT, MAX_TEXT_BYTES},
+    task::{Task, TaskStatus},
+};
+
+/// What the submit form shows again after a refused submission.
+#[derive(Default)]
+pub struct SubmitForm<'a> {
+    pub input: &'a str,
+    pub max_attempts: Option<&'a str>,
+    pub error: Option<String>,
+}
+
+/// The home page: the submit form and the live lists of tasks.
+pub fn home(tasks: &[std::sync::Arc<Task>], head: u64, default_attempts: u32, form: SubmitForm) -> Markup {
+    let groups = [
+        ("tasks-review", "Waiting for review", "Nothing is waiting for review."),
+        ("tasks-active", "In progress", "Nothing is being processed."),
+        ("tasks-done", "Finished", "No task has finished yet."),
+    ];
+    let main = html! {
+        h1 { "Human review of automated work" }
+        section.card aria-labelledby="submit-heading" {
+            h2 #submit-heading { "Submit a task" }
+            @match form.error {
+                Some(error) => (fragments::flash(FlashKind::Error, html! { (error) }, false)),
+                None => (fragments::flash_slot()),
+            }
+            form.submit-form method="post" action="/tasks" hx-post="/tasks" hx-swap="none" data-reset-on-success {
+                label for="input" { "What should the task work on?" }
+                textarea #input name="input" rows="5" required aria-describedby="input-help" { (form.input) }
+                p #input-help.help {
+                    "Up to " (MAX_TEXT_BYTES / 1024) " KiB of text. It is processed, then waits here for your review."
+                }
+                label for="max_attempts" { "Attempts allowed" }
+                input #max_attempts name="max_attempts" type="number" min="1" max=(MAX_ATTEMPTS_LIMIT)
+                    inputmode="numeric" value=(form.max_attempts.unwrap_or(&default_attempts.to_string()));
+                div.actions { button type="submit" { "Submit task" } }
+            }
+        }
+        section aria-labelledby="tasks-heading" {
+            h2 #tasks-heading { "Tasks" }
+            div.visually-hidden role="status" aria-live="polite" { p #announce data-seq=(head) {} }
+            @for (id, heading, empty) in groups {
+                h3 id={ (id) "-heading" } { (heading) }
+                ul.task-list id=(id) aria-labelledby={ (id) "-heading" } {
+                    @for task in tasks.iter().filter(|t| fragments::group_id(t.status) == id) {
+                        (fragments::task_row(task))
+                    }
+                }
+                p.empty-note { (empty) }
+            }
+        }
+    };
+    page("Tasks", Some("/stream"), main)
+}
+
+/// The task page; `error` explains a refused action, above the task's state now.
+pub fn task(task: &Task, error: Option<&str>) -> Markup {
+    let stream = format!("/stream?task={}", task.id);
+    let main = html! {
+        p.back { a href="/" { "← All tasks" } }
+        h1 { "Task: " (excerpt(&task.input, 60)) }
+        @match error {
+            Some(error) => (fragments::flash(FlashKind::Error, html! { (error) }, false)),
+            None => (fragments::flash_slot()),
+        }
+        div #task-status.status-line role="status" aria-live="polite" { (fragments::status_text(task, false)) }
+        dl.facts {
+            dt { "Task id" } dd { code { (task.id) } }
+            dt { "Submitted" } dd { (super::time(task.created_at)) }
+        }
+        section aria-labelledby="input-heading" {
+            h2 #input-heading { "Input" }
+            pre.text { (task.input) }
+        }
+        (fragments::output(task, false))
+        (fragments::review(task, false))
+        (fragments::history(task, false))
+    };
+    page(&excerpt(&task.input, 40), Some(&stream), main)
+}
+
+/// What hitl does, with the review flow's own description of itself.
+pub fn about(mermaid: &str) -> Markup {
+    let statuses = TaskStatus::ALL.map(|s| s.as_str()).join(", ");
+    let main = html! {
+        h1 { "How hitl works" }
+        p {
+            "You submit a task. A processor drafts an output. A person reviews it: approve it, "
+            "request changes with a comment (the next attempt is given every earlier output and comment), "
+            "or reject it for good. Every change reaches every open page at once."
+        }
+        h2 { "The review flow" }
+        p { "The workflow engine describes the flow it runs as this Mermaid flowchart:" }
+        pre.text.diagram aria-label="Review flow as a Mermaid flowchart" { (mermaid) }
+        h2 { "Statuses" }
+        p { code { (statuses) } }
+        h2 { "For scripts" }
+        p { "Everything here also works through the JSON API under " code { "/api" } " and the event stream at " code { "/api/events" } "; see the README." }
+    };
+    page("How it works", None, main)
+}
+
+/// A page for a request that went wrong and has no better page to show.
+pub fn error(title: &str, message: &str) -> Markup {
+    let main = html! {
+        h1 { (title) }
+        (fragments::flash(FlashKind::Error, html! { (message) }, false))
+        p { a href="/" { "Go to the task list" } }
+    };
+    page(title, None, main)
+}

@@ -1,0 +1,120 @@
+//! The JSON API, as the contract gives it.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    error::{ApiError, Problem},
+    extract::JsonBody,
+};
+use crate::{
+    input::{DecisionRequest, NewTask},
+    service::Hitl,
+    task::{Task, TaskId, TaskStatus},
+};
+
+/// A task id from the path; one that is not even a UUID names no task.
+pub fn parse_id(id: &str) -> Result<TaskId, Problem> {
+    id.parse().map_err(|_| Problem::not_found())
+}
+
+#[derive(Deserialize)]
+pub struct SubmitBody {
+    input: String,
+    max_attempts: Option<i64>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn submit(
+    State(hitl): State<Hitl>,
+    JsonBody(body): JsonBody<SubmitBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = NewTask::parse(Some(&body.input), body.max_attempts)?;
+    let task = hitl.submit(new);
+    let location = format!("/api/tasks/{}", task.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(task)))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+}
+
+pub async fn list(
+    State(hitl): State<Hitl>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<TaskStatus>().map_err(|message| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+        })?),
+    };
+    let tasks: Vec<Arc<Task>> = hitl.registry.list(status);
+    Ok(Json(json!({ "tasks": tasks })))
+}
+
+#[tracing::instrument(skip(hitl))]
+pub async fn get(
+    State(hitl): State<Hitl>,
+    Path(id): Path<String>,
+) -> Result<Json<Arc<Task>>, ApiError> {
+    let id = parse_id(&id)?;
+    hitl.registry
+        .get(id)
+        .map(Json)
+        .ok_or_else(|| ApiError(Problem::not_found()))
+}
+
+#[derive(Deserialize)]
+pub struct FeedbackBody {
+    decision: String,
+    attempt: Option<i64>,
+    comment: Option<String>,
+    output: Option<String>,
+}
+
+#[tracing::instrument(skip(hitl, body), fields(task_id = %id))]
+pub async fn feedback(
+    State(hitl): State<Hitl>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<FeedbackBody>,
+) -> Result<Json<Arc<Task>>, ApiError> {
+    let id = parse_id(&id)?;
+    let request = DecisionRequest::parse(
+        Some(&body.decision),
+        body.attempt,
+        body.comment.as_deref(),
+        body.output.as_deref(),
+    )?;
+    Ok(Json(hitl.decide(id, request).await?))
+}
+
+#[tracing::instrument(skip(hitl), fields(task_id = %id))]
+pub async fn cancel(
+    State(hitl): State<Hitl>,
+    Path(id): Path<String>,
+) -> Result<Json<Arc<Task>>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(hitl.cancel(id)?))
+}
+
+pub async fn healthz(State(hitl): State<Hitl>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "tasks": hitl.registry.len() }))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError(Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no such API route; see the README for the routes.",
+    ))
+}

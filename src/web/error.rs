@@ -1,0 +1,100 @@
+//! What went wrong, once, and how each side shows it: JSON for the API, a page or an alert
+//! fragment for browsers (see `html.rs`).
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::{input::InvalidField, registry::TransitionError, task::Task};
+
+/// A refused request: its status, a stable code, a message for a person, and the task's state
+/// now when there is one.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub task: Option<Arc<Task>>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            task: None,
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "There is no task with that id. It may have been mistyped.",
+        )
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_body", message)
+    }
+
+    /// A body over the server's size limit, whatever the field.
+    pub fn body_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "The request is too large. Inputs, comments and edits are limited to 64 KiB each.",
+        )
+    }
+}
+
+impl From<TransitionError> for Problem {
+    fn from(error: TransitionError) -> Self {
+        match error {
+            TransitionError::NotFound(_) => Self::not_found(),
+            TransitionError::Conflict { message, task } => Self {
+                task: Some(task),
+                ..Self::new(StatusCode::CONFLICT, "conflict", message)
+            },
+        }
+    }
+}
+
+impl From<InvalidField> for Problem {
+    fn from(error: InvalidField) -> Self {
+        let (status, code) = match error {
+            InvalidField::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            InvalidField::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+        };
+        Self::new(status, code, error.to_string())
+    }
+}
+
+/// A [`Problem`] answered as the contract's JSON error.
+#[derive(Debug)]
+pub struct ApiError(pub Problem);
+
+impl<E: Into<Problem>> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let Problem {
+            status,
+            code,
+            message,
+            ..
+        } = self.0;
+        let body = json!({ "error": { "code": code, "message": message } });
+        (status, Json(body)).into_response()
+    }
+}

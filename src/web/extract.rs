@@ -1,0 +1,56 @@
+//! Extractors that turn bodies and headers into what handlers want, with our own errors.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{StatusCode, request::Parts},
+};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, Problem};
+
+/// Was this request made by htmx? Then the answer is a fragment, not a page or a redirect.
+#[derive(Clone, Copy, Debug)]
+pub struct Htmx(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Htmx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get("hx-request").is_some_and(|v| v == "true")))
+    }
+}
+
+/// A JSON body, read whatever its `Content-Type` says (curl's `-d` sends a form type), with
+/// syntax errors as 400, wrong fields as 422 and an oversized body as 413.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_problem(rejection.status()))?;
+        serde_json::from_slice(&bytes).map(Self).map_err(|error| {
+            use serde_json::error::Category;
+            ApiError(match error.classify() {
+                Category::Data => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("A field is missing or has the wrong type: {error}."),
+                ),
+                _ => Problem::malformed(format!("The body is not valid JSON: {error}.")),
+            })
+        })
+    }
+}
+
+/// The problem for a body that could not even be read.
+pub fn body_problem(status: StatusCode) -> Problem {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::body_too_large()
+    } else {
+        Problem::malformed("The request body could not be read.")
+    }
+}

@@ -1,0 +1,198 @@
+//! Browser routes. Each action is a plain form post answered with 303 (so it works without
+//! JavaScript) or, for htmx, with out-of-band fragments; a refusal answers with its status and
+//! either the page again, with the message above the task's state now, or an alert fragment.
+
+use std::sync::Arc;
+
+use axum::{
+    Form,
+    extract::{Path, State, rejection::FormRejection},
+    response::{IntoResponse, Redirect, Response},
+};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{api::parse_id, error::Problem, extract::Htmx};
+use crate::{
+    input::{DecisionRequest, NewTask, parse_number},
+    service::Hitl,
+    task::{Decision, Task, TaskId},
+    views::{
+        fragments::{self, FlashKind},
+        pages::{self, SubmitForm},
+        task_url,
+    },
+};
+
+pub async fn home(State(hitl): State<Hitl>) -> Markup {
+    render_home(&hitl, SubmitForm::default())
+}
+
+fn render_home(hitl: &Hitl, form: SubmitForm) -> Markup {
+    let head = hitl.registry.events.head();
+    let mut tasks = hitl.registry.list(None);
+    // Most recent activity first within each list, as live updates insert them.
+    tasks.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+    pages::home(&tasks, head, hitl.default_max_attempts, form)
+}
+
+pub async fn about(State(hitl): State<Hitl>) -> Markup {
+    pages::about(&hitl.flow.to_mermaid())
+}
+
+#[derive(Deserialize)]
+pub struct SubmitFields {
+    input: Option<String>,
+    max_attempts: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn submit(
+    State(hitl): State<Hitl>,
+    Htmx(htmx): Htmx,
+    form: Result<Form<SubmitFields>, FormRejection>,
+) -> Response {
+    let fields = match form {
+        Ok(Form(fields)) => fields,
+        Err(rejection) => return refused(htmx, super::extract::body_problem(rejection.status())),
+    };
+    let parsed = parse_number("max_attempts", fields.max_attempts.as_deref())
+        .and_then(|max| NewTask::parse(fields.input.as_deref(), max));
+    match parsed {
+        Ok(new) => {
+            let task = hitl.submit(new);
+            if !htmx {
+                return Redirect::to(&task_url(task.id)).into_response();
+            }
+            let message = html! {
+                "Task submitted. " a href=(task_url(task.id)) { "Open it" } " to review it when it is ready."
+            };
+            fragments::flash(FlashKind::Success, message, true).into_response()
+        }
+        Err(invalid) => {
+            let problem = Problem::from(invalid);
+            if htmx {
+                return refused(true, problem);
+            }
+            let form = SubmitForm {
+                input: fields.input.as_deref().unwrap_or_default(),
+                max_attempts: fields.max_attempts.as_deref(),
+                error: Some(problem.message),
+            };
+            (problem.status, render_home(&hitl, form)).into_response()
+        }
+    }
+}
+
+pub async fn task_page(State(hitl): State<Hitl>, Path(id): Path<String>) -> Response {
+    match find(&hitl, &id) {
+        Ok(task) => pages::task(&task, None).into_response(),
+        Err(problem) => refused(false, problem),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FeedbackFields {
+    decision: Option<String>,
+    attempt: Option<String>,
+    comment: Option<String>,
+    output: Option<String>,
+}
+
+#[tracing::instrument(skip(hitl, form), fields(task_id = %id))]
+pub async fn feedback(
+    State(hitl): State<Hitl>,
+    Htmx(htmx): Htmx,
+    Path(id): Path<String>,
+    form: Result<Form<FeedbackFields>, FormRejection>,
+) -> Response {
+    let result = async {
+        let id = parse_id(&id)?;
+        let Form(fields) = form.map_err(|r| super::extract::body_problem(r.status()))?;
+        let request = DecisionRequest::parse(
+            fields.decision.as_deref(),
+            parse_number("attempt", fields.attempt.as_deref())?,
+            fields.comment.as_deref(),
+            fields.output.as_deref(),
+        )
+        .map_err(|e| with_task(&hitl, id, e.into()))?;
+        let decision = request.decision;
+        let task = hitl.decide(id, request).await?;
+        Ok::<_, Problem>((task, decision))
+    }
+    .await;
+    match result {
+        Ok((task, decision)) => done(htmx, &task, decided(decision)),
+        Err(problem) => refused(htmx, problem),
+    }
+}
+
+#[tracing::instrument(skip(hitl), fields(task_id = %id))]
+pub async fn cancel(State(hitl): State<Hitl>, Htmx(htmx): Htmx, Path(id): Path<String>) -> Response {
+    let result = parse_id(&id).and_then(|id| hitl.cancel(id).map_err(Problem::from));
+    match result {
+        Ok(task) => done(htmx, &task, "The task is cancelled."),
+        Err(problem) => refused(htmx, problem),
+    }
+}
+
+pub async fn not_found() -> Response {
+    refused(false, Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no page at this address.",
+    ))
+}
+
+fn find(hitl: &Hitl, id: &str) -> Result<Arc<Task>, Problem> {
+    let id = parse_id(id)?;
+    hitl.registry.get(id).ok_or_else(Problem::not_found)
+}
+
+/// Attaches the task's state now to a problem that did not carry it.
+fn with_task(hitl: &Hitl, id: TaskId, problem: Problem) -> Problem {
+    match hitl.registry.get(id) {
+        Some(task) => Problem { task: Some(task), ..problem },
+        None => Problem::not_found(),
+    }
+}
+
+fn decided(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Approved => "Approved.",
+        Decision::Rejected => "Changes requested: the next attempt has your comment.",
+        Decision::RejectedFinal => "Rejected.",
+    }
+}
+
+/// A successful action: back to the task page, or its regions updated in place.
+fn done(htmx: bool, task: &Task, message: &str) -> Response {
+    if !htmx {
+        return Redirect::to(&task_url(task.id)).into_response();
+    }
+    html! {
+        (fragments::flash(FlashKind::Success, html! { (message) }, true))
+        (fragments::task_regions(task))
+    }
+    .into_response()
+}
+
+/// A refused action: its status with the page again (or an alert fragment for htmx), saying what
+/// went wrong and, when there is a task, what its state is now.
+fn refused(htmx: bool, problem: Problem) -> Response {
+    let Problem {
+        status,
+        message,
+        task,
+        ..
+    } = problem;
+    let body = match (htmx, task) {
+        (true, task) => html! {
+            (fragments::flash(FlashKind::Error, html! { (message) }, true))
+            @if let Some(task) = task { (fragments::task_regions(&task)) }
+        },
+        (false, Some(task)) => pages::task(&task, Some(&message)),
+        (false, None) => pages::error(status.canonical_reason().unwrap_or("Error"), &message),
+    };
+    (status, body).into_response()
+}

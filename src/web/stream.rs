@@ -1,0 +1,200 @@
+//! The two event streams: `/api/events` (JSON) and `/stream` (HTML fragments for htmx).
+//!
+//! Both are one sequence of [`Frame`]s rendered two ways. A stream starts with the current state
+//! of every task in scope, or, given `Last-Event-ID`, with exactly the events after it (or a
+//! `resync` and the current state, when those are no longer kept); then it follows the log.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::{Query, State},
+    http::HeaderMap,
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+};
+use futures_util::{Stream, StreamExt};
+use maud::html;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+use super::{
+    api::parse_id,
+    error::{ApiError, Problem},
+};
+use crate::{
+    events::{Event, EventKind, EventLog, Scope, Since},
+    service::Hitl,
+    views::fragments,
+};
+
+/// Idle connections get a comment this often (the contract asks for at least every 15 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// One thing to send.
+pub enum Frame {
+    Event(Arc<Event>),
+    /// The client's `Last-Event-ID` cannot be replayed; the current state follows.
+    Resync { id: u64 },
+}
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    task: Option<String>,
+}
+
+/// The frames for one client: where it starts, then everything after, until shutdown.
+pub fn frames(
+    hitl: &Hitl,
+    scope: Scope,
+    last_event_id: Option<u64>,
+) -> Result<impl Stream<Item = Frame> + use<>, Problem> {
+    // Watch before reading the log, so nothing published in between is missed.
+    let mut wake = match scope {
+        Scope::All => hitl.registry.events.watch_head(),
+        Scope::Task(id) => hitl.registry.watch(id).ok_or_else(Problem::not_found)?,
+    };
+    let log = hitl.registry.events.clone();
+    let stream = async_stream::stream! {
+        let (first, mut last) = match last_event_id.map(|n| (n, log.since(n, scope))) {
+            Some((n, Since::Events { events, head })) => {
+                (events.into_iter().map(Frame::Event).collect(), head.max(n))
+            }
+            Some((_, Since::Gone)) => restart(&log, scope, true),
+            None => restart(&log, scope, false),
+        };
+        for frame in first {
+            yield frame;
+        }
+        while wake.changed().await.is_ok() {
+            let (frames, head) = match log.since(last, scope) {
+                Since::Events { events, head } => (events.into_iter().map(Frame::Event).collect(), head),
+                Since::Gone => restart(&log, scope, true),
+            };
+            last = head;
+            for frame in frames {
+                yield frame;
+            }
+        }
+    };
+    Ok(stream.take_until(hitl.shutdown.clone().cancelled_owned()))
+}
+
+/// The current state as frames (after a `resync` when asked), and the head it reflects.
+fn restart(log: &EventLog, scope: Scope, resync: bool) -> (Vec<Frame>, u64) {
+    let snapshot = log.snapshot(scope);
+    let mut frames = Vec::with_capacity(snapshot.events.len() + 1);
+    if resync {
+        // An id below every snapshot event, so the ids a client sees keep growing.
+        let first = snapshot.events.first().map_or(snapshot.head, |e| e.seq - 1);
+        frames.push(Frame::Resync { id: first });
+    }
+    frames.extend(snapshot.events.into_iter().map(Frame::Event));
+    (frames, snapshot.head)
+}
+
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn scope(query: &StreamQuery) -> Result<Scope, Problem> {
+    match query.task.as_deref() {
+        None | Some("") => Ok(Scope::All),
+        Some(id) => parse_id(id).map(Scope::Task),
+    }
+}
+
+fn sse(stream: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
+    let stream = stream.map(Ok::<_, Infallible>);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
+}
+
+/// `GET /api/events`: JSON events.
+pub async fn json_events(
+    State(hitl): State<Hitl>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let frames = frames(&hitl, scope(&query)?, last_event_id(&headers))?;
+    Ok(sse(frames.map(json_frame)))
+}
+
+fn json_frame(frame: Frame) -> SseEvent {
+    let (id, name, data) = match frame {
+        Frame::Resync { id } => (id, "resync", json!({ "seq": id })),
+        Frame::Event(event) => {
+            let task = &event.task;
+            let output = match &event.kind {
+                EventKind::Status => task.output.clone(),
+                EventKind::Progress { text, .. } => Some(text.clone()),
+            };
+            let attempt = match &event.kind {
+                EventKind::Progress { attempt, .. } => *attempt,
+                EventKind::Status => task.attempt,
+            };
+            let data = json!({
+                "seq": event.seq,
+                "task_id": task.id,
+                "status": task.status,
+                "attempt": attempt,
+                "output": output,
+                "final_result": task.final_result,
+                "error": task.error,
+                "at": event.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            });
+            (event.seq, event.name(), data)
+        }
+    };
+    SseEvent::default()
+        .id(id.to_string())
+        .event(name)
+        .data(data.to_string())
+}
+
+/// `GET /stream`: HTML fragments, swapped out of band by the page's one SSE sink.
+pub async fn html_events(
+    State(hitl): State<Hitl>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let result = scope(&query)
+        .and_then(|scope| Ok((scope, frames(&hitl, scope, last_event_id(&headers))?)));
+    match result {
+        Ok((scope, frames)) => sse(frames.filter_map(move |frame| {
+            std::future::ready(html_frame(scope, frame))
+        })),
+        Err(problem) => (problem.status, problem.message).into_response(),
+    }
+}
+
+fn html_frame(scope: Scope, frame: Frame) -> Option<SseEvent> {
+    let (id, name, body) = match (frame, scope) {
+        (Frame::Resync { id }, _) => (id, "resync", html! {}),
+        (Frame::Event(event), Scope::All) => match event.kind {
+            EventKind::Status => (event.seq, "status", fragments::row_update(&event.task)),
+            // The list shows statuses only.
+            EventKind::Progress { .. } => return None,
+        },
+        (Frame::Event(event), Scope::Task(_)) => match &event.kind {
+            EventKind::Status => (event.seq, "status", fragments::task_regions(&event.task)),
+            EventKind::Progress { attempt, text } => (
+                event.seq,
+                "progress",
+                fragments::progress(&event.task, event.seq, *attempt, text),
+            ),
+        },
+    };
+    Some(
+        SseEvent::default()
+            .id(id.to_string())
+            .event(name)
+            .data(body.into_string()),
+    )
+}
