@@ -1,0 +1,56 @@
+// hitl's own script: small, optional (every action works without it), no inline code.
+(function () {
+  "use strict";
+
+  // Fragments carry data-seq, the event they reflect. Pushes and responses can arrive out of
+  // order (an htmx response may land after the push of a newer state), so never let an older
+  // fragment replace a newer one, and skip re-sending the same state (which would also wipe a
+  // comment being typed when the stream reconnects).
+  function seqOf(el) {
+    var n = el && el.getAttribute && el.getAttribute("data-seq");
+    return n === null || n === undefined ? null : Number(n);
+  }
+
+  function incoming(fragment) {
+    if (!fragment) return null;
+    if (fragment.matches && fragment.matches("[id][data-seq]")) return fragment;
+    return fragment.querySelector ? fragment.querySelector("[id][data-seq]") : null;
+  }
+
+  var focusLost = false;
+
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var next = incoming(evt.detail.fragment);
+    var nextSeq = seqOf(next);
+    if (next && nextSeq !== null) {
+      var current = document.getElementById(next.id);
+      var currentSeq = seqOf(current);
+      if (current && currentSeq !== null && currentSeq >= nextSeq) {
+        evt.detail.shouldSwap = false;
+        return;
+      }
+    }
+    var target = evt.detail.target;
+    if (target && target.contains && target.contains(document.activeElement) && target !== document.body) {
+      focusLost = true;
+    }
+  });
+
+  // When a swap removed the focused control (say the review form after a decision), put focus
+  // on the status line, which says what happened, instead of leaving it on the page body.
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!focusLost) return;
+    focusLost = false;
+    if (document.activeElement && document.activeElement !== document.body) return;
+    var status = document.getElementById("task-status-text") || document.getElementById("main");
+    if (status) status.focus();
+  });
+
+  // A form marked data-reset-on-success empties after htmx submits it successfully.
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var form = evt.detail.elt;
+    if (evt.detail.successful && form && form.hasAttribute && form.hasAttribute("data-reset-on-success")) {
+      form.reset();
+    }
+  });
+})();

@@ -52,7 +52,8 @@ pub struct NewTask {
 
 impl NewTask {
     pub fn parse(input: Option<&str>, max_attempts: Option<i64>) -> Result<Self, InvalidField> {
-        let input = input.ok_or_else(|| InvalidField::invalid("input", "The input is required."))?;
+        let input =
+            input.ok_or_else(|| InvalidField::invalid("input", "The input is required."))?;
         let input = limited("input", input)?;
         if input.trim().is_empty() {
             return Err(InvalidField::invalid(
@@ -90,10 +91,9 @@ impl DecisionRequest {
             .map_err(|message| InvalidField::invalid("decision", message))?;
         let attempt = attempt
             .map(|n| {
-                u32::try_from(n)
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| InvalidField::invalid("attempt", "The attempt must be 1 or more."))
+                u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    InvalidField::invalid("attempt", "The attempt must be 1 or more.")
+                })
             })
             .transpose()?;
         let comment = optional_text("comment", comment)?;
@@ -121,7 +121,10 @@ pub fn parse_number(field: &'static str, text: Option<&str>) -> Result<Option<i6
     match text.map(str::trim) {
         None | Some("") => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|_| {
-            InvalidField::invalid(field, format!("The {field} must be a whole number, not {text:?}."))
+            InvalidField::invalid(
+                field,
+                format!("The {field} must be a whole number, not {text:?}."),
+            )
         }),
     }
 }
@@ -150,7 +153,10 @@ fn limited<'a>(field: &'static str, text: &'a str) -> Result<&'a str, InvalidFie
 }
 
 /// Blank text counts as absent.
-fn optional_text(field: &'static str, text: Option<&str>) -> Result<Option<Arc<str>>, InvalidField> {
+fn optional_text(
+    field: &'static str,
+    text: Option<&str>,
+) -> Result<Option<Arc<str>>, InvalidField> {
     match text {
         Some(text) if !text.trim().is_empty() => Ok(Some(limited(field, text)?.into())),
         _ => Ok(None),
@@ -165,7 +171,10 @@ mod tests {
     fn input_must_be_present_non_blank_and_at_most_64_kib() {
         assert!(NewTask::parse(Some("hello"), None).is_ok());
         assert_eq!(NewTask::parse(None, None).unwrap_err().field(), "input");
-        assert_eq!(NewTask::parse(Some(" \n "), None).unwrap_err().field(), "input");
+        assert_eq!(
+            NewTask::parse(Some(" \n "), None).unwrap_err().field(),
+            "input"
+        );
         let exact = "a".repeat(MAX_TEXT_BYTES);
         assert!(NewTask::parse(Some(&exact), None).is_ok());
         let over = "a".repeat(MAX_TEXT_BYTES + 1);
@@ -177,7 +186,10 @@ mod tests {
 
     #[test]
     fn max_attempts_is_bounded() {
-        assert_eq!(NewTask::parse(Some("x"), Some(5)).unwrap().max_attempts, Some(5));
+        assert_eq!(
+            NewTask::parse(Some("x"), Some(5)).unwrap().max_attempts,
+            Some(5)
+        );
         for bad in [0, -1, 21, i64::MAX] {
             assert_eq!(
                 NewTask::parse(Some("x"), Some(bad)).unwrap_err().field(),
@@ -190,8 +202,8 @@ mod tests {
 
     #[test]
     fn decisions_parse_and_edits_go_only_with_approval() {
-        let approve = DecisionRequest::parse(Some("approved"), Some(2), Some("  "), Some("edited"))
-            .unwrap();
+        let approve =
+            DecisionRequest::parse(Some("approved"), Some(2), Some("  "), Some("edited")).unwrap();
         assert_eq!(approve.decision, Decision::Approved);
         assert_eq!(approve.attempt, Some(2));
         assert_eq!(approve.comment, None, "a blank comment is no comment");

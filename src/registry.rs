@@ -66,9 +66,9 @@ impl Registry {
         let id = task.id;
         let cancel = shutdown.child_token();
         let (feedback_tx, feedback) = watch::channel(None);
-        let event = self.events.publish(EventKind::Status, |seq| {
-            Arc::new(Task { seq, ..task })
-        });
+        let event = self
+            .events
+            .publish(EventKind::Status, |seq| Arc::new(Task { seq, ..task }));
         self.tasks.insert(
             id,
             LiveTask {
@@ -120,7 +120,10 @@ impl Registry {
         id: TaskId,
         change: impl FnOnce(&mut Task) -> Result<(), String>,
     ) -> Result<Arc<Task>> {
-        let mut live = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound(id))?;
+        let mut live = self
+            .tasks
+            .get_mut(&id)
+            .ok_or(TransitionError::NotFound(id))?;
         let mut task = (*live.task).clone();
         if let Err(message) = change(&mut task) {
             return Err(TransitionError::Conflict {
@@ -129,9 +132,9 @@ impl Registry {
             });
         }
         task.updated_at = now();
-        let event = self.events.publish(EventKind::Status, |seq| {
-            Arc::new(Task { seq, ..task })
-        });
+        let event = self
+            .events
+            .publish(EventKind::Status, |seq| Arc::new(Task { seq, ..task }));
         live.task = event.task.clone();
         live.changed.send_replace(event.seq);
         Ok(event.task.clone())
@@ -184,7 +187,10 @@ impl Registry {
     /// check. Returns a receiver of the task's changes, so the caller can wait for the workflow to
     /// apply the decision.
     pub fn decide(&self, id: TaskId, feedback: Feedback) -> Result<watch::Receiver<u64>> {
-        let live = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound(id))?;
+        let live = self
+            .tasks
+            .get_mut(&id)
+            .ok_or(TransitionError::NotFound(id))?;
         let task = &live.task;
         let conflict = |message: String| TransitionError::Conflict {
             message,

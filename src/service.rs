@@ -71,7 +71,12 @@ impl Hitl {
     ) -> Result<Arc<Task>, TransitionError> {
         let attempt = match request.attempt {
             Some(attempt) => attempt,
-            None => self.registry.get(id).ok_or(TransitionError::NotFound(id))?.attempt,
+            None => {
+                self.registry
+                    .get(id)
+                    .ok_or(TransitionError::NotFound(id))?
+                    .attempt
+            }
         };
         let feedback = Feedback {
             attempt,

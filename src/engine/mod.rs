@@ -56,8 +56,10 @@ pub trait Node<S: Send + Sync>: Send + Sync + 'static {
     fn prep(&self, store: &S) -> impl Future<Output = Result<Self::Prep, NodeError>> + Send;
 
     /// Does the work. Must not touch the store, so it can be retried.
-    fn exec(&self, prep: &Self::Prep)
-    -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
+    fn exec(
+        &self,
+        prep: &Self::Prep,
+    ) -> impl Future<Output = Result<Self::Output, NodeError>> + Send;
 
     /// Runs when every try of `exec` failed; by default it passes the last error on.
     fn exec_fallback(
@@ -85,7 +87,9 @@ pub trait Node<S: Send + Sync>: Send + Sync + 'static {
             let output = loop {
                 match self.exec(&prep).await {
                     Ok(output) => break output,
-                    Err(error) if attempt >= tries => break self.exec_fallback(&prep, error).await?,
+                    Err(error) if attempt >= tries => {
+                        break self.exec_fallback(&prep, error).await?;
+                    }
                     Err(error) => {
                         tracing::debug!(%error, attempt, tries, "exec failed; retrying");
                         attempt += 1;

@@ -142,7 +142,11 @@ async fn exec_is_retried_with_a_wait_between_tries() {
     assert_eq!(node.run(&mut store).await, Ok(Act::Stop));
     assert_eq!(node.tries.load(Ordering::SeqCst), 3);
     assert_eq!(store.trail, vec!["worked"]);
-    assert_eq!(started.elapsed(), Duration::from_secs(10), "two waits of 5 s");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(10),
+        "two waits of 5 s"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -170,7 +174,10 @@ fn links_are_checked_when_the_flow_is_built() {
         .build();
     assert!(matches!(
         unknown_target,
-        Err(BuildError::UnknownNode { missing: "nowhere", .. })
+        Err(BuildError::UnknownNode {
+            missing: "nowhere",
+            ..
+        })
     ));
 
     let unknown_source = Flow::<Store, Act>::builder()
@@ -179,7 +186,10 @@ fn links_are_checked_when_the_flow_is_built() {
         .build();
     assert!(matches!(
         unknown_source,
-        Err(BuildError::UnknownNode { missing: "ghost", .. })
+        Err(BuildError::UnknownNode {
+            missing: "ghost",
+            ..
+        })
     ));
 
     let twice = Flow::<Store, Act>::builder()

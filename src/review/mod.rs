@@ -144,7 +144,10 @@ impl ReviewFlow {
             source: ref node_error,
             ..
         } = error
-            && self.registry.get(id).is_some_and(|t| t.status.is_terminal())
+            && self
+                .registry
+                .get(id)
+                .is_some_and(|t| t.status.is_terminal())
         {
             // A cancel won the race with this step: nothing went wrong.
             tracing::debug!(%node_error, "flow stopped after the task ended");

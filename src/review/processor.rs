@@ -81,7 +81,10 @@ pub fn simulate(request: &ProcessRequest) -> String {
     } else {
         out.push_str("Revised to address the reviewer's feedback:");
         for prior in &request.history {
-            let comment = prior.comment.as_deref().unwrap_or("(changes requested, no comment)");
+            let comment = prior
+                .comment
+                .as_deref()
+                .unwrap_or("(changes requested, no comment)");
             let _ = write!(out, "\n- on draft {}: {comment}", prior.attempt);
         }
     }
@@ -130,7 +133,10 @@ mod tests {
         assert!(third.starts_with("Draft 3 of 3"));
         assert!(third.contains("- on draft 1: shorter please"));
         assert!(third.contains("- on draft 2: mention ferris"));
-        assert_eq!(third, simulate(&request(3, &["shorter please", "mention ferris"])));
+        assert_eq!(
+            third,
+            simulate(&request(3, &["shorter please", "mention ferris"]))
+        );
     }
 
     #[tokio::test(start_paused = true)]

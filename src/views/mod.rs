@@ -57,7 +57,9 @@ pub fn time(at: OffsetDateTime) -> Markup {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let shown = at
-        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"))
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
         .unwrap_or_default();
     html! { time datetime=(iso) { (shown) } }
 }

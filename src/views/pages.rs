@@ -21,9 +21,18 @@ pub struct SubmitForm<'a> {
 }
 
 /// The home page: the submit form and the live lists of tasks.
-pub fn home(tasks: &[std::sync::Arc<Task>], head: u64, default_attempts: u32, form: SubmitForm) -> Markup {
+pub fn home(
+    tasks: &[std::sync::Arc<Task>],
+    head: u64,
+    default_attempts: u32,
+    form: SubmitForm,
+) -> Markup {
     let groups = [
-        ("tasks-review", "Waiting for review", "Nothing is waiting for review."),
+        (
+            "tasks-review",
+            "Waiting for review",
+            "Nothing is waiting for review.",
+        ),
         ("tasks-active", "In progress", "Nothing is being processed."),
         ("tasks-done", "Finished", "No task has finished yet."),
     ];

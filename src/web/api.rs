@@ -40,7 +40,11 @@ pub async fn submit(
     let new = NewTask::parse(Some(&body.input), body.max_attempts)?;
     let task = hitl.submit(new);
     let location = format!("/api/tasks/{}", task.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(task)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(task),
+    ))
 }
 
 #[derive(Deserialize)]

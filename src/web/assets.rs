@@ -9,8 +9,18 @@ use axum::{
 /// (path under /assets, content type, cache-control, bytes). Vendored files carry their version
 /// in the name, so they can be cached for good; our own are revalidated.
 const ASSETS: &[(&str, &str, &str, &[u8])] = &[
-    ("app.css", "text/css; charset=utf-8", REVALIDATE, include_bytes!("../../assets/app.css")),
-    ("app.js", "text/javascript; charset=utf-8", REVALIDATE, include_bytes!("../../assets/app.js")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        REVALIDATE,
+        include_bytes!("../../assets/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        REVALIDATE,
+        include_bytes!("../../assets/app.js"),
+    ),
     (
         "vendor/htmx-2.0.11.min.js",
         "text/javascript; charset=utf-8",
@@ -31,7 +41,10 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub async fn asset(Path(path): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, ..)| *name == path) {
         Some((_, content_type, cache, bytes)) => (
-            [(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, *cache)],
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, *cache),
+            ],
             *bytes,
         )
             .into_response(),

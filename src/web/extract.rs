@@ -17,7 +17,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Htmx {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.headers.get("hx-request").is_some_and(|v| v == "true")))
+        Ok(Self(
+            parts.headers.get("hx-request").is_some_and(|v| v == "true"),
+        ))
     }
 }
 

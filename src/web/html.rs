@@ -128,7 +128,11 @@ pub async fn feedback(
 }
 
 #[tracing::instrument(skip(hitl), fields(task_id = %id))]
-pub async fn cancel(State(hitl): State<Hitl>, Htmx(htmx): Htmx, Path(id): Path<String>) -> Response {
+pub async fn cancel(
+    State(hitl): State<Hitl>,
+    Htmx(htmx): Htmx,
+    Path(id): Path<String>,
+) -> Response {
     let result = parse_id(&id).and_then(|id| hitl.cancel(id).map_err(Problem::from));
     match result {
         Ok(task) => done(htmx, &task, "The task is cancelled."),
@@ -137,11 +141,14 @@ pub async fn cancel(State(hitl): State<Hitl>, Htmx(htmx): Htmx, Path(id): Path<S
 }
 
 pub async fn not_found() -> Response {
-    refused(false, Problem::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "not_found",
-        "There is no page at this address.",
-    ))
+    refused(
+        false,
+        Problem::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "There is no page at this address.",
+        ),
+    )
 }
 
 fn find(hitl: &Hitl, id: &str) -> Result<Arc<Task>, Problem> {
@@ -152,7 +159,10 @@ fn find(hitl: &Hitl, id: &str) -> Result<Arc<Task>, Problem> {
 /// Attaches the task's state now to a problem that did not carry it.
 fn with_task(hitl: &Hitl, id: TaskId, problem: Problem) -> Problem {
     match hitl.registry.get(id) {
-        Some(task) => Problem { task: Some(task), ..problem },
+        Some(task) => Problem {
+            task: Some(task),
+            ..problem
+        },
         None => Problem::not_found(),
     }
 }

@@ -37,7 +37,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 pub enum Frame {
     Event(Arc<Event>),
     /// The client's `Last-Event-ID` cannot be replayed; the current state follows.
-    Resync { id: u64 },
+    Resync {
+        id: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -164,12 +166,12 @@ pub async fn html_events(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let result = scope(&query)
-        .and_then(|scope| Ok((scope, frames(&hitl, scope, last_event_id(&headers))?)));
+    let result =
+        scope(&query).and_then(|scope| Ok((scope, frames(&hitl, scope, last_event_id(&headers))?)));
     match result {
-        Ok((scope, frames)) => sse(frames.filter_map(move |frame| {
-            std::future::ready(html_frame(scope, frame))
-        })),
+        Ok((scope, frames)) => {
+            sse(frames.filter_map(move |frame| std::future::ready(html_frame(scope, frame))))
+        }
         Err(problem) => (problem.status, problem.message).into_response(),
     }
 }

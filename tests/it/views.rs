@@ -1,0 +1,216 @@
+//! Snapshots of every fragment, with fixed ids and times, and semantic checks of the pages:
+//! every form control has a label, every button a name.
+
+use std::sync::Arc;
+
+use hitl::{
+    task::{AttemptRecord, Decision, Task, TaskId, TaskStatus},
+    views::{
+        fragments::{self, FlashKind},
+        pages,
+    },
+};
+use maud::{Markup, html};
+use scraper::{Html, Selector};
+use time::macros::datetime;
+use uuid::Uuid;
+
+/// Maud writes no newlines; one tag per line makes snapshots readable and diffs small.
+fn pretty(markup: Markup) -> String {
+    markup.into_string().replace("><", ">\n<")
+}
+
+fn task(status: TaskStatus) -> Task {
+    let mut task = Task::new(
+        TaskId(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0001)),
+        "Summarise the quarterly report\nin three bullet points".into(),
+        3,
+        datetime!(2026-11-24 11:59:58 UTC),
+    );
+    task.status = status;
+    task.seq = 7;
+    task.updated_at = datetime!(2026-11-24 12:00:00 UTC);
+    task.attempt = 2;
+    task.attempts = vec![AttemptRecord {
+        attempt: 1,
+        output: "Draft 1 of 3".into(),
+        decision: Some(Decision::Rejected),
+        comment: Some("Shorter, & <mention> the risks".into()),
+        edited_output: None,
+        decided_at: Some(datetime!(2026-11-24 11:59:59 UTC)),
+    }];
+    match status {
+        TaskStatus::WaitingForReview => task.output = Some("Draft 2 of 3".into()),
+        TaskStatus::Completed => {
+            task.output = Some("Draft 2 of 3".into());
+            task.final_result = Some("Draft 2 of 3, edited".into());
+            task.attempts.push(AttemptRecord {
+                attempt: 2,
+                output: "Draft 2 of 3".into(),
+                decision: Some(Decision::Approved),
+                comment: None,
+                edited_output: Some("Draft 2 of 3, edited".into()),
+                decided_at: Some(datetime!(2026-11-24 12:00:00 UTC)),
+            });
+        }
+        TaskStatus::Failed => task.error = Some("Rejected by the reviewer.".into()),
+        _ => {}
+    }
+    task
+}
+
+#[test]
+fn status_text_in_every_status() {
+    for status in TaskStatus::ALL {
+        let name = format!("status_text_{}", status.as_str());
+        insta::assert_snapshot!(name, pretty(fragments::status_text(&task(status), true)));
+    }
+}
+
+#[test]
+fn output_in_every_status() {
+    for status in TaskStatus::ALL {
+        let name = format!("output_{}", status.as_str());
+        insta::assert_snapshot!(name, pretty(fragments::output(&task(status), false)));
+    }
+}
+
+#[test]
+fn progress_output() {
+    let task = task(TaskStatus::Running);
+    insta::assert_snapshot!(pretty(fragments::progress(&task, 9, 2, "Draft 2 of 3\n…")));
+}
+
+#[test]
+fn review_form_while_waiting_and_after() {
+    insta::assert_snapshot!(
+        "review_waiting",
+        pretty(fragments::review(&task(TaskStatus::WaitingForReview), true))
+    );
+    insta::assert_snapshot!(
+        "review_running",
+        pretty(fragments::review(&task(TaskStatus::Running), false))
+    );
+    insta::assert_snapshot!(
+        "review_completed",
+        pretty(fragments::review(&task(TaskStatus::Completed), false))
+    );
+}
+
+#[test]
+fn attempt_history() {
+    insta::assert_snapshot!(
+        "history_completed",
+        pretty(fragments::history(&task(TaskStatus::Completed), true))
+    );
+    let mut fresh = task(TaskStatus::Running);
+    fresh.attempts.clear();
+    insta::assert_snapshot!("history_empty", pretty(fragments::history(&fresh, false)));
+}
+
+#[test]
+fn task_row_and_its_live_update() {
+    let waiting = task(TaskStatus::WaitingForReview);
+    insta::assert_snapshot!("task_row", pretty(fragments::task_row(&waiting)));
+    insta::assert_snapshot!("row_update", pretty(fragments::row_update(&waiting)));
+}
+
+#[test]
+fn flash_messages() {
+    let error = fragments::flash(
+        FlashKind::Error,
+        html! { "Attempt 1 is not under review." },
+        true,
+    );
+    let success = fragments::flash(FlashKind::Success, html! { "Approved." }, false);
+    insta::assert_snapshot!("flash_error", pretty(error));
+    insta::assert_snapshot!("flash_success", pretty(success));
+}
+
+fn select<'a>(doc: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    doc.select(&Selector::parse(css).unwrap()).collect()
+}
+
+/// Every visible control has a label (or an aria-label), every button a name, one h1, landmarks.
+fn assert_accessible(name: &str, markup: Markup) {
+    let doc = Html::parse_document(&markup.into_string());
+    for control in select(&doc, "input:not([type=hidden]), textarea, select") {
+        let id = control.value().id();
+        let labelled = id.is_some_and(|id| !select(&doc, &format!("label[for='{id}']")).is_empty())
+            || control.value().attr("aria-label").is_some();
+        assert!(
+            labelled,
+            "{name}: control without a label: {}",
+            control.html()
+        );
+    }
+    for button in select(&doc, "button") {
+        let text: String = button.text().collect();
+        assert!(
+            !text.trim().is_empty() || button.value().attr("aria-label").is_some(),
+            "{name}: button without a name: {}",
+            button.html()
+        );
+    }
+    assert_eq!(select(&doc, "h1").len(), 1, "{name}: one h1");
+    assert_eq!(select(&doc, "main").len(), 1, "{name}: one main");
+    assert_eq!(select(&doc, "header").len(), 1, "{name}: one header");
+    assert!(
+        select(&doc, "html[lang]").len() == 1,
+        "{name}: page language"
+    );
+    let ids: Vec<_> = select(&doc, "[id]")
+        .iter()
+        .filter_map(|e| e.value().id())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(ids.len(), unique.len(), "{name}: ids are unique");
+}
+
+#[test]
+fn every_page_labels_its_controls_and_names_its_buttons() {
+    let tasks: Vec<Arc<Task>> = (0u128..)
+        .zip(TaskStatus::ALL)
+        .map(|(n, status)| {
+            let mut task = task(status);
+            task.id = TaskId(Uuid::from_u128(n));
+            Arc::new(task)
+        })
+        .collect();
+    assert_accessible(
+        "home",
+        pages::home(&tasks, 7, 3, pages::SubmitForm::default()),
+    );
+    for status in TaskStatus::ALL {
+        assert_accessible(status.as_str(), pages::task(&task(status), None));
+    }
+    assert_accessible(
+        "task with error",
+        pages::task(&task(TaskStatus::Completed), Some("Too late.")),
+    );
+    assert_accessible("about", pages::about("flowchart TD"));
+    assert_accessible("error", pages::error("Not Found", "No such task."));
+}
+
+#[test]
+fn the_task_page_announces_status_changes_politely() {
+    let doc = Html::parse_document(&pages::task(&task(TaskStatus::Running), None).into_string());
+    let region = select(&doc, "[role=status][aria-live=polite] #task-status-text");
+    assert_eq!(
+        region.len(),
+        1,
+        "the status line sits inside a polite live region"
+    );
+    let text: String = region[0].text().collect();
+    assert!(
+        text.contains("Attempt 2 of 3 is being processed."),
+        "{text}"
+    );
+    assert_eq!(
+        select(&doc, "[sse-connect]").len(),
+        1,
+        "one SSE connection per page"
+    );
+}
