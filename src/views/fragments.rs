@@ -200,8 +200,12 @@ pub fn task_row(task: &Task) -> Markup {
 
 /// A row moved to the list its status belongs in, and a line for the page's live region.
 pub fn row_update(task: &Task) -> Markup {
+    // A task's first event (pending, attempt 1) has no row to remove yet.
+    let is_new = task.status == TaskStatus::Pending && task.attempt == 1;
     html! {
-        li id={ "task-row-" (task.id) } data-seq=(task.seq) hx-swap-oob="delete" {}
+        @if !is_new {
+            li id={ "task-row-" (task.id) } data-seq=(task.seq) hx-swap-oob="delete" {}
+        }
         div hx-swap-oob={ "afterbegin:#" (group_id(task.status)) } { (task_row(task)) }
         p #announce data-seq=(task.seq) hx-swap-oob="true" {
             "Task “" (excerpt(&task.input, 40)) "”: " (task.status.label()) "."

@@ -28,6 +28,7 @@ pub fn page(title: &str, stream: Option<&str>, main: Markup) -> Markup {
                 meta name="color-scheme" content="light dark";
                 meta name="htmx-config" content=(HTMX_CONFIG);
                 title { (title) " · hitl" }
+                link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/vendor/htmx-2.0.11.min.js" defer {}
                 script src="/assets/vendor/htmx-ext-sse-2.2.4.min.js" defer {}

@@ -1,0 +1,20 @@
+# Conveniences; the README's two commands need none of this.
+
+# Run the service with a short processing delay.
+run:
+    cargo run --release -- --process-delay-ms 1500
+
+# The README's test command.
+test:
+    cargo test
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+fmt:
+    cargo fmt --all
+
+# Accept changed fragment snapshots after reviewing them.
+snapshots:
+    INSTA_UPDATE=always cargo test --test it views
