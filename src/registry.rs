@@ -63,21 +63,22 @@ impl Registry {
 
     /// Adds a new pending task and publishes its first event.
     pub fn insert(&self, task: Task, shutdown: &CancellationToken) -> TaskHandle {
-        let id = task.id;
         let cancel = shutdown.child_token();
         let (feedback_tx, feedback) = watch::channel(None);
+        // The vacant entry holds the shard lock while the event is published, so whoever reads
+        // the event and looks the task up finds it.
+        let dashmap::Entry::Vacant(slot) = self.tasks.entry(task.id) else {
+            unreachable!("task ids are fresh UUID v7s");
+        };
         let event = self
             .events
             .publish(EventKind::Status, |seq| Arc::new(Task { seq, ..task }));
-        self.tasks.insert(
-            id,
-            LiveTask {
-                task: event.task.clone(),
-                changed: watch::Sender::new(event.seq),
-                feedback: feedback_tx,
-                cancel: cancel.clone(),
-            },
-        );
+        slot.insert(LiveTask {
+            task: event.task.clone(),
+            changed: watch::Sender::new(event.seq),
+            feedback: feedback_tx,
+            cancel: cancel.clone(),
+        });
         TaskHandle {
             task: event.task.clone(),
             feedback,

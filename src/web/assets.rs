@@ -21,7 +21,12 @@ const ASSETS: &[(&str, &str, &str, &[u8])] = &[
         REVALIDATE,
         include_bytes!("../../assets/app.js"),
     ),
-    ("favicon.svg", "image/svg+xml", REVALIDATE, include_bytes!("../../assets/favicon.svg")),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        REVALIDATE,
+        include_bytes!("../../assets/favicon.svg"),
+    ),
     (
         "vendor/htmx-2.0.11.min.js",
         "text/javascript; charset=utf-8",
