@@ -7,6 +7,8 @@
 
 mod nodes;
 pub mod processor;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
