@@ -1,6 +1,7 @@
 //! hitl's integration tests: one binary, a real server on a free port per test.
 
 mod api;
+mod binary;
 mod heartbeat;
 mod helpers;
 mod html;

@@ -1,0 +1,65 @@
+//! The `hitl` binary itself: it prints where it listens, and SIGTERM stops it promptly even with
+//! event streams open.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+
+#[tokio::test]
+async fn sigterm_stops_the_binary_promptly_with_streams_open() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
+        .args(["--addr", "127.0.0.1:0", "--process-delay-ms", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("it prints its address")
+        .unwrap()
+        .unwrap();
+    let base = line
+        .strip_prefix("listening on ")
+        .expect("the contract's first line")
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    let client = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for path in ["/api/events", "/stream", "/api/events"] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        streams.push(response.bytes_stream());
+    }
+
+    let pid = child.id().unwrap().to_string();
+    let sent = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the binary exits within 5 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "a clean exit, got {exit:?}");
+    for mut stream in streams {
+        let ended = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(_)) = stream.next().await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "every open stream ended");
+    }
+    assert!(sent.elapsed() < Duration::from_secs(5));
+}
