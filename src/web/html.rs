@@ -109,13 +109,16 @@ pub async fn feedback(
     let result = async {
         let id = parse_id(&id)?;
         let Form(fields) = form.map_err(|r| super::extract::body_problem(r.status()))?;
-        let request = DecisionRequest::parse(
-            fields.decision.as_deref(),
-            parse_number("attempt", fields.attempt.as_deref())?,
-            fields.comment.as_deref(),
-            fields.output.as_deref(),
-        )
-        .map_err(|e| with_task(&hitl, id, e.into()))?;
+        let request = parse_number("attempt", fields.attempt.as_deref())
+            .and_then(|attempt| {
+                DecisionRequest::parse(
+                    fields.decision.as_deref(),
+                    attempt,
+                    fields.comment.as_deref(),
+                    fields.output.as_deref(),
+                )
+            })
+            .map_err(|e| with_task(&hitl, id, e.into()))?;
         let decision = request.decision;
         let task = hitl.decide(id, request).await?;
         Ok::<_, Problem>((task, decision))

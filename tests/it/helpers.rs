@@ -1,0 +1,464 @@
+//! A real server on a free port per test, and a client with one method per route.
+//!
+//! Every wait is bounded by [`WAIT`], so a broken server fails the test instead of hanging it,
+//! and waiting for a state reads the task's event stream instead of polling.
+
+use std::{future::Future, pin::Pin, time::Duration};
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
+use hitl::{
+    Hitl,
+    config::Config,
+    task::{Decision, TaskStatus},
+};
+use reqwest::{Response, StatusCode, header};
+use scraper::{ElementRef, Html, Selector};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// The longest any single step of a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Awaits `future`, failing the test if it takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
+}
+
+/// The configuration tests run with: no processing delay.
+pub fn test_config() -> Config {
+    Config {
+        process_delay_ms: 0,
+        ..Config::default()
+    }
+}
+
+/// Attempts stay `running` for a minute: long enough to act on a task while it processes.
+pub fn slow_config() -> Config {
+    Config {
+        process_delay_ms: 60_000,
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_config()).await
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    let addr = listener.local_addr().expect("the bound address");
+    let shutdown = CancellationToken::new();
+    let hitl = Hitl::new(&config, shutdown.clone());
+    let server = tokio::spawn(hitl::web::serve(listener, hitl));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a reqwest client");
+    TestApp {
+        base_url: format!("http://{addr}"),
+        client,
+        shutdown,
+        server,
+    }
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    /// Follows no redirects, so a 303 can be asserted.
+    pub client: reqwest::Client,
+    /// Cancelling it shuts the server down.
+    pub shutdown: CancellationToken,
+    pub server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A task as the JSON API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub status: TaskStatus,
+    pub input: String,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub output: Option<String>,
+    pub final_result: Option<String>,
+    pub error: Option<String>,
+    pub attempts: Vec<Attempt>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub output: String,
+    pub decision: Option<Decision>,
+    pub comment: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub decided_at: Option<OffsetDateTime>,
+}
+
+impl Task {
+    /// The decisions recorded for one attempt (the contract allows at most one).
+    pub fn decisions_for(&self, attempt: u32) -> Vec<Decision> {
+        self.attempts
+            .iter()
+            .filter(|a| a.attempt == attempt)
+            .filter_map(|a| a.decision)
+            .collect()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        within("a response", request.send())
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// A POST with a raw body, for malformed and oversized requests.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        let request = self.client.post(self.url(path));
+        self.send(
+            request
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    // The JSON API.
+
+    pub async fn submit_json(&self, body: &Value) -> Response {
+        self.post_json("/api/tasks", body).await
+    }
+
+    /// Submits a task and returns it, asserting it was created.
+    pub async fn submit(&self, input: &str, max_attempts: u32) -> Task {
+        let response = self
+            .submit_json(&json!({ "input": input, "max_attempts": max_attempts }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        json_body(response).await
+    }
+
+    pub async fn get_task(&self, id: &str) -> Task {
+        let response = self.get(&format!("/api/tasks/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET task {id}");
+        json_body(response).await
+    }
+
+    /// `GET /api/tasks` with a query string such as `?status=running` (or `""`).
+    pub async fn list_tasks(&self, query: &str) -> Response {
+        self.get(&format!("/api/tasks{query}")).await
+    }
+
+    /// The ids `GET /api/tasks{query}` lists, in its order.
+    pub async fn listed_ids(&self, query: &str) -> Vec<String> {
+        let response = self.list_tasks(query).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = json_body(response).await;
+        body["tasks"]
+            .as_array()
+            .expect("a tasks array")
+            .iter()
+            .map(|t| t["id"].as_str().expect("an id").to_owned())
+            .collect()
+    }
+
+    pub async fn feedback_json(&self, id: &str, body: &Value) -> Response {
+        self.post_json(&format!("/api/tasks/{id}/feedback"), body)
+            .await
+    }
+
+    /// Sends a decision and returns the task, asserting it was accepted.
+    pub async fn decide(&self, id: &str, body: Value) -> Task {
+        let response = self.feedback_json(id, &body).await;
+        assert_eq!(response.status(), StatusCode::OK, "decision {body}");
+        json_body(response).await
+    }
+
+    pub async fn cancel_json(&self, id: &str) -> Response {
+        self.send(
+            self.client
+                .post(self.url(&format!("/api/tasks/{id}/cancel"))),
+        )
+        .await
+    }
+
+    // The browser routes.
+
+    fn form(&self, path: &str, fields: &[(&str, &str)], htmx: bool) -> reqwest::RequestBuilder {
+        let request = self.client.post(self.url(path)).form(fields);
+        if htmx {
+            request.header("HX-Request", "true")
+        } else {
+            request
+        }
+    }
+
+    pub async fn submit_form(&self, fields: &[(&str, &str)], htmx: bool) -> Response {
+        self.send(self.form("/tasks", fields, htmx)).await
+    }
+
+    pub async fn feedback_form(&self, id: &str, fields: &[(&str, &str)], htmx: bool) -> Response {
+        let path = format!("/tasks/{id}/feedback");
+        self.send(self.form(&path, fields, htmx)).await
+    }
+
+    pub async fn cancel_form(&self, id: &str) -> Response {
+        self.send(self.form(&format!("/tasks/{id}/cancel"), &[], false))
+            .await
+    }
+
+    /// A page: its status and its HTML.
+    pub async fn get_page(&self, path: &str) -> (StatusCode, String) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, text_body(response).await)
+    }
+
+    // The event streams.
+
+    /// `GET /api/events{query}`, from `last_event_id` when given.
+    pub async fn events(&self, query: &str, last_event_id: Option<u64>) -> Events {
+        self.stream(&format!("/api/events{query}"), last_event_id)
+            .await
+    }
+
+    /// `GET /stream{query}`: HTML fragments.
+    pub async fn html_stream(&self, query: &str, last_event_id: Option<u64>) -> Events {
+        self.stream(&format!("/stream{query}"), last_event_id).await
+    }
+
+    async fn stream(&self, path: &str, last_event_id: Option<u64>) -> Events {
+        let mut request = self.client.get(self.url(path));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = self.send(request).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        assert_eq!(content_type(&response), "text/event-stream", "GET {path}");
+        Events {
+            inner: Box::pin(response.bytes_stream().eventsource()),
+        }
+    }
+
+    /// Follows the task's event stream until a status event matches, then returns the task.
+    pub async fn wait_for(&self, id: &str, matches: impl Fn(&EventData) -> bool) -> Task {
+        let mut events = self.events(&format!("?task={id}"), None).await;
+        loop {
+            let event = events.next().await;
+            if event.name == "status" && matches(&event.data()) {
+                return self.get_task(id).await;
+            }
+        }
+    }
+
+    pub async fn wait_for_status(&self, id: &str, status: TaskStatus) -> Task {
+        self.wait_for(id, |e| e.status == status).await
+    }
+
+    /// Waits until `attempt` is ready for review.
+    pub async fn wait_for_review(&self, id: &str, attempt: u32) -> Task {
+        self.wait_for(id, |e| {
+            e.status == TaskStatus::WaitingForReview && e.attempt == attempt
+        })
+        .await
+    }
+
+    /// Submits a task and waits until its first attempt is ready for review.
+    pub async fn submit_for_review(&self, input: &str, max_attempts: u32) -> Task {
+        let task = self.submit(input, max_attempts).await;
+        self.wait_for_review(&task.id, 1).await
+    }
+}
+
+pub async fn json_body<T: serde::de::DeserializeOwned>(response: Response) -> T {
+    within("a JSON body", response.json())
+        .await
+        .expect("a JSON body of the expected shape")
+}
+
+pub async fn text_body(response: Response) -> String {
+    within("a body", response.text())
+        .await
+        .expect("a text body")
+}
+
+/// The media type, without parameters.
+pub fn content_type(response: &Response) -> String {
+    let value = response.headers().get(header::CONTENT_TYPE);
+    let value = value.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+pub fn location(response: &Response) -> String {
+    let value = response
+        .headers()
+        .get(header::LOCATION)
+        .expect("a Location header");
+    value.to_str().expect("an ASCII Location").to_owned()
+}
+
+/// Asserts the contract's JSON error: this status and this code. Returns the message.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(response.status(), status);
+    assert_eq!(content_type(&response), "application/json");
+    let body: Value = json_body(response).await;
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().expect("a message");
+    assert!(!message.trim().is_empty(), "{body}");
+    message.to_owned()
+}
+
+/// An id no task has.
+pub fn unknown_id() -> String {
+    "0192f000-0000-7000-8000-000000000000".to_owned()
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: u64,
+    pub name: String,
+    pub data: String,
+}
+
+/// The JSON data of a `status` or `progress` event on `/api/events`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EventData {
+    pub seq: u64,
+    pub task_id: String,
+    pub status: TaskStatus,
+    pub attempt: u32,
+    pub output: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl SseEvent {
+    pub fn data(&self) -> EventData {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data {:?}: {e}", self.data))
+    }
+}
+
+type RawEvents =
+    dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>> + Send;
+
+/// An open event stream.
+pub struct Events {
+    inner: Pin<Box<RawEvents>>,
+}
+
+impl Events {
+    /// The next event, or `None` once the server ends the stream.
+    pub async fn try_next(&mut self) -> Option<SseEvent> {
+        let event = within("the next event", self.inner.next()).await?;
+        let event = event.expect("a well-formed event");
+        let id = event
+            .id
+            .parse()
+            .unwrap_or_else(|_| panic!("a numeric id: {event:?}"));
+        Some(SseEvent {
+            id,
+            name: event.event,
+            data: event.data,
+        })
+    }
+
+    pub async fn next(&mut self) -> SseEvent {
+        self.try_next().await.expect("the stream is still open")
+    }
+
+    /// The next `status` event's id and data, skipping progress reports; any other event (such
+    /// as a `resync`) fails the test.
+    pub async fn next_status(&mut self) -> (u64, EventData) {
+        loop {
+            let event = self.next().await;
+            match event.name.as_str() {
+                "status" => return (event.id, event.data()),
+                "progress" => continue,
+                _ => panic!("expected a status event, got {event:?}"),
+            }
+        }
+    }
+
+    /// Status events up to and including the first that matches.
+    pub async fn statuses_until(
+        &mut self,
+        matches: impl Fn(&EventData) -> bool,
+    ) -> Vec<(u64, EventData)> {
+        let mut seen = Vec::new();
+        loop {
+            let (id, data) = self.next_status().await;
+            let done = matches(&data);
+            seen.push((id, data));
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Asserts the server ends the stream (after any events still in flight).
+    pub async fn assert_ends(&mut self) {
+        while self.try_next().await.is_some() {}
+    }
+}
+
+// Reading pages.
+
+pub fn select<'a>(doc: &'a Html, css: &str) -> Vec<ElementRef<'a>> {
+    let selector = Selector::parse(css).unwrap_or_else(|e| panic!("selector {css}: {e:?}"));
+    doc.select(&selector).collect()
+}
+
+/// The text of the one element `css` selects.
+pub fn text_of(doc: &Html, css: &str) -> String {
+    let found = select(doc, css);
+    assert_eq!(found.len(), 1, "one {css} in {}", doc.html());
+    found[0].text().collect()
+}
+
+/// An attribute of the one element `css` selects.
+pub fn attr_of(doc: &Html, css: &str, attr: &str) -> String {
+    let found = select(doc, css);
+    assert_eq!(found.len(), 1, "one {css} in {}", doc.html());
+    let value = found[0].value().attr(attr);
+    value
+        .unwrap_or_else(|| panic!("{css} has {attr}"))
+        .to_owned()
+}
