@@ -188,6 +188,8 @@ impl Registry {
     /// check. Returns a receiver of the task's changes, so the caller can wait for the workflow to
     /// apply the decision.
     pub fn decide(&self, id: TaskId, feedback: Feedback) -> Result<watch::Receiver<u64>> {
+        // The write guard, though nothing is written through it, is what makes the check and
+        // the send below one step: two racing decisions cannot both see "not decided yet".
         let live = self
             .tasks
             .get_mut(&id)

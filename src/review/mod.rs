@@ -142,17 +142,13 @@ impl ReviewFlow {
 
     fn finish(&self, id: TaskId, result: Result<Step, FlowError>) {
         let Err(error) = result else { return };
-        if let FlowError {
-            source: ref node_error,
-            ..
-        } = error
-            && self
-                .registry
-                .get(id)
-                .is_some_and(|t| t.status.is_terminal())
+        if self
+            .registry
+            .get(id)
+            .is_some_and(|t| t.status.is_terminal())
         {
             // A cancel won the race with this step: nothing went wrong.
-            tracing::debug!(%node_error, "flow stopped after the task ended");
+            tracing::debug!(%error, "flow stopped after the task ended");
             return;
         }
         tracing::warn!(%error, "task failed");
