@@ -232,3 +232,15 @@ pub fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
+
+/// The first `max` characters of the first line of `text`, with an ellipsis if anything was cut:
+/// for titles, list rows and logs.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let line = text.lines().next().unwrap_or_default();
+    let mut out: String = line.chars().take(max).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}

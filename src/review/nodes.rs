@@ -165,7 +165,7 @@ impl Node<ReviewStore> for ResultNode {
             .complete(store.task_id, &feedback, result.clone())?;
         tracing::info!(
             attempt = feedback.attempt,
-            result = %crate::views::excerpt(&result, 120),
+            result = %crate::task::excerpt(&result, 120),
             result_bytes = result.len(),
             "task completed"
         );

@@ -3,7 +3,10 @@
 
 use std::{fmt::Write as _, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use crate::{engine::NodeError, task::TaskId};
+use crate::{
+    engine::NodeError,
+    task::{TaskId, excerpt},
+};
 
 /// An earlier attempt and what the reviewer said of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,16 +92,6 @@ pub fn simulate(request: &ProcessRequest) -> String {
         }
     }
     out
-}
-
-/// The first `max` characters of one line of `text`, with an ellipsis if cut.
-fn excerpt(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    let mut cut: String = line.chars().take(max).collect();
-    if cut.len() < text.len() {
-        cut.push('…');
-    }
-    cut
 }
 
 #[cfg(test)]

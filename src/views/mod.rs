@@ -12,6 +12,7 @@ use maud::{DOCTYPE, Markup, html};
 use time::{OffsetDateTime, macros::format_description};
 
 use crate::task::TaskId;
+pub use crate::task::excerpt;
 
 /// htmx settings: swap error responses too (they carry the message to show), and never evaluate
 /// code from attributes or responses.
@@ -67,14 +68,4 @@ pub fn time(at: OffsetDateTime) -> Markup {
 
 pub fn task_url(id: TaskId) -> String {
     format!("/tasks/{id}")
-}
-
-/// The first `max` characters of the first line, for titles and list rows.
-pub fn excerpt(text: &str, max: usize) -> String {
-    let line = text.trim().lines().next().unwrap_or_default();
-    let mut out: String = line.chars().take(max).collect();
-    if out.len() < text.trim().len() {
-        out.push('…');
-    }
-    out
 }
