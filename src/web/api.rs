@@ -122,3 +122,11 @@ pub async fn not_found() -> ApiError {
         "There is no such API route; see the README for the routes.",
     ))
 }
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not take that method; see the README for the routes.",
+    ))
+}

@@ -143,6 +143,22 @@ pub async fn cancel(
     }
 }
 
+/// `GET /tasks`: the list lives on the home page.
+pub async fn to_home() -> Redirect {
+    Redirect::to("/")
+}
+
+pub async fn method_not_allowed() -> Response {
+    refused(
+        false,
+        Problem::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This address does not take that kind of request.",
+        ),
+    )
+}
+
 pub async fn not_found() -> Response {
     refused(
         false,

@@ -31,12 +31,13 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/tasks/{id}/feedback", post(api::feedback))
         .route("/tasks/{id}/cancel", post(api::cancel))
         .route("/events", get(stream::json_events))
-        .fallback(api::not_found);
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed);
 
     Router::new()
         .route("/", get(html::home))
         .route("/about", get(html::about))
-        .route("/tasks", post(html::submit))
+        .route("/tasks", post(html::submit).get(html::to_home))
         .route("/tasks/{id}", get(html::task_page))
         .route("/tasks/{id}/feedback", post(html::feedback))
         .route("/tasks/{id}/cancel", post(html::cancel))
@@ -45,6 +46,7 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/healthz", get(api::healthz))
         .nest("/api", api)
         .fallback(html::not_found)
+        .method_not_allowed_fallback(html::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -574,3 +574,25 @@ async fn health_check_answers_ok() {
     // Assert
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_refused_in_the_api_s_own_words() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let response = app
+        .client
+        .delete(app.url("/api/tasks"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_error(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+}
