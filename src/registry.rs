@@ -24,6 +24,11 @@ pub enum TransitionError {
     /// The task is not in a state that allows the change; `task` is its state now.
     #[error("{message}")]
     Conflict { message: String, task: Arc<Task> },
+    /// The server is shutting down and the task's workflow stopped before it could act.
+    #[error(
+        "The server is shutting down; your decision was not applied. Try again when it is back."
+    )]
+    Stopped,
 }
 
 type Result<T, E = TransitionError> = std::result::Result<T, E>;
@@ -44,6 +49,14 @@ struct LiveTask {
     feedback: watch::Sender<Option<Feedback>>,
     /// Cancelled when the task is cancelled or the server shuts down; stops its workflow.
     cancel: CancellationToken,
+}
+
+/// A decision handed to the workflow, not yet applied.
+pub struct PendingDecision {
+    attempt: u32,
+    changes: watch::Receiver<u64>,
+    /// The task's workflow token: if it fires, nobody will apply the decision.
+    flow: CancellationToken,
 }
 
 /// What a task's workflow needs to follow its task.
@@ -185,9 +198,8 @@ impl Registry {
 
     /// Hands a reviewer's decision to the task's workflow, if the task is waiting for a decision
     /// on exactly that attempt and none was given yet. Of racing decisions exactly one passes this
-    /// check. Returns a receiver of the task's changes, so the caller can wait for the workflow to
-    /// apply the decision.
-    pub fn decide(&self, id: TaskId, feedback: Feedback) -> Result<watch::Receiver<u64>> {
+    /// check. The answer lets the caller wait for the workflow to apply the decision.
+    pub fn decide(&self, id: TaskId, feedback: Feedback) -> Result<PendingDecision> {
         // The write guard, though nothing is written through it, is what makes the check and
         // the send below one step: two racing decisions cannot both see "not decided yet".
         let live = self
@@ -222,24 +234,37 @@ impl Registry {
                 feedback.attempt
             )));
         }
+        let attempt = feedback.attempt;
         live.feedback.send_replace(Some(feedback));
-        Ok(live.changed.subscribe())
+        Ok(PendingDecision {
+            attempt,
+            changes: live.changed.subscribe(),
+            flow: live.cancel.clone(),
+        })
     }
 
-    /// Waits until the workflow has moved the task on from reviewing `attempt`, then returns the
-    /// task if `decision` is what moved it (it was not cancelled first).
+    /// Waits until the workflow has moved the task on from reviewing the decided attempt, then
+    /// returns the task if the decision is what moved it (a cancel did not come first).
     pub async fn decision_applied(
         &self,
         id: TaskId,
-        attempt: u32,
-        mut changes: watch::Receiver<u64>,
+        pending: PendingDecision,
     ) -> Result<Arc<Task>> {
         const PATIENCE: Duration = Duration::from_secs(10);
+        let PendingDecision {
+            attempt,
+            mut changes,
+            flow,
+        } = pending;
         let wait = async {
             loop {
                 let task = self.get(id).ok_or(TransitionError::NotFound(id))?;
-                if !task.awaits_decision_on(attempt) || changes.changed().await.is_err() {
+                if !task.awaits_decision_on(attempt) {
                     return Ok(task);
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return Ok(task) },
+                    () = flow.cancelled() => return Ok(task),
                 }
             }
         };
@@ -247,8 +272,16 @@ impl Registry {
             Ok(task) => task?,
             Err(_) => self.get(id).ok_or(TransitionError::NotFound(id))?,
         };
-        if task.decision_for(attempt).is_some() || task.awaits_decision_on(attempt) {
+        if task.decision_for(attempt).is_some() {
             Ok(task)
+        } else if task.awaits_decision_on(attempt) {
+            // Still waiting: either the workflow stopped (shutdown) or it is unusually slow, in
+            // which case the decision is taken and will be applied.
+            if flow.is_cancelled() {
+                Err(TransitionError::Stopped)
+            } else {
+                Ok(task)
+            }
         } else {
             Err(TransitionError::Conflict {
                 message: format!(

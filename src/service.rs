@@ -85,8 +85,8 @@ impl Hitl {
             output: request.output,
             at: now(),
         };
-        let changes = self.registry.decide(id, feedback)?;
-        self.registry.decision_applied(id, attempt, changes).await
+        let pending = self.registry.decide(id, feedback)?;
+        self.registry.decision_applied(id, pending).await
     }
 
     #[tracing::instrument(skip(self))]

@@ -99,11 +99,8 @@ impl Harness {
             output: None,
             at: now(),
         };
-        let changes = self.registry.decide(id, feedback).unwrap();
-        self.registry
-            .decision_applied(id, attempt, changes)
-            .await
-            .unwrap();
+        let pending = self.registry.decide(id, feedback).unwrap();
+        self.registry.decision_applied(id, pending).await.unwrap();
     }
 }
 
@@ -219,4 +216,31 @@ async fn the_flow_describes_itself() {
     assert!(mermaid.contains("Process -->|processed| Review"));
     assert!(mermaid.contains("Review -->|approved| Result"));
     assert!(mermaid.contains("Review -->|rejected| Process"));
+}
+
+#[tokio::test]
+async fn a_decision_during_shutdown_is_reported_as_not_applied() {
+    let h = Harness::new(Scripted::default());
+    let id = h.submit(3);
+    h.until(id, TaskStatus::WaitingForReview, 1).await;
+    h.shutdown.cancel();
+
+    let feedback = Feedback {
+        attempt: 1,
+        decision: Decision::Approved,
+        comment: None,
+        output: None,
+        at: now(),
+    };
+    let pending = h.registry.decide(id, feedback).unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        h.registry.decision_applied(id, pending),
+    )
+    .await
+    .expect("no waiting out the patience when the flow is gone");
+    assert!(matches!(
+        answer,
+        Err(crate::registry::TransitionError::Stopped)
+    ));
 }

@@ -62,6 +62,11 @@ impl From<TransitionError> for Problem {
                 task: Some(task),
                 ..Self::new(StatusCode::CONFLICT, "conflict", message)
             },
+            TransitionError::Stopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                TransitionError::Stopped.to_string(),
+            ),
         }
     }
 }
