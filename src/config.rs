@@ -1,8 +1,10 @@
 //! Command-line flags and their environment variables, as the contract names them.
 
-use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
-use crate::input::MAX_ATTEMPTS_LIMIT;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{input::MAX_ATTEMPTS_LIMIT, store::Retention};
 
 #[derive(Parser, Debug)]
 #[command(name = "hitl", version, about = "Human-in-the-loop review service")]
@@ -46,19 +48,40 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=MAX_ATTEMPTS_LIMIT as i64))]
     pub max_attempts: u32,
 
-    /// How many of the newest events are kept for clients that reconnect with Last-Event-ID.
-    #[arg(long, env = "HITL_RETAIN_EVENTS", default_value_t = 100_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub retain_events: u64,
+    /// Events kept for clients that reconnect with Last-Event-ID: a count (100000) or an age
+    /// (90s, 30m, 24h, 7d).
+    #[arg(long, env = "HITL_RETAIN_EVENTS", default_value_t = Retention::default())]
+    pub retain_events: Retention,
+
+    /// Where tasks are kept: `sqlite` (durable, in --data-dir) or `memory` (lost on exit).
+    #[arg(long, env = "HITL_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
+
+    /// The directory the durable store lives in; created if missing.
+    #[arg(long, env = "HITL_DATA_DIR", default_value = "hitl-data")]
+    pub data_dir: PathBuf,
 }
 
+/// The kinds of store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// One SQLite file in the data directory: survives restarts and crashes.
+    Sqlite,
+    /// Nothing written anywhere: for demos and tests.
+    Memory,
+}
+
+/// The command line's defaults, except the store: a `Config` built in code (tests, benchmarks,
+/// embedding) keeps everything in memory unless it asks for a data directory.
 impl Default for Config {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:3000".into(),
             process_delay_ms: 1500,
             max_attempts: 3,
-            retain_events: 100_000,
+            retain_events: Retention::default(),
+            store: StoreKind::Memory,
+            data_dir: "hitl-data".into(),
         }
     }
 }

@@ -12,19 +12,24 @@
 //! - [`task`]: the task data model, as the JSON API shows it.
 //! - [`registry`]: the live tasks in a `DashMap`, and the guarded transitions that change them.
 //! - [`events`]: the numbered event log every stream reads from, with replay and snapshots.
+//! - [`store`]: the durable store (SQLite) tasks are rebuilt from, and the group-commit journal
+//!   that writes every event to it before anyone is told of it.
 //! - [`input`]: parsing what people send into values the service can trust.
 //! - [`service`]: [`Hitl`], the cheap-clone state every route shares.
 //! - [`web`]: the router, browser routes, JSON API, event streams, errors and embedded assets.
 //! - [`views`]: maud pages and the fragments pushed to browsers.
+//! - [`metrics`]: Prometheus metrics and request timing.
 //! - [`config`]: command-line flags.
 
 pub mod config;
 pub mod engine;
 pub mod events;
 pub mod input;
+pub mod metrics;
 pub mod registry;
 pub mod review;
 pub mod service;
+pub mod store;
 pub mod task;
 pub mod views;
 pub mod web;

@@ -9,7 +9,18 @@ use tracing_subscriber::EnvFilter;
 use hitl::{Hitl, config::Cli, web};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line an operator can act on, whatever RUST_BACKTRACE says.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hitl=info,warn")),
@@ -17,16 +28,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Cli::parse().into_config();
 
+    let shutdown = CancellationToken::new();
+    // The store first: a locked or damaged data directory stops us before we take the port.
+    let hitl = Hitl::open(&config, shutdown.clone()).context("cannot open the store")?;
     let listener = TcpListener::bind(&config.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let hitl = Hitl::new(&config, shutdown);
-    web::serve(listener, hitl).await?;
+    let served = web::serve(listener, hitl.clone()).await;
+    // Whatever the server's end, every change it accepted is written before we exit; work in
+    // progress resumes at the next start.
+    shutdown.cancel();
+    hitl.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -29,6 +29,11 @@ pub enum TransitionError {
         "The server is shutting down; your decision was not applied. Try again when it is back."
     )]
     Stopped,
+    /// The change was made but could not be written to the store in time.
+    #[error(
+        "The change could not be saved: the store is not answering. It may be lost if the server stops; try again shortly."
+    )]
+    NotSaved,
 }
 
 type Result<T, E = TransitionError> = std::result::Result<T, E>;
@@ -97,6 +102,39 @@ impl Registry {
             feedback,
             cancel,
         }
+    }
+
+    /// Puts back a task recovered from the store, publishing nothing: its events are already in
+    /// the log.
+    pub fn restore(&self, task: Arc<Task>, shutdown: &CancellationToken) -> TaskHandle {
+        let cancel = shutdown.child_token();
+        let (feedback_tx, feedback) = watch::channel(None);
+        self.tasks.insert(
+            task.id,
+            LiveTask {
+                task: task.clone(),
+                changed: watch::Sender::new(task.seq),
+                feedback: feedback_tx,
+                cancel: cancel.clone(),
+            },
+        );
+        TaskHandle {
+            task,
+            feedback,
+            cancel,
+        }
+    }
+
+    /// How many tasks are in each status, in the order of [`TaskStatus::ALL`].
+    pub fn count_by_status(&self) -> [usize; TaskStatus::ALL.len()] {
+        let mut counts = [0; TaskStatus::ALL.len()];
+        for live in self.tasks.iter() {
+            counts[TaskStatus::ALL
+                .iter()
+                .position(|s| *s == live.task.status)
+                .unwrap_or_default()] += 1;
+        }
+        counts
     }
 
     pub fn get(&self, id: TaskId) -> Option<Arc<Task>> {

@@ -5,13 +5,21 @@ use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Config,
+    config::{Config, StoreKind},
     events::EventLog,
+    store::{
+        Retention, Store, StoreError,
+        journal::{self, Journal},
+        sqlite::SqliteStore,
+    },
     input::{DecisionRequest, NewTask},
     registry::{Registry, TransitionError},
     review::{Processor, ReviewFlow, SimulatedProcessor},
     task::{Feedback, Task, TaskId, now},
 };
+
+/// How long a request waits for its change to reach the disk before it is answered 503.
+const DURABLE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Cheap-clone state of the running service.
 #[derive(Clone)]
@@ -24,11 +32,20 @@ pub struct Hitl {
     pub default_max_attempts: u32,
     /// Cancelled when the server shuts down: ends every stream and every task's flow.
     pub shutdown: CancellationToken,
+    /// The durable store and its writer; `None` in memory mode.
+    pub durable: Option<Arc<Durable>>,
+}
+
+/// The store behind a durable service, and the journal that writes to it.
+pub struct Durable {
+    pub store: Arc<dyn Store>,
+    pub journal: Journal,
 }
 
 impl Hitl {
-    /// The service with the simulated processor.
-    pub fn new(config: &Config, shutdown: CancellationToken) -> Self {
+    /// Opens the configured store, rebuilds the tasks it holds and resumes their work, with the
+    /// simulated processor.
+    pub fn open(config: &Config, shutdown: CancellationToken) -> Result<Self, StoreError> {
         let processor = SimulatedProcessor {
             delay: Duration::from_millis(config.process_delay_ms),
         };
@@ -39,27 +56,109 @@ impl Hitl {
         config: &Config,
         processor: Arc<dyn Processor>,
         shutdown: CancellationToken,
-    ) -> Self {
-        let events = EventLog::new(usize::try_from(config.retain_events).unwrap_or(usize::MAX));
+    ) -> Result<Self, StoreError> {
+        crate::metrics::install();
+        let (events, durable, tasks) = match config.store {
+            StoreKind::Memory => (EventLog::in_memory(config.retain_events), None, Vec::new()),
+            StoreKind::Sqlite => {
+                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
+                let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
+                let (sender, receiver) = journal::channel();
+                let events =
+                    EventLog::durable(config.retain_events, store.clone(), sender.clone(), &recovered);
+                let journal = Journal::spawn(
+                    store.clone(),
+                    events.clone(),
+                    &sender,
+                    receiver,
+                    config.retain_events,
+                )
+                .map_err(|source| StoreError::DataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                })?;
+                let durable = Arc::new(Durable { store, journal });
+                (events, Some(durable), recovered.tasks)
+            }
+        };
         let registry = Registry::new(events);
-        Self {
+        let hitl = Self {
             flow: Arc::new(ReviewFlow::new(registry.clone(), processor)),
             registry,
             default_max_attempts: config.max_attempts,
             shutdown,
+            durable,
+        };
+        hitl.resume(tasks);
+        Ok(hitl)
+    }
+
+    /// Puts recovered tasks back and carries on with the unfinished ones where they were: an
+    /// attempt that was being processed runs again under the same number, and a review stays
+    /// open on the same attempt.
+    fn resume(&self, tasks: Vec<Arc<Task>>) {
+        let (mut resumed, total) = (0, tasks.len());
+        for task in tasks {
+            let live = !task.status.is_terminal();
+            let handle = self.registry.restore(task, &self.shutdown);
+            if live {
+                resumed += 1;
+                self.flow.resume(handle);
+            }
+        }
+        if total > 0 {
+            tracing::info!(tasks = total, resumed, "tasks recovered from the store");
+        }
+    }
+
+    /// Writes out every accepted change and stops the journal: the last step of a shutdown.
+    pub async fn close(&self) {
+        if let Some(durable) = &self.durable {
+            durable.journal.close().await;
+        }
+    }
+
+    /// Is the service able to accept changes? In durable mode: the store answers and its
+    /// last write succeeded.
+    pub async fn ready(&self) -> Result<(), String> {
+        let Some(durable) = self.durable.clone() else {
+            return Ok(());
+        };
+        if !durable.journal.is_healthy() {
+            return Err("the store's last write failed; changes are not being saved".into());
+        }
+        let store = durable.store.clone();
+        match tokio::task::spawn_blocking(move || store.check()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Waits until `task`'s latest change is durable, so the caller may answer.
+    async fn saved(&self, task: Arc<Task>) -> Result<Arc<Task>, TransitionError> {
+        if self
+            .registry
+            .events
+            .wait_durable(task.seq, DURABLE_PATIENCE)
+            .await
+        {
+            Ok(task)
+        } else {
+            Err(TransitionError::NotSaved)
         }
     }
 
     /// Accepts a task and starts its flow.
     #[tracing::instrument(skip_all)]
-    pub fn submit(&self, new: NewTask) -> Arc<Task> {
+    pub async fn submit(&self, new: NewTask) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
         let task = Task::new(TaskId::new(), new.input, max_attempts, now());
         let handle = self.registry.insert(task, &self.shutdown);
         let task = handle.task.clone();
         tracing::info!(task_id = %task.id, "task submitted");
         self.flow.spawn(handle);
-        task
+        self.saved(task).await
     }
 
     /// Applies a reviewer's decision and returns the task once the flow has acted on it.
@@ -86,11 +185,13 @@ impl Hitl {
             at: now(),
         };
         let pending = self.registry.decide(id, feedback)?;
-        self.registry.decision_applied(id, pending).await
+        let task = self.registry.decision_applied(id, pending).await?;
+        self.saved(task).await
     }
 
     #[tracing::instrument(skip(self))]
-    pub fn cancel(&self, id: TaskId) -> Result<Arc<Task>, TransitionError> {
-        self.registry.cancel(id)
+    pub async fn cancel(&self, id: TaskId) -> Result<Arc<Task>, TransitionError> {
+        let task = self.registry.cancel(id)?;
+        self.saved(task).await
     }
 }

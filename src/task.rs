@@ -158,7 +158,7 @@ pub struct Feedback {
 }
 
 /// One finished attempt in a task's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
     pub output: Arc<str>,
@@ -167,12 +167,12 @@ pub struct AttemptRecord {
     /// The text the reviewer approved instead of `output`, when they edited it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_output: Option<Arc<str>>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "time::serde::rfc3339::option", default)]
     pub decided_at: Option<OffsetDateTime>,
 }
 
-/// A task, as the JSON API returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A task, as the JSON API returns it (and the store keeps it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub id: TaskId,
     pub status: TaskStatus,

@@ -161,9 +161,19 @@ impl<S: Send + Sync, A: Action> Flow<S, A> {
         Ok((action, self.successors.get(&(node, action)).copied()))
     }
 
+    /// The index of the node with this name.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|(n, _)| *n == name)
+    }
+
     /// Runs from the start node until a node's action has no successor; returns that action.
     pub async fn run(&self, store: &mut S) -> Result<A, FlowError> {
-        let mut node = self.start;
+        self.run_from(self.start, store).await
+    }
+
+    /// Runs from `node` (to resume a run that stopped there) until a node's action has no
+    /// successor.
+    pub async fn run_from(&self, mut node: usize, store: &mut S) -> Result<A, FlowError> {
         loop {
             match self.step(node, store).await? {
                 (_, Some(next)) => node = next,

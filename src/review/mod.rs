@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::{
     engine::{Action, Flow, FlowError},
     registry::{Registry, TaskHandle, TransitionError},
-    task::{Feedback, TaskId},
+    task::{Decision, Feedback, TaskId, TaskStatus},
 };
 pub use nodes::{ProcessNode, ResultNode, ReviewNode};
 pub use processor::{PriorAttempt, ProcessRequest, Processor, SimulatedProcessor};
@@ -67,15 +67,26 @@ pub struct ReviewStore {
 }
 
 impl ReviewStore {
+    /// The store for a task as it stands: new, or recovered part-way through its attempts.
     pub fn new(handle: &TaskHandle) -> Self {
         let task = &handle.task;
+        let history = task
+            .attempts
+            .iter()
+            .filter(|a| a.decision == Some(Decision::Rejected))
+            .map(|a| PriorAttempt {
+                attempt: a.attempt,
+                output: a.output.clone(),
+                comment: a.comment.clone(),
+            })
+            .collect();
         Self {
             task_id: task.id,
             input: task.input.clone(),
             attempt: task.attempt,
             max_attempts: task.max_attempts,
             output: task.output.clone(),
-            history: Vec::new(),
+            history,
             feedback: None,
             signal: handle.feedback.clone(),
             final_result: None,
@@ -123,8 +134,24 @@ impl ReviewFlow {
         self.flow.to_mermaid()
     }
 
-    /// Runs a task's flow in the background until it ends, is cancelled, or the server stops.
+    /// Runs a new task's flow in the background until it ends, is cancelled, or the server
+    /// stops.
     pub fn spawn(self: &Arc<Self>, handle: TaskHandle) {
+        self.run_from(self.flow.start(), handle);
+    }
+
+    /// Carries on with a task recovered after a restart: a review still open waits for its
+    /// decision; otherwise the current attempt is processed (again, under the same number).
+    pub fn resume(self: &Arc<Self>, handle: TaskHandle) {
+        let node = match handle.task.status {
+            TaskStatus::WaitingForReview => "Review",
+            _ => "Process",
+        };
+        let node = self.flow.node_index(node).expect("the review flow has both nodes");
+        self.run_from(node, handle);
+    }
+
+    fn run_from(self: &Arc<Self>, node: usize, handle: TaskHandle) {
         let this = self.clone();
         let id = handle.task.id;
         let span = tracing::info_span!("task", task_id = %id);
@@ -132,7 +159,7 @@ impl ReviewFlow {
             async move {
                 let mut store = ReviewStore::new(&handle);
                 tokio::select! {
-                    result = this.flow.run(&mut store) => this.finish(id, result),
+                    result = this.flow.run_from(node, &mut store) => this.finish(id, result),
                     () = handle.cancel.cancelled() => tracing::debug!("flow stopped"),
                 }
             }

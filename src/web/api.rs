@@ -38,7 +38,7 @@ pub async fn submit(
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new = NewTask::parse(Some(&body.input), body.max_attempts)?;
-    let task = hitl.submit(new);
+    let task = hitl.submit(new).await?;
     let location = format!("/api/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
@@ -108,11 +108,32 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Arc<Task>>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(hitl.cancel(id)?))
+    Ok(Json(hitl.cancel(id).await?))
 }
 
 pub async fn healthz(State(hitl): State<Hitl>) -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "tasks": hitl.registry.len() }))
+}
+
+/// `GET /readyz`: 200 while the service can accept changes, 503 with the reason when not.
+pub async fn readyz(State(hitl): State<Hitl>) -> axum::response::Response {
+    match hitl.ready().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(message) => ApiError(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("Not ready: {message}."),
+        ))
+        .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(hitl): State<Hitl>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::render(&hitl),
+    )
 }
 
 pub async fn not_found() -> ApiError {

@@ -67,6 +67,11 @@ impl From<TransitionError> for Problem {
                 "shutting_down",
                 TransitionError::Stopped.to_string(),
             ),
+            TransitionError::NotSaved => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                TransitionError::NotSaved.to_string(),
+            ),
         }
     }
 }

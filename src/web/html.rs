@@ -60,7 +60,10 @@ pub async fn submit(
         .and_then(|max| NewTask::parse(fields.input.as_deref(), max));
     match parsed {
         Ok(new) => {
-            let task = hitl.submit(new);
+            let task = match hitl.submit(new).await {
+                Ok(task) => task,
+                Err(error) => return refused(htmx, error.into()),
+            };
             if !htmx {
                 return Redirect::to(&task_url(task.id)).into_response();
             }
@@ -136,7 +139,10 @@ pub async fn cancel(
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
 ) -> Response {
-    let result = parse_id(&id).and_then(|id| hitl.cancel(id).map_err(Problem::from));
+    let result = match parse_id(&id) {
+        Ok(id) => hitl.cancel(id).await.map_err(Problem::from),
+        Err(problem) => Err(problem),
+    };
     match result {
         Ok(task) => done(htmx, &task, "The task is cancelled."),
         Err(problem) => refused(htmx, problem),

@@ -11,6 +11,7 @@ pub mod stream;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
+    middleware,
     http::{HeaderName, HeaderValue, header},
     routing::{get, post},
 };
@@ -44,6 +45,8 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/stream", get(stream::html_events))
         .route("/assets/{*path}", get(assets::asset))
         .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
         .nest("/api", api)
         .fallback(html::not_found)
         .method_not_allowed_fallback(html::method_not_allowed)
@@ -64,6 +67,7 @@ pub fn app(hitl: Hitl) -> Router {
             HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
         ))
+        .layer(middleware::from_fn(crate::metrics::time_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(hitl)
 }

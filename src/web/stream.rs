@@ -53,14 +53,21 @@ pub fn frames(
     scope: Scope,
     last_event_id: Option<u64>,
 ) -> Result<impl Stream<Item = Frame> + use<>, Problem> {
-    // Watch before reading the log, so nothing published in between is missed.
-    let mut wake = match scope {
-        Scope::All => hitl.registry.events.watch_head(),
-        Scope::Task(id) => hitl.registry.watch(id).ok_or_else(Problem::not_found)?,
-    };
+    if let Scope::Task(id) = scope {
+        hitl.registry.get(id).ok_or_else(Problem::not_found)?;
+    }
+    // Watch before reading the log, so nothing that becomes visible in between is missed. Every
+    // stream wakes on the log's durable head: a task's own change signal fires before its event
+    // is durable, and so before the log will hand it out.
+    let mut wake = hitl.registry.events.watch_head();
     let log = hitl.registry.events.clone();
     let stream = async_stream::stream! {
-        let (first, mut last) = match last_event_id.map(|n| (n, log.since(n, scope))) {
+        let _connected = Connected::new();
+        let start = match last_event_id {
+            Some(n) => Some((n, log.replay(n, scope).await)),
+            None => None,
+        };
+        let (first, mut last) = match start {
             Some((n, Since::Events { events, head })) => {
                 (events.into_iter().map(Frame::Event).collect(), head.max(n))
             }
@@ -71,7 +78,7 @@ pub fn frames(
             yield frame;
         }
         while wake.changed().await.is_ok() {
-            let (frames, head) = match log.since(last, scope) {
+            let (frames, head) = match log.replay(last, scope).await {
                 Since::Events { events, head } => (events.into_iter().map(Frame::Event).collect(), head),
                 Since::Gone => restart(&log, scope, true),
             };
@@ -82,6 +89,22 @@ pub fn frames(
         }
     };
     Ok(stream.take_until(hitl.shutdown.clone().cancelled_owned()))
+}
+
+/// Counts an open stream in the `hitl_sse_clients` gauge for as long as it lives.
+struct Connected;
+
+impl Connected {
+    fn new() -> Self {
+        metrics::gauge!("hitl_sse_clients").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("hitl_sse_clients").decrement(1.0);
+    }
 }
 
 /// The current state as frames (after a `resync` when asked), and the head it reflects.

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 #[tokio::test(start_paused = true)]
 async fn an_idle_stream_gets_a_comment_within_15_seconds_and_ends_on_shutdown() {
     let shutdown = CancellationToken::new();
-    let hitl = Hitl::new(&Config::default(), shutdown.clone());
+    let hitl = Hitl::open(&Config::default(), shutdown.clone()).expect("the service opens");
     let app = hitl::web::app(hitl);
 
     for path in ["/api/events", "/stream"] {

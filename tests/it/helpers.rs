@@ -56,7 +56,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         .expect("bind a free port");
     let addr = listener.local_addr().expect("the bound address");
     let shutdown = CancellationToken::new();
-    let hitl = Hitl::new(&config, shutdown.clone());
+    let hitl = Hitl::open(&config, shutdown.clone()).expect("the service opens");
     let server = tokio::spawn(hitl::web::serve(listener, hitl));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

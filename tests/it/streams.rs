@@ -154,7 +154,7 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_events() {
 async fn a_last_event_id_no_longer_kept_gets_a_resync_and_the_current_state() {
     // Arrange: only the two newest events are kept; five have happened
     let config = Config {
-        retain_events: 2,
+        retain_events: hitl::store::Retention::Count(2),
         ..test_config()
     };
     let app = spawn_app_with(config).await;

@@ -1,0 +1,380 @@
+//! The embedded store: one SQLite file under the data directory, in WAL mode with
+//! `synchronous = FULL`, so a committed transaction survives a crash or a power cut.
+//!
+//! Two tables: `tasks` holds each task's current state, `events` the journal. Both change in the
+//! same transaction, so the journal and the state can never disagree. A lock file keeps a second
+//! hitl off the same directory (SQLite would let it in and the two would fight over sequence
+//! numbers).
+
+use std::{
+    fs::{self, File, TryLockError},
+    io::{Read, Seek, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
+
+use super::{Recovered, Retention, Store, StoreError};
+use crate::{
+    events::{Event, EventKind, Scope},
+    task::Task,
+};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "hitl.sqlite3";
+const LOCK_FILE: &str = "hitl.lock";
+
+/// Schema versions, applied in order; the file's `user_version` says how many have run. Hand-made
+/// rather than `rusqlite_migration`, which pins older rusqlite releases: this is a dozen lines.
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks and the journal.
+    "CREATE TABLE tasks (
+         id     TEXT PRIMARY KEY,
+         seq    INTEGER NOT NULL,
+         status TEXT NOT NULL,
+         body   TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE events (
+         seq     INTEGER PRIMARY KEY,
+         task_id TEXT NOT NULL,
+         kind    TEXT NOT NULL,
+         at_ms   INTEGER NOT NULL,
+         attempt INTEGER,
+         text    TEXT,
+         task    TEXT NOT NULL,
+         task_seq INTEGER NOT NULL
+     );
+     CREATE INDEX events_task ON events (task_id, seq);
+     CREATE TABLE meta (
+         key   TEXT PRIMARY KEY,
+         value INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO meta (key, value) VALUES ('head', 0);",
+];
+
+pub struct SqliteStore {
+    path: PathBuf,
+    /// Used by the journal thread alone; the mutex only satisfies `Sync`.
+    writer: Mutex<Connection>,
+    /// Replays and health checks read here, beside the writer (WAL lets them).
+    reader: Mutex<Connection>,
+    /// Held for the life of the store: the data directory is ours.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if need be) the store in `dir`, takes its lock and brings its schema up
+    /// to date.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let dir_error = |source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(dir_error)?;
+        let lock = take_lock(dir)?;
+        let path = dir.join(DB_FILE);
+        let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+            path: path.clone(),
+            cause: e.to_string(),
+        };
+        let mut writer = Connection::open(&path).map_err(corrupt)?;
+        // The first statement that reads the file is where a damaged or foreign one shows.
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(corrupt)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt {
+                path,
+                cause: format!("it refuses WAL mode (journal mode {mode})"),
+            });
+        }
+        configure(&writer)?;
+        migrate(&mut writer, &path)?;
+        let reader = Connection::open(&path)?;
+        configure(&reader)?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Takes the directory's lock file, or says who holds it.
+fn take_lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Whoever finds the lock taken can say which process holds it.
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "{}", std::process::id());
+            Ok(file)
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            Err(StoreError::Locked {
+                path: dir.to_owned(),
+                holder: if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
+            })
+        }
+        Err(TryLockError::Error(source)) => Err(StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = version + 1, "database schema migrated");
+    }
+    Ok(())
+}
+
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn decode_task(seq: u64, body: &str) -> Result<Arc<Task>, StoreError> {
+    let mut task: Task =
+        serde_json::from_str(body).map_err(|e| StoreError::Decode(format!("a task: {e}")))?;
+    task.seq = seq;
+    Ok(Arc::new(task))
+}
+
+/// One `events` row, as selected by [`EVENT_COLUMNS`].
+fn decode_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Arc<Event>, StoreError>> {
+    let seq: u64 = row.get(0)?;
+    let kind: String = row.get(1)?;
+    let at_ms: i64 = row.get(2)?;
+    let attempt: Option<u32> = row.get(3)?;
+    let text: Option<String> = row.get(4)?;
+    let body: String = row.get(5)?;
+    let task_seq: u64 = row.get(6)?;
+    Ok((|| {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+            .map_err(|e| StoreError::Decode(format!("event {seq}'s time: {e}")))?;
+        let kind = match (kind.as_str(), attempt, text) {
+            ("status", _, _) => EventKind::Status,
+            ("progress", Some(attempt), Some(text)) => EventKind::Progress {
+                attempt,
+                text: text.into(),
+            },
+            _ => return Err(StoreError::Decode(format!("event {seq}'s kind {kind:?}"))),
+        };
+        Ok(Arc::new(Event {
+            seq,
+            at,
+            kind,
+            task: decode_task(task_seq, &body)?,
+        }))
+    })())
+}
+
+const EVENT_COLUMNS: &str = "seq, kind, at_ms, attempt, text, task, task_seq";
+
+/// The first sequence number still in the journal, if any.
+fn first_kept(conn: &Connection) -> Result<Option<u64>, StoreError> {
+    Ok(conn.query_row("SELECT MIN(seq) FROM events", [], |row| row.get(0))?)
+}
+
+fn head(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'head'", [], |row| {
+        row.get(0)
+    })?)
+}
+
+fn insert_events(tx: &Transaction<'_>, events: &[Arc<Event>]) -> Result<(), StoreError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (seq, task_id, kind, at_ms, attempt, text, task, task_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO tasks (id, seq, status, body) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, status = excluded.status,
+                                        body = excluded.body",
+    )?;
+    for event in events {
+        let task = &event.task;
+        let body = serde_json::to_string(&**task).map_err(|e| StoreError::Decode(e.to_string()))?;
+        let (attempt, text) = match &event.kind {
+            EventKind::Status => (None, None),
+            EventKind::Progress { attempt, text } => (Some(*attempt), Some(&**text)),
+        };
+        insert.execute(params![
+            event.seq,
+            task.id.to_string(),
+            event.name(),
+            unix_ms(event.at),
+            attempt,
+            text,
+            body,
+            task.seq,
+        ])?;
+        if event.kind == EventKind::Status {
+            upsert.execute(params![task.id.to_string(), task.seq, task.status.as_str(), body])?;
+        }
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn load(&self, recent: usize) -> Result<Recovered, StoreError> {
+        let conn = self.reader();
+        let mut tasks = Vec::new();
+        let mut rows = conn.prepare("SELECT seq, body FROM tasks")?;
+        for row in rows.query_map([], |row| Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?)))? {
+            let (seq, body) = row?;
+            tasks.push(decode_task(seq, &body)?);
+        }
+        let mut recent: Vec<Arc<Event>> = conn
+            .prepare(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?1"
+            ))?
+            .query_map([recent as i64], decode_event)?
+            .map(|row| row.map_err(StoreError::from).and_then(|event| event))
+            .collect::<Result<_, _>>()?;
+        recent.reverse();
+        Ok(Recovered {
+            tasks,
+            recent,
+            head: head(&conn)?,
+        })
+    }
+
+    fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        insert_events(&tx, events)?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'head'", [last.seq])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn events_between(
+        &self,
+        after: u64,
+        upto: u64,
+        scope: Scope,
+    ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
+        let conn = self.reader();
+        if upto <= after {
+            return Ok(Some(Vec::new()));
+        }
+        // Read the events first, then check nothing before them was pruned meanwhile: the
+        // journal only ever loses its oldest events.
+        let events: Vec<Arc<Event>> = match scope {
+            Scope::All => conn
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE seq > ?1 AND seq <= ?2 ORDER BY seq"
+                ))?
+                .query_map(params![after, upto], decode_event)?
+                .map(|row| row.map_err(StoreError::from).and_then(|event| event))
+                .collect::<Result<_, _>>()?,
+            Scope::Task(id) => conn
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE task_id = ?3 AND seq > ?1 AND seq <= ?2 ORDER BY seq"
+                ))?
+                .query_map(params![after, upto, id.to_string()], decode_event)?
+                .map(|row| row.map_err(StoreError::from).and_then(|event| event))
+                .collect::<Result<_, _>>()?,
+        };
+        match first_kept(&conn)? {
+            Some(first) if first <= after + 1 => Ok(Some(events)),
+            _ => Ok(None),
+        }
+    }
+
+    fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        let conn = self.writer();
+        let deleted = match retention {
+            Retention::Count(keep) => {
+                let head = head(&conn)?;
+                conn.execute(
+                    "DELETE FROM events WHERE seq <= ?1",
+                    [head.saturating_sub(keep)],
+                )?
+            }
+            // Always a prefix of the journal, even if the clock once went backwards.
+            Retention::Age(age) => {
+                let cutoff = unix_ms(OffsetDateTime::now_utc() - age);
+                let last_old: Option<u64> = conn
+                    .query_row(
+                        "SELECT MAX(seq) FROM events WHERE at_ms < ?1",
+                        [cutoff],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+                    .flatten();
+                match last_old {
+                    Some(seq) => conn.execute("DELETE FROM events WHERE seq <= ?1", [seq])?,
+                    None => 0,
+                }
+            }
+        };
+        Ok(deleted as u64)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.reader()
+            .query_row("SELECT value FROM meta WHERE key = 'head'", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
