@@ -170,11 +170,7 @@ impl EventLog {
     /// A memory-only log: an event is final once published.
     pub fn in_memory(retention: Retention) -> Self {
         Self {
-            inner: Arc::new(RwLock::new(Inner::new(
-                retention,
-                Retention::MEMORY_CAP,
-                0,
-            ))),
+            inner: Arc::new(RwLock::new(Inner::new(retention, Retention::MEMORY_CAP, 0))),
             head: watch::Sender::new(0),
             journal: None,
             store: None,
@@ -432,5 +428,83 @@ mod tests {
         assert_eq!(got, vec![(b.id, 2), (a.id, 3)]);
         assert_eq!(snap.head, 4);
         assert_eq!(log.snapshot(Scope::Task(a.id)).events.len(), 1);
+    }
+
+    fn durable_log(
+        dir: &std::path::Path,
+        retention: Retention,
+    ) -> (EventLog, crate::store::journal::Journal) {
+        use crate::store::{journal, sqlite::SqliteStore};
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir).unwrap());
+        let recovered = store.load(10).unwrap();
+        let (sender, receiver) = journal::channel();
+        let log = EventLog::durable(retention, store.clone(), sender.clone(), &recovered);
+        let journal =
+            journal::Journal::spawn(store, log.clone(), &sender, receiver, retention).unwrap();
+        (log, journal)
+    }
+
+    #[tokio::test]
+    async fn a_durable_log_shows_an_event_only_once_the_journal_committed_it() {
+        use crate::store::{journal, sqlite::SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let recovered = store.load(10).unwrap();
+        // No writer runs: nothing becomes durable until this test says so.
+        let (sender, _receiver) = journal::channel();
+        let log = EventLog::durable(Retention::Count(10), store, sender, &recovered);
+        let t = task();
+        publish_for(&log, &t);
+        assert_eq!(seqs(log.since(0, Scope::All)), Some(vec![]));
+        assert!(log.snapshot(Scope::All).events.is_empty());
+        assert_eq!(log.head(), 0);
+        assert!(!log.wait_durable(1, std::time::Duration::ZERO).await);
+
+        log.mark_durable(1);
+        assert_eq!(seqs(log.since(0, Scope::All)), Some(vec![1]));
+        assert_eq!(log.snapshot(Scope::All).events.len(), 1);
+        assert!(log.wait_durable(1, std::time::Duration::ZERO).await);
+    }
+
+    #[tokio::test]
+    async fn replay_reads_what_memory_no_longer_holds_back_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, journal) = durable_log(dir.path(), Retention::Count(2));
+        let (a, b) = (task(), task());
+        for t in [&a, &b, &a, &b, &a] {
+            publish_for(&log, t);
+        }
+        assert!(
+            log.wait_durable(5, std::time::Duration::from_secs(10))
+                .await
+        );
+        assert_eq!(seqs(log.since(0, Scope::All)), None, "memory keeps two");
+        let replayed = |since| seqs(since).expect("the store has them");
+        assert_eq!(
+            replayed(log.replay(0, Scope::All).await),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(replayed(log.replay(1, Scope::Task(a.id)).await), vec![3, 5]);
+        assert_eq!(seqs(log.replay(6, Scope::All).await), None, "never issued");
+        journal.close().await;
+        drop(log);
+
+        // After a restart the numbering carries on and the old events are still there.
+        let (log, journal) = durable_log(dir.path(), Retention::Count(2));
+        assert_eq!(log.head(), 5);
+        assert_eq!(publish_for(&log, &b), 6);
+        assert!(
+            log.wait_durable(6, std::time::Duration::from_secs(10))
+                .await
+        );
+        assert_eq!(replayed(log.replay(3, Scope::All).await), vec![4, 5, 6]);
+        let snapshot: Vec<_> = log
+            .snapshot(Scope::All)
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(snapshot, vec![5, 6]);
+        journal.close().await;
     }
 }

@@ -25,10 +25,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub fn install() {
     HANDLE.get_or_init(|| {
         let installed = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Suffix("_seconds".into()),
-                LATENCY_BUCKETS,
-            )
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .and_then(|builder| builder.install_recorder());
         match installed {
             Ok(handle) => Some(handle),

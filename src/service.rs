@@ -7,14 +7,14 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{Config, StoreKind},
     events::EventLog,
+    input::{DecisionRequest, NewTask},
+    registry::{Registry, TransitionError},
+    review::{Processor, ReviewFlow, SimulatedProcessor},
     store::{
         Retention, Store, StoreError,
         journal::{self, Journal},
         sqlite::SqliteStore,
     },
-    input::{DecisionRequest, NewTask},
-    registry::{Registry, TransitionError},
-    review::{Processor, ReviewFlow, SimulatedProcessor},
     task::{Feedback, Task, TaskId, now},
 };
 
@@ -64,8 +64,12 @@ impl Hitl {
                 let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
                 let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
                 let (sender, receiver) = journal::channel();
-                let events =
-                    EventLog::durable(config.retain_events, store.clone(), sender.clone(), &recovered);
+                let events = EventLog::durable(
+                    config.retain_events,
+                    store.clone(),
+                    sender.clone(),
+                    &recovered,
+                );
                 let journal = Journal::spawn(
                     store.clone(),
                     events.clone(),

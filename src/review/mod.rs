@@ -147,7 +147,10 @@ impl ReviewFlow {
             TaskStatus::WaitingForReview => "Review",
             _ => "Process",
         };
-        let node = self.flow.node_index(node).expect("the review flow has both nodes");
+        let node = self
+            .flow
+            .node_index(node)
+            .expect("the review flow has both nodes");
         self.run_from(node, handle);
     }
 

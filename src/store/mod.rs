@@ -155,10 +155,7 @@ mod tests {
     #[test]
     fn retention_is_a_count_or_an_age() {
         assert_eq!("500".parse(), Ok(Retention::Count(500)));
-        assert_eq!(
-            "90s".parse(),
-            Ok(Retention::Age(Duration::from_secs(90)))
-        );
+        assert_eq!("90s".parse(), Ok(Retention::Age(Duration::from_secs(90))));
         assert_eq!(
             "24h".parse(),
             Ok(Retention::Age(Duration::from_secs(86_400)))

@@ -131,7 +131,10 @@ pub async fn readyz(State(hitl): State<Hitl>) -> axum::response::Response {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(hitl): State<Hitl>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::render(&hitl),
     )
 }

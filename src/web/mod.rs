@@ -11,8 +11,8 @@ pub mod stream;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    middleware,
     http::{HeaderName, HeaderValue, header},
+    middleware,
     routing::{get, post},
 };
 use tokio::net::TcpListener;

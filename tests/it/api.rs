@@ -1,13 +1,16 @@
 //! The JSON API: the lifecycle, listing, every refusal, races and load.
 
 use futures_util::future::join_all;
-use hitl::task::{Decision, TaskStatus};
+use hitl::{
+    config::Config,
+    task::{Decision, TaskStatus},
+};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{
-    Task, assert_error, json_body, location, slow_config, spawn_app, spawn_app_with, unknown_id,
-    within,
+    Task, assert_error, content_type, json_body, location, slow_config, spawn_app, spawn_app_with,
+    test_config, text_body, unknown_id, within,
 };
 
 #[tokio::test]
@@ -595,4 +598,39 @@ async fn a_wrong_method_is_refused_in_the_api_s_own_words() {
         "method_not_allowed",
     )
     .await;
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Config {
+        store: hitl::config::StoreKind::Sqlite,
+        data_dir: dir.path().to_owned(),
+        ..test_config()
+    })
+    .await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(json_body::<Value>(ready).await, json!({"status": "ready"}));
+
+    let task = app.submit_for_review("Count me", 3).await;
+    let _watching = app.events(&format!("?task={}", task.id), None).await;
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(content_type(&metrics).starts_with("text/plain"));
+    let text = text_body(metrics).await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    // The recorder is shared by every test in this process: lower bounds only.
+    assert!(value("hitl_tasks{status=\"waiting_for_review\"}") >= 1.0);
+    assert!(value("hitl_sse_clients") >= 1.0);
+    assert!(value("hitl_journal_events_written_total") >= 3.0);
+    assert!(value("hitl_events_published_total") >= 3.0);
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/tasks\""),
+        "{text}"
+    );
 }

@@ -15,7 +15,14 @@ use tokio::{
 #[tokio::test]
 async fn sigterm_stops_the_binary_promptly_with_streams_open() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
-        .args(["--addr", "127.0.0.1:0", "--process-delay-ms", "0"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--process-delay-ms",
+            "0",
+            "--store",
+            "memory",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -70,6 +70,21 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     }
 }
 
+impl TestApp {
+    /// A client for a server that runs elsewhere (the real binary), at `base_url`.
+    pub fn at(base_url: String) -> Self {
+        Self {
+            base_url,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a reqwest client"),
+            shutdown: CancellationToken::new(),
+            server: tokio::spawn(async { Ok(()) }),
+        }
+    }
+}
+
 pub struct TestApp {
     pub base_url: String,
     /// Follows no redirects, so a 303 can be asserted.

@@ -2,6 +2,7 @@
 
 mod api;
 mod binary;
+mod durability;
 mod heartbeat;
 mod helpers;
 mod html;

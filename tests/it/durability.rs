@@ -1,0 +1,323 @@
+//! The real binary on a durable store, killed without warning (SIGKILL) at several points of a
+//! task's life and started again on the same data directory: nothing accepted is lost, nothing
+//! is doubled, event ids carry on, and a refused start says why.
+
+use std::{
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use hitl::task::TaskStatus;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::helpers::{Task, TestApp, WAIT, within};
+
+/// A running `hitl` on a data directory.
+struct Server {
+    child: Child,
+    app: TestApp,
+}
+
+fn command(dir: &Path, delay_ms: u64) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hitl"));
+    command
+        .args(["--addr", "127.0.0.1:0", "--process-delay-ms"])
+        .arg(delay_ms.to_string())
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("HITL_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+impl Server {
+    async fn start(dir: &Path, delay_ms: u64) -> Self {
+        let mut child = command(dir, delay_ms).spawn().expect("the binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = within("the address line", lines.next_line())
+            .await
+            .unwrap()
+            .expect("it prints its address");
+        let base = line
+            .strip_prefix("listening on ")
+            .expect("the contract's line");
+        Self {
+            child,
+            app: TestApp::at(base.to_owned()),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing.
+    async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        within("the killed process to go", self.child.wait())
+            .await
+            .unwrap();
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().unwrap().to_string()
+    }
+}
+
+/// Starts the binary expecting it to refuse: its exit status and what it wrote on stderr.
+async fn refused_start(dir: &Path) -> (std::process::ExitStatus, String) {
+    let mut child = command(dir, 0).spawn().unwrap();
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().unwrap();
+    let status = within("the refused start to exit", child.wait())
+        .await
+        .unwrap();
+    pipe.read_to_string(&mut stderr).await.unwrap();
+    (status, stderr)
+}
+
+fn assert_no_doubles(task: &Task) {
+    let numbers: Vec<u32> = task.attempts.iter().map(|a| a.attempt).collect();
+    let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+    assert_eq!(numbers, expected, "each attempt once, in order: {task:?}");
+}
+
+#[tokio::test]
+async fn a_killed_server_comes_back_with_everything_accepted_and_nothing_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Life 1: a review left open, a finished task, and a request for changes answered just
+    // before the kill.
+    let server = Server::start(dir.path(), 0).await;
+    let waiting = server.app.submit_for_review("Left waiting", 3).await;
+    let done = server.app.submit_for_review("Finished", 3).await;
+    server
+        .app
+        .decide(&done.id, json!({"decision": "approved", "attempt": 1}))
+        .await;
+    let done_before: Value = server
+        .app
+        .get(&format!("/api/tasks/{}", done.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revised = server.app.submit_for_review("Revised", 3).await;
+    let answered = server
+        .app
+        .decide(
+            &revised.id,
+            json!({"decision": "rejected", "attempt": 1, "comment": "say more"}),
+        )
+        .await;
+    assert_eq!(answered.attempt, 2);
+    server.kill().await;
+
+    // Life 2: slow processing, so a new task is killed while it is being processed.
+    let server = Server::start(dir.path(), 60_000).await;
+    let task = server.app.get_task(&waiting.id).await;
+    assert_eq!(
+        (task.status, task.attempt),
+        (TaskStatus::WaitingForReview, 1)
+    );
+    assert_eq!(
+        task.output, waiting.output,
+        "the same draft is under review"
+    );
+    let task = server.app.get_task(&revised.id).await;
+    assert_eq!(task.attempt, 2, "the answered decision was kept: {task:?}");
+    assert_eq!(task.attempts.len(), 1);
+    assert_eq!(task.attempts[0].comment.as_deref(), Some("say more"));
+    let done_after: Value = server
+        .app
+        .get(&format!("/api/tasks/{}", done.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done_after, done_before, "a finished task is unchanged");
+    let processing = server.app.submit("Killed mid-processing", 3).await;
+    server
+        .app
+        .wait_for_status(&processing.id, TaskStatus::Running)
+        .await;
+    server.kill().await;
+
+    // Life 3: every loop can be completed, and none has an attempt twice.
+    let server = Server::start(dir.path(), 0).await;
+    let app = &server.app;
+    let task = app.wait_for_review(&processing.id, 1).await;
+    assert!(
+        task.attempts.is_empty(),
+        "processed again as attempt 1: {task:?}"
+    );
+    let task = app.wait_for_review(&revised.id, 2).await;
+    assert!(
+        task.output.as_deref().unwrap().contains("say more"),
+        "attempt 2 was given the comment: {task:?}"
+    );
+    app.decide(&waiting.id, json!({"decision": "approved", "attempt": 1}))
+        .await;
+    app.decide(&revised.id, json!({"decision": "approved", "attempt": 2}))
+        .await;
+    app.decide(
+        &processing.id,
+        json!({"decision": "rejected", "attempt": 1, "comment": "again"}),
+    )
+    .await;
+    app.wait_for_review(&processing.id, 2).await;
+    app.decide(
+        &processing.id,
+        json!({"decision": "approved", "attempt": 2}),
+    )
+    .await;
+    for id in [&waiting.id, &revised.id, &processing.id, &done.id] {
+        let task = app.get_task(id).await;
+        assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+        assert_no_doubles(&task);
+    }
+    let listed = app.listed_ids("").await;
+    assert_eq!(listed.len(), 4, "no task lost or duplicated: {listed:?}");
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn a_client_resumes_from_its_last_event_id_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0).await;
+    let mut events = server.app.events("", None).await;
+    let first = server.app.submit_for_review("Before the crash", 3).await;
+    let before = events
+        .statuses_until(|e| e.task_id == first.id && e.status == TaskStatus::WaitingForReview)
+        .await;
+    let (seen, _) = before[0];
+    server.kill().await;
+
+    let server = Server::start(dir.path(), 0).await;
+    let second = server.app.submit_for_review("After the crash", 3).await;
+    let mut resumed = server.app.events("", Some(seen)).await;
+    let replayed = resumed
+        .statuses_until(|e| e.task_id == second.id && e.status == TaskStatus::WaitingForReview)
+        .await;
+    let ids: Vec<u64> = replayed.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<u64> = (seen + 1..=ids[ids.len() - 1]).collect();
+    assert_eq!(
+        ids, expected,
+        "every event after {seen} exactly once, in order"
+    );
+    assert_eq!(
+        &replayed[..before.len() - 1],
+        &before[1..],
+        "the events from before the crash, as they were first sent"
+    );
+    // Then live events.
+    server
+        .app
+        .decide(&second.id, json!({"decision": "approved", "attempt": 1}))
+        .await;
+    let (id, live) = resumed.next_status().await;
+    assert_eq!(
+        (id, live.status),
+        (expected[expected.len() - 1] + 1, TaskStatus::Completed)
+    );
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn sigterm_with_a_thousand_streams_and_open_reviews_exits_promptly_and_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), 0).await;
+    let inputs: Vec<String> = (0..20).map(|i| format!("task {i}")).collect();
+    let tasks = join_all(
+        inputs
+            .iter()
+            .map(|input| server.app.submit_for_review(input, 3)),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let opened = join_all((0..1000).map(|i| {
+        let path = match i % 3 {
+            0 => "/api/events".to_owned(),
+            1 => "/stream".to_owned(),
+            _ => format!("/stream?task={}", tasks[i % tasks.len()].id),
+        };
+        client.get(server.app.url(&path)).send()
+    }))
+    .await;
+    let mut streams = Vec::new();
+    for response in opened {
+        let response = response.expect("a stream opens");
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+
+    let sent = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(5), server.child.wait())
+        .await
+        .expect("the binary exits within 5 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "a clean exit, got {exit:?}");
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    for response in streams {
+        let ended = tokio::time::timeout(WAIT, response.bytes()).await;
+        assert!(ended.is_ok(), "every open stream ended");
+    }
+
+    let server = Server::start(dir.path(), 0).await;
+    for task in &tasks {
+        let now = server.app.get_task(&task.id).await;
+        assert_eq!((now.status, now.attempt), (TaskStatus::WaitingForReview, 1));
+    }
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn a_second_instance_on_the_same_data_dir_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path(), 0).await;
+    let (status, stderr) = refused_start(dir.path()).await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("already using the data directory")
+            && stderr.contains(&format!("pid {}", first.pid())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let health = first.app.get("/readyz").await;
+    assert_eq!(health.status(), 200, "the first one carries on");
+    first.kill().await;
+}
+
+#[tokio::test]
+async fn an_unusable_data_dir_or_a_damaged_database_stops_the_start_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let (status, unusable) = refused_start(&file.join("data")).await;
+    assert!(!status.success());
+    assert!(unusable.contains("cannot use the data directory"), "{unusable}");
+
+    let damaged = dir.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::write(damaged.join("hitl.sqlite3"), "x".repeat(8192)).unwrap();
+    let (status, stderr) = refused_start(&damaged).await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("not a hitl database or is damaged"),
+        "{stderr}"
+    );
+    for message in [&unusable, &stderr] {
+        assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
