@@ -16,7 +16,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::helpers::{Task, TestApp, WAIT, within};
+use crate::helpers::{Task, TestApp, WAIT, json_body, within};
 
 /// A running `hitl` on a data directory.
 struct Server {
@@ -81,6 +81,11 @@ async fn refused_start(dir: &Path) -> (std::process::ExitStatus, String) {
     (status, stderr)
 }
 
+/// A task's JSON as it is, every field included.
+async fn raw_task(app: &TestApp, id: &str) -> Value {
+    json_body(app.get(&format!("/api/tasks/{id}")).await).await
+}
+
 fn assert_no_doubles(task: &Task) {
     let numbers: Vec<u32> = task.attempts.iter().map(|a| a.attempt).collect();
     let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
@@ -100,13 +105,7 @@ async fn a_killed_server_comes_back_with_everything_accepted_and_nothing_doubled
         .app
         .decide(&done.id, json!({"decision": "approved", "attempt": 1}))
         .await;
-    let done_before: Value = server
-        .app
-        .get(&format!("/api/tasks/{}", done.id))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let done_before = raw_task(&server.app, &done.id).await;
     let revised = server.app.submit_for_review("Revised", 3).await;
     let answered = server
         .app
@@ -133,13 +132,7 @@ async fn a_killed_server_comes_back_with_everything_accepted_and_nothing_doubled
     assert_eq!(task.attempt, 2, "the answered decision was kept: {task:?}");
     assert_eq!(task.attempts.len(), 1);
     assert_eq!(task.attempts[0].comment.as_deref(), Some("say more"));
-    let done_after: Value = server
-        .app
-        .get(&format!("/api/tasks/{}", done.id))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let done_after = raw_task(&server.app, &done.id).await;
     assert_eq!(done_after, done_before, "a finished task is unchanged");
     let processing = server.app.submit("Killed mid-processing", 3).await;
     server
@@ -305,7 +298,10 @@ async fn an_unusable_data_dir_or_a_damaged_database_stops_the_start_with_a_reaso
     std::fs::write(&file, "not a directory").unwrap();
     let (status, unusable) = refused_start(&file.join("data")).await;
     assert!(!status.success());
-    assert!(unusable.contains("cannot use the data directory"), "{unusable}");
+    assert!(
+        unusable.contains("cannot use the data directory"),
+        "{unusable}"
+    );
 
     let damaged = dir.path().join("damaged");
     std::fs::create_dir(&damaged).unwrap();
