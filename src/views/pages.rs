@@ -20,12 +20,14 @@ pub struct SubmitForm<'a> {
     pub error: Option<String>,
 }
 
-/// The home page: the submit form and the live lists of tasks.
+/// The home page: the submit form and the live lists of tasks. `memory_only` warns that nothing
+/// is kept when the server stops.
 pub fn home(
     tasks: &[std::sync::Arc<Task>],
     head: u64,
     default_attempts: u32,
     form: SubmitForm,
+    memory_only: bool,
 ) -> Markup {
     let groups = [
         (
@@ -38,6 +40,13 @@ pub fn home(
     ];
     let main = html! {
         h1 { "Human review of automated work" }
+        @if memory_only {
+            p #storage-note.note {
+                strong { "Kept in memory only: " }
+                "tasks and reviews are lost when the server stops. Start it without "
+                code { "--store memory" } " to keep them."
+            }
+        }
         section.card aria-labelledby="submit-heading" {
             h2 #submit-heading { "Submit a task" }
             @match form.error {

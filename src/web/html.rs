@@ -33,7 +33,13 @@ fn render_home(hitl: &Hitl, form: SubmitForm) -> Markup {
     let mut tasks = hitl.registry.list(None);
     // Most recent activity first within each list, as live updates insert them.
     tasks.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
-    pages::home(&tasks, head, hitl.default_max_attempts, form)
+    pages::home(
+        &tasks,
+        head,
+        hitl.default_max_attempts,
+        form,
+        hitl.durable.is_none(),
+    )
 }
 
 pub async fn about(State(hitl): State<Hitl>) -> Markup {

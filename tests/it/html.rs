@@ -495,3 +495,20 @@ async fn the_pages_label_their_controls_and_announce_changes() {
     assert_eq!(live.len(), 1, "a polite live region for the status");
     assert!(!select(&home, "[role=status][aria-live=polite]").is_empty());
 }
+
+#[tokio::test]
+async fn the_home_page_warns_when_nothing_is_kept() {
+    let memory = spawn_app().await;
+    let doc = page(&memory, "/").await;
+    assert!(text_of(&doc, "#storage-note").contains("lost when the server stops"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let durable = spawn_app_with(hitl::config::Config {
+        store: hitl::config::StoreKind::Sqlite,
+        data_dir: dir.path().to_owned(),
+        ..crate::helpers::test_config()
+    })
+    .await;
+    let doc = page(&durable, "/").await;
+    assert!(select(&doc, "#storage-note").is_empty());
+}
