@@ -8,6 +8,10 @@ run:
 test:
     cargo test
 
+# Lifecycles per second, in-memory store against the durable one (see BENCHMARKS.md).
+bench:
+    cargo run --release --example throughput
+
 # Everything CI runs.
 ci:
     bash .ci/run

@@ -14,6 +14,7 @@ use axum::{
     http::{HeaderName, HeaderValue, header},
     middleware,
     routing::{get, post},
+    serve::ListenerExt,
 };
 use tokio::net::TcpListener;
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
@@ -76,6 +77,14 @@ pub fn app(hitl: Hitl) -> Router {
 /// prompt, and requests in flight finish.
 pub async fn serve(listener: TcpListener, hitl: Hitl) -> std::io::Result<()> {
     let shutdown = hitl.shutdown.clone();
+    // Event streams are many small writes to a client that never writes back; with Nagle's
+    // algorithm on they wait for delayed ACKs (about 40 ms on Linux). BENCHMARKS.md has the
+    // before and after.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(hitl))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
