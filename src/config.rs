@@ -60,6 +60,50 @@ pub struct Config {
     /// The directory the durable store lives in; created if missing.
     #[arg(long, env = "HITL_DATA_DIR", default_value = "hitl-data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// What one client, or all of them, may ask of the service at once.
+#[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, in bytes (room for a 64 KiB input, comment and edit, form-encoded).
+    #[arg(long, env = "HITL_MAX_BODY_BYTES", default_value_t = 512 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_body_bytes: u64,
+
+    /// Tasks not yet finished that may exist at once; a submission beyond it gets 503.
+    #[arg(long, env = "HITL_MAX_LIVE_TASKS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_live_tasks: u64,
+
+    /// Event streams open at once, from everyone; one beyond it gets 503.
+    #[arg(long, env = "HITL_MAX_STREAMS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams: u64,
+
+    /// Event streams open at once from one IP address; one beyond it gets 429.
+    #[arg(long, env = "HITL_MAX_STREAMS_PER_CLIENT", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams_per_client: u64,
+
+    /// Seconds any request but an event stream may take before it is answered 503.
+    #[arg(long, env = "HITL_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 512 * 1024,
+            max_live_tasks: 10_000,
+            max_streams: 10_000,
+            max_streams_per_client: 100,
+            request_timeout_secs: 30,
+        }
+    }
 }
 
 /// The kinds of store.
@@ -82,6 +126,7 @@ impl Default for Config {
             retain_events: Retention::default(),
             store: StoreKind::Memory,
             data_dir: "hitl-data".into(),
+            limits: Limits::default(),
         }
     }
 }

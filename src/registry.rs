@@ -5,7 +5,13 @@
 //! changes to one task interleave and each task's events are in sequence order. The lock is never
 //! held across an `.await`. Lock order is always map shard, then event log.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use dashmap::DashMap;
 use tokio::sync::watch;
@@ -29,6 +35,9 @@ pub enum TransitionError {
         "The server is shutting down; your decision was not applied. Try again when it is back."
     )]
     Stopped,
+    /// As many tasks are unfinished as the service takes; nothing was submitted.
+    #[error("the service already has {max} unfinished tasks")]
+    Full { max: usize },
     /// The change was made but could not be written to the store in time.
     #[error(
         "The change could not be saved: the store is not answering. It may be lost if the server stops; try again shortly."
@@ -42,6 +51,9 @@ type Result<T, E = TransitionError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Registry {
     tasks: Arc<DashMap<TaskId, LiveTask>>,
+    /// How many tasks are not finished (or are reserved to be submitted): what the live-task
+    /// limit counts, kept here so a submission need not scan the map.
+    unfinished: Arc<AtomicUsize>,
     /// Where every transition is published.
     pub events: EventLog,
 }
@@ -75,11 +87,13 @@ impl Registry {
     pub fn new(events: EventLog) -> Self {
         Self {
             tasks: Arc::new(DashMap::new()),
+            unfinished: Arc::default(),
             events,
         }
     }
 
-    /// Adds a new pending task and publishes its first event.
+    /// Adds a new pending task and publishes its first event. Its place among the unfinished
+    /// tasks was taken with [`Self::reserve`].
     pub fn insert(&self, task: Task, shutdown: &CancellationToken) -> TaskHandle {
         let cancel = shutdown.child_token();
         let (feedback_tx, feedback) = watch::channel(None);
@@ -104,9 +118,27 @@ impl Registry {
         }
     }
 
+    /// Holds a place for one more unfinished task, if fewer than `max` exist; the place is the
+    /// new task's once [`Self::insert`] adds it.
+    pub fn reserve(&self, max: usize) -> Result<()> {
+        if self.unfinished.fetch_add(1, Ordering::AcqRel) >= max {
+            self.unfinished.fetch_sub(1, Ordering::AcqRel);
+            return Err(TransitionError::Full { max });
+        }
+        Ok(())
+    }
+
+    /// Tasks not yet finished.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished.load(Ordering::Acquire)
+    }
+
     /// Puts back a task recovered from the store, publishing nothing: its events are already in
     /// the log.
     pub fn restore(&self, task: Arc<Task>, shutdown: &CancellationToken) -> TaskHandle {
+        if !task.status.is_terminal() {
+            self.unfinished.fetch_add(1, Ordering::AcqRel);
+        }
         let cancel = shutdown.child_token();
         let (feedback_tx, feedback) = watch::channel(None);
         self.tasks.insert(
@@ -184,6 +216,9 @@ impl Registry {
             });
         }
         task.updated_at = now();
+        if task.status.is_terminal() && !live.task.status.is_terminal() {
+            self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        }
         let event = self
             .events
             .publish(EventKind::Status, |seq| Arc::new(Task { seq, ..task }));

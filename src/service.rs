@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Config, StoreKind},
+    config::{Config, Limits, StoreKind},
     events::EventLog,
     input::{DecisionRequest, NewTask},
     registry::{Registry, TransitionError},
@@ -16,6 +16,7 @@ use crate::{
         sqlite::SqliteStore,
     },
     task::{Feedback, Task, TaskId, now},
+    web::protect::StreamGate,
 };
 
 /// How long a request waits for its change to reach the disk before it is answered 503.
@@ -34,6 +35,10 @@ pub struct Hitl {
     pub shutdown: CancellationToken,
     /// The durable store and its writer; `None` in memory mode.
     pub durable: Option<Arc<Durable>>,
+    /// What clients may ask of the service at once.
+    pub limits: Limits,
+    /// Counts open event streams against the limits.
+    pub streams: StreamGate,
 }
 
 /// The store behind a durable service, and the journal that writes to it.
@@ -92,6 +97,11 @@ impl Hitl {
             default_max_attempts: config.max_attempts,
             shutdown,
             durable,
+            limits: config.limits,
+            streams: StreamGate::new(
+                config.limits.max_streams,
+                config.limits.max_streams_per_client,
+            ),
         };
         hitl.resume(tasks);
         Ok(hitl)
@@ -157,6 +167,7 @@ impl Hitl {
     #[tracing::instrument(skip_all)]
     pub async fn submit(&self, new: NewTask) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
+        self.registry.reserve(self.limits.max_live_tasks as usize)?;
         let task = Task::new(TaskId::new(), new.input, max_attempts, now());
         let handle = self.registry.insert(task, &self.shutdown);
         let task = handle.task.clone();

@@ -20,6 +20,8 @@ pub struct Problem {
     pub code: &'static str,
     pub message: String,
     pub task: Option<Arc<Task>>,
+    /// For refusals under load: seconds to wait, sent as `Retry-After`.
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -29,6 +31,7 @@ impl Problem {
             code,
             message: message.into(),
             task: None,
+            retry_after: None,
         }
     }
 
@@ -67,6 +70,17 @@ impl From<TransitionError> for Problem {
                 "shutting_down",
                 TransitionError::Stopped.to_string(),
             ),
+            TransitionError::Full { max } => Self {
+                retry_after: Some(30),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_tasks",
+                    format!(
+                        "The service already has {max} unfinished tasks, as many as it takes. \
+                         Nothing was submitted; try again once some are reviewed."
+                    ),
+                )
+            },
             TransitionError::NotSaved => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -102,9 +116,16 @@ impl IntoResponse for ApiError {
             status,
             code,
             message,
+            retry_after,
             ..
         } = self.0;
         let body = json!({ "error": { "code": code, "message": message } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

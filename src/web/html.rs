@@ -220,11 +220,12 @@ fn done(htmx: bool, task: &Task, message: &str) -> Response {
 
 /// A refused action: its status with the page again (or an alert fragment for htmx), saying what
 /// went wrong and, when there is a task, what its state is now.
-fn refused(htmx: bool, problem: Problem) -> Response {
+pub(super) fn refused(htmx: bool, problem: Problem) -> Response {
     let Problem {
         status,
         message,
         task,
+        retry_after,
         ..
     } = problem;
     let body = match (htmx, task) {
@@ -235,5 +236,11 @@ fn refused(htmx: bool, problem: Problem) -> Response {
         (false, Some(task)) => pages::task(&task, Some(&message)),
         (false, None) => pages::error(status.canonical_reason().unwrap_or("Error"), &message),
     };
-    (status, body).into_response()
+    let mut response = (status, body).into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
 }

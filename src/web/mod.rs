@@ -6,6 +6,7 @@ mod assets;
 pub mod error;
 mod extract;
 mod html;
+pub mod protect;
 pub mod stream;
 
 use axum::{
@@ -16,22 +17,37 @@ use axum::{
     routing::{get, post},
     serve::ListenerExt,
 };
+use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
-use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+
+use axum::http::StatusCode;
+use tower_http::{
+    csrf::CsrfLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
+};
 
 use crate::service::Hitl;
 
-/// Bodies larger than this are refused with 413 before they are read in full: room for a
-/// 64 KiB input, comment and edit, form-encoded.
-pub const BODY_LIMIT: usize = 512 * 1024;
+/// The Content-Security-Policy of every answer: our own scripts and styles only, no inline code
+/// (htmx is configured not to need it), no framing.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
 
 /// Every route, with its layers.
 pub fn app(hitl: Hitl) -> Router {
+    let timeout = TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(hitl.limits.request_timeout_secs),
+    );
+    let body_limit = usize::try_from(hitl.limits.max_body_bytes).unwrap_or(usize::MAX);
+    // Routes above each `route_layer` get the request timeout; the event streams, added after
+    // it, never end on a timer.
     let api = Router::new()
         .route("/tasks", post(api::submit).get(api::list))
         .route("/tasks/{id}", get(api::get))
         .route("/tasks/{id}/feedback", post(api::feedback))
         .route("/tasks/{id}/cancel", post(api::cancel))
+        .route_layer(timeout)
         .route("/events", get(stream::json_events))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
@@ -43,15 +59,28 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/tasks/{id}", get(html::task_page))
         .route("/tasks/{id}/feedback", post(html::feedback))
         .route("/tasks/{id}/cancel", post(html::cancel))
-        .route("/stream", get(stream::html_events))
         .route("/assets/{*path}", get(assets::asset))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
+        .route_layer(timeout)
+        .route("/stream", get(stream::html_events))
         .nest("/api", api)
         .fallback(html::not_found)
         .method_not_allowed_fallback(html::method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CsrfLayer::new())
+        .layer(middleware::from_fn(protect::explain_csrf))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        // Pages and answers are about private tasks: no shared cache keeps them. Assets set
+        // their own caching.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -85,7 +114,10 @@ pub async fn serve(listener: TcpListener, hitl: Hitl) -> std::io::Result<()> {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app(hitl))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        app(hitl).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }

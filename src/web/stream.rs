@@ -4,7 +4,7 @@
 //! of every task in scope, or, given `Last-Event-ID`, with exactly the events after it (or a
 //! `resync` and the current state, when those are no longer kept); then it follows the log.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, net::IpAddr, time::Duration};
 
 use axum::{
     extract::{Query, State},
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use super::{
     api::parse_id,
     error::{ApiError, Problem},
+    protect::ClientIp,
 };
 use crate::{
     events::{Event, EventKind, EventLog, Scope, Since},
@@ -52,17 +53,19 @@ pub fn frames(
     hitl: &Hitl,
     scope: Scope,
     last_event_id: Option<u64>,
+    client: Option<IpAddr>,
 ) -> Result<impl Stream<Item = Frame> + use<>, Problem> {
     if let Scope::Task(id) = scope {
         hitl.registry.get(id).ok_or_else(Problem::not_found)?;
     }
+    let pass = hitl.streams.admit(client)?;
     // Watch before reading the log, so nothing that becomes visible in between is missed. Every
     // stream wakes on the log's durable head: a task's own change signal fires before its event
     // is durable, and so before the log will hand it out.
     let mut wake = hitl.registry.events.watch_head();
     let log = hitl.registry.events.clone();
     let stream = async_stream::stream! {
-        let _connected = Connected::new();
+        let _connected = (Connected::new(), pass);
         let start = match last_event_id {
             Some(n) => Some((n, log.replay(n, scope).await)),
             None => None,
@@ -144,10 +147,11 @@ fn sse(stream: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
 /// `GET /api/events`: JSON events.
 pub async fn json_events(
     State(hitl): State<Hitl>,
+    ClientIp(client): ClientIp,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let frames = frames(&hitl, scope(&query)?, last_event_id(&headers))?;
+    let frames = frames(&hitl, scope(&query)?, last_event_id(&headers), client)?;
     Ok(sse(frames.map(json_frame)))
 }
 
@@ -186,16 +190,31 @@ fn json_frame(frame: Frame) -> SseEvent {
 /// `GET /stream`: HTML fragments, swapped out of band by the page's one SSE sink.
 pub async fn html_events(
     State(hitl): State<Hitl>,
+    ClientIp(client): ClientIp,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let result =
-        scope(&query).and_then(|scope| Ok((scope, frames(&hitl, scope, last_event_id(&headers))?)));
+    let result = scope(&query).and_then(|scope| {
+        Ok((
+            scope,
+            frames(&hitl, scope, last_event_id(&headers), client)?,
+        ))
+    });
     match result {
         Ok((scope, frames)) => {
             sse(frames.filter_map(move |frame| std::future::ready(html_frame(scope, frame))))
         }
-        Err(problem) => (problem.status, problem.message).into_response(),
+        // An EventSource shows no body; the status (and `Retry-After`) is what it acts on.
+        Err(problem) => {
+            let retry_after = problem.retry_after;
+            let mut response = (problem.status, problem.message).into_response();
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, seconds.into());
+            }
+            response
+        }
     }
 }
 

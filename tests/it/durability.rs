@@ -33,6 +33,8 @@ fn command(dir: &Path, delay_ms: u64) -> Command {
         .arg(dir)
         .env("RUST_LOG", "warn")
         .env_remove("HITL_STORE")
+        // One test opens a thousand streams from this one address.
+        .env("HITL_MAX_STREAMS_PER_CLIENT", "2000")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -1,4 +1,5 @@
-//! Idle streams get keep-alive comments, checked in paused time through the router itself.
+//! Idle streams get keep-alive comments and no request timeout, checked in paused time through
+//! the router itself.
 
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use tower::ServiceExt;
 #[tokio::test(start_paused = true)]
 async fn an_idle_stream_gets_a_comment_within_15_seconds_and_ends_on_shutdown() {
     let shutdown = CancellationToken::new();
-    let hitl = Hitl::open(&Config::default(), shutdown.clone()).expect("the service opens");
+    // A one-second request timeout: the streams outlive it, since their comments come at 10 s.
+    let mut config = Config::default();
+    config.limits.request_timeout_secs = 1;
+    let hitl = Hitl::open(&config, shutdown.clone()).expect("the service opens");
     let app = hitl::web::app(hitl);
 
     for path in ["/api/events", "/stream"] {

@@ -6,5 +6,6 @@ mod durability;
 mod heartbeat;
 mod helpers;
 mod html;
+mod protect;
 mod streams;
 mod views;

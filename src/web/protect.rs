@@ -1,0 +1,145 @@
+//! What keeps the service safe from other sites and greedy clients: CSRF refusal in our own
+//! words, the stream gate (how many event streams are open, in all and per client), and the
+//! client's address.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts, Request},
+    http::{StatusCode, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use dashmap::DashMap;
+use tower_http::csrf::ProtectionError;
+
+use super::error::{ApiError, Problem};
+
+/// Turns tower-http's bare 403 for a cross-site request into an answer a person understands:
+/// JSON on the API, a page or an alert fragment in the browser.
+pub async fn explain_csrf(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let htmx = request
+        .headers()
+        .get("hx-request")
+        .is_some_and(|v| v == "true");
+    let response = next.run(request).await;
+    if response.extensions().get::<ProtectionError>().is_none() {
+        return response;
+    }
+    let problem = Problem::new(
+        StatusCode::FORBIDDEN,
+        "cross_site",
+        "This request came from another site, so it was refused and nothing changed. \
+         Use the forms on this site, or call the API without browser headers.",
+    );
+    if api {
+        ApiError(problem).into_response()
+    } else {
+        super::html::refused(htmx, problem)
+    }
+}
+
+/// The address of the client (the peer of the connection), when the server knows it.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+/// Counts open event streams, in all and per client address.
+#[derive(Clone)]
+pub struct StreamGate {
+    total: Arc<AtomicUsize>,
+    per_client: Arc<DashMap<IpAddr, usize>>,
+    max_total: usize,
+    max_per_client: usize,
+}
+
+/// One admitted stream; dropping it frees its place.
+pub struct StreamPass {
+    gate: StreamGate,
+    client: Option<IpAddr>,
+}
+
+impl StreamGate {
+    pub fn new(max_total: u64, max_per_client: u64) -> Self {
+        Self {
+            total: Arc::default(),
+            per_client: Arc::default(),
+            max_total: usize::try_from(max_total).unwrap_or(usize::MAX),
+            max_per_client: usize::try_from(max_per_client).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// A place for one more stream from `client`, or why there is none.
+    pub fn admit(&self, client: Option<IpAddr>) -> Result<StreamPass, Problem> {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                "The server has as many live-update connections open as it allows. \
+                 Try again shortly; the page still works without live updates.",
+            ));
+        }
+        if let Some(ip) = client {
+            let mut open = self.per_client.entry(ip).or_insert(0);
+            if *open >= self.max_per_client {
+                drop(open);
+                self.total.fetch_sub(1, Ordering::AcqRel);
+                return Err(busy(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_streams",
+                    "You have as many live-update connections open as one client may. \
+                     Close some tabs of this site and try again.",
+                ));
+            }
+            *open += 1;
+        }
+        Ok(StreamPass {
+            gate: self.clone(),
+            client,
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for StreamPass {
+    fn drop(&mut self) {
+        if let Some(ip) = self.client {
+            // Remove the entry with its last stream, so the map does not grow with every address.
+            self.gate.per_client.remove_if_mut(&ip, |_, open| {
+                *open -= 1;
+                *open == 0
+            });
+        }
+        self.gate.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A refusal for load: how long to wait is in `Retry-After`.
+fn busy(status: StatusCode, code: &'static str, message: &str) -> Problem {
+    Problem {
+        retry_after: Some(5),
+        ..Problem::new(status, code, message)
+    }
+}
