@@ -125,10 +125,12 @@ impl Hitl {
         }
     }
 
-    /// Writes out every accepted change and stops the journal: the last step of a shutdown.
+    /// Writes out every accepted change, stops the journal and lets the data directory go: the
+    /// last step of a shutdown. Cancel `shutdown` first, so no flow is still making changes.
     pub async fn close(&self) {
         if let Some(durable) = &self.durable {
             durable.journal.close().await;
+            durable.store.release();
         }
     }
 

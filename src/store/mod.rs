@@ -146,6 +146,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Is the store there and answering?
     fn check(&self) -> Result<(), StoreError>;
+
+    /// Gives the store up after the last write: another instance may open it now (a restart
+    /// within one process, as tests and embedders do).
+    fn release(&self) {}
 }
 
 #[cfg(test)]

@@ -61,8 +61,8 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// Replays and health checks read here, beside the writer (WAL lets them).
     reader: Mutex<Connection>,
-    /// Held for the life of the store: the data directory is ours.
-    _lock: File,
+    /// Held until [`Store::release`] or the end of the store: the data directory is ours.
+    lock: Mutex<Option<File>>,
 }
 
 impl SqliteStore {
@@ -99,7 +99,7 @@ impl SqliteStore {
             path,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -385,6 +385,11 @@ impl Store for SqliteStore {
         self.reader()
             .query_row("SELECT value FROM meta WHERE key = 'head'", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    fn release(&self) {
+        // Closing the file drops its lock.
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
