@@ -19,15 +19,19 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start the service (the default).
-    Serve(Config),
+    Serve(Box<Config>),
+    /// Read a secret from standard input and print its Argon2 hash, for HITL_USERS.
+    HashSecret,
 }
 
 impl Cli {
-    /// The service's configuration, whether given with or without `serve`.
-    pub fn into_config(self) -> Config {
+    /// The service's configuration, whether given with or without `serve`; `None` for another
+    /// subcommand.
+    pub fn into_config(self) -> Option<Config> {
         match self.command {
-            Some(Command::Serve(config)) => config,
-            None => self.serve,
+            Some(Command::Serve(config)) => Some(*config),
+            None => Some(self.serve),
+            Some(Command::HashSecret) => None,
         }
     }
 }
@@ -63,6 +67,48 @@ pub struct Config {
 
     #[command(flatten)]
     pub limits: Limits,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+}
+
+/// Who may act.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// `none`: no sign-in, anyone can review (a local demo); `token`: users sign in.
+    #[arg(long = "auth", env = "HITL_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub mode: AuthMode,
+
+    /// Users as `name:role:hash` separated by commas (role `reviewer` or `submitter`; the hash
+    /// from `hitl hash-secret`).
+    #[arg(long, env = "HITL_USERS", hide_env_values = true)]
+    pub users: Option<String>,
+
+    /// A file of users, one `name:role:hash` a line.
+    #[arg(long, env = "HITL_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// Let a reviewer decide on a task they submitted themselves.
+    #[arg(long, env = "HITL_ALLOW_SELF_REVIEW")]
+    pub allow_self_review: bool,
+
+    /// Key that signs session cookies (any string); random at each start if not given.
+    #[arg(long, env = "HITL_SESSION_KEY", hide_env_values = true)]
+    pub session_key: Option<String>,
+
+    /// Hours a browser session lasts.
+    #[arg(long, env = "HITL_SESSION_HOURS", default_value_t = 12,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 365))]
+    pub session_hours: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// No sign-in: anyone who reaches the port can do anything.
+    #[default]
+    None,
+    /// Users sign in with a name and secret; the API takes `Authorization: Bearer name:secret`.
+    Token,
 }
 
 /// What one client, or all of them, may ask of the service at once.
@@ -127,6 +173,10 @@ impl Default for Config {
             store: StoreKind::Memory,
             data_dir: "hitl-data".into(),
             limits: Limits::default(),
+            auth: AuthConfig {
+                session_hours: 12,
+                ..AuthConfig::default()
+            },
         }
     }
 }

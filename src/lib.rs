@@ -19,8 +19,10 @@
 //! - [`web`]: the router, browser routes, JSON API, event streams, errors and embedded assets.
 //! - [`views`]: maud pages and the fragments pushed to browsers.
 //! - [`metrics`]: Prometheus metrics and request timing.
+//! - [`auth`]: users, roles, sessions and bearer tokens for `--auth token`.
 //! - [`config`]: command-line flags.
 
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod events;

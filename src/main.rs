@@ -26,7 +26,9 @@ async fn run() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hitl=info,warn")),
         )
         .init();
-    let config = Cli::parse().into_config();
+    let Some(config) = Cli::parse().into_config() else {
+        return hash_secret();
+    };
 
     let shutdown = CancellationToken::new();
     // The store first: a locked or damaged data directory stops us before we take the port.
@@ -45,6 +47,18 @@ async fn run() -> anyhow::Result<()> {
     hitl.close().await;
     served?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `hitl hash-secret`: reads one line (the secret) from standard input and prints its hash.
+fn hash_secret() -> anyhow::Result<()> {
+    let mut secret = String::new();
+    std::io::stdin()
+        .read_line(&mut secret)
+        .context("cannot read the secret from standard input")?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!secret.is_empty(), "give the secret on standard input");
+    println!("{}", hitl::auth::hash_secret(secret));
     Ok(())
 }
 

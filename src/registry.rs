@@ -38,6 +38,9 @@ pub enum TransitionError {
     /// As many tasks are unfinished as the service takes; nothing was submitted.
     #[error("the service already has {max} unfinished tasks")]
     Full { max: usize },
+    /// The actor may not do this; the message says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// The change was made but could not be written to the store in time.
     #[error(
         "The change could not be saved: the store is not answering. It may be lost if the server stops; try again shortly."
@@ -413,10 +416,11 @@ impl Registry {
     }
 
     /// Any non-terminal status `-> cancelled`; stops the task's workflow.
-    pub fn cancel(&self, id: TaskId) -> Result<Arc<Task>> {
+    pub fn cancel(&self, id: TaskId, by: Option<Arc<str>>) -> Result<Arc<Task>> {
         let task = self.transition(id, |task| {
             expect_live(task)?;
             task.status = TaskStatus::Cancelled;
+            task.cancelled_by = by;
             Ok(())
         })?;
         if let Some(live) = self.tasks.get(&id) {
@@ -466,6 +470,7 @@ fn record_decision(task: &mut Task, feedback: &Feedback) -> Result<(), String> {
         comment: feedback.comment.clone(),
         edited_output,
         decided_at: Some(feedback.at),
+        decided_by: feedback.by.clone(),
     });
     Ok(())
 }

@@ -5,7 +5,8 @@ use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Config, Limits, StoreKind},
+    auth::{Actor, Auth, Role, Users},
+    config::{AuthConfig, AuthMode, Config, Limits, StoreKind},
     events::EventLog,
     input::{DecisionRequest, NewTask},
     registry::{Registry, TransitionError},
@@ -39,6 +40,10 @@ pub struct Hitl {
     pub limits: Limits,
     /// Counts open event streams against the limits.
     pub streams: StreamGate,
+    /// Users and sessions; `None` without sign-in (`--auth none`).
+    pub auth: Option<Arc<Auth>>,
+    /// May a reviewer decide on their own task?
+    pub allow_self_review: bool,
 }
 
 /// The store behind a durable service, and the journal that writes to it.
@@ -63,6 +68,7 @@ impl Hitl {
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         crate::metrics::install();
+        let auth = auth_from(&config.auth)?.map(Arc::new);
         let (events, durable, tasks) = match config.store {
             StoreKind::Memory => (EventLog::in_memory(config.retain_events), None, Vec::new()),
             StoreKind::Sqlite => {
@@ -98,6 +104,8 @@ impl Hitl {
             shutdown,
             durable,
             limits: config.limits,
+            auth,
+            allow_self_review: config.auth.allow_self_review,
             streams: StreamGate::new(
                 config.limits.max_streams,
                 config.limits.max_streams_per_client,
@@ -167,10 +175,13 @@ impl Hitl {
 
     /// Accepts a task and starts its flow.
     #[tracing::instrument(skip_all)]
-    pub async fn submit(&self, new: NewTask) -> Result<Arc<Task>, TransitionError> {
+    pub async fn submit(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
         self.registry.reserve(self.limits.max_live_tasks as usize)?;
-        let task = Task::new(TaskId::new(), new.input, max_attempts, now());
+        let task = Task {
+            submitted_by: by.recorded(),
+            ..Task::new(TaskId::new(), new.input, max_attempts, now())
+        };
         let handle = self.registry.insert(task, &self.shutdown);
         let task = handle.task.clone();
         tracing::info!(task_id = %task.id, "task submitted");
@@ -179,36 +190,76 @@ impl Hitl {
     }
 
     /// Applies a reviewer's decision and returns the task once the flow has acted on it.
-    #[tracing::instrument(skip(self, request), fields(decision = request.decision.as_str()))]
+    #[tracing::instrument(skip(self, request, by), fields(decision = request.decision.as_str(), by = %by.name))]
     pub async fn decide(
         &self,
         id: TaskId,
         request: DecisionRequest,
+        by: &Actor,
     ) -> Result<Arc<Task>, TransitionError> {
-        let attempt = match request.attempt {
-            Some(attempt) => attempt,
-            None => {
-                self.registry
-                    .get(id)
-                    .ok_or(TransitionError::NotFound(id))?
-                    .attempt
-            }
-        };
+        let task = self.registry.get(id).ok_or(TransitionError::NotFound(id))?;
+        if by.role != Role::Reviewer {
+            return Err(TransitionError::Forbidden(
+                "Only reviewers can decide on tasks, and you are signed in as a submitter.".into(),
+            ));
+        }
+        let self_review = !by.anonymous && task.submitted_by.as_deref() == Some(&*by.name);
+        if self_review && !self.allow_self_review {
+            return Err(TransitionError::Forbidden(
+                "You submitted this task yourself, so another reviewer must decide on it.".into(),
+            ));
+        }
+        let attempt = request.attempt.unwrap_or(task.attempt);
         let feedback = Feedback {
             attempt,
             decision: request.decision,
             comment: request.comment,
             output: request.output,
             at: now(),
+            by: by.recorded(),
         };
         let pending = self.registry.decide(id, feedback)?;
         let task = self.registry.decision_applied(id, pending).await?;
         self.saved(task).await
     }
 
-    #[tracing::instrument(skip(self))]
-    pub async fn cancel(&self, id: TaskId) -> Result<Arc<Task>, TransitionError> {
-        let task = self.registry.cancel(id)?;
+    #[tracing::instrument(skip(self, by), fields(by = %by.name))]
+    pub async fn cancel(&self, id: TaskId, by: &Actor) -> Result<Arc<Task>, TransitionError> {
+        let task = self.registry.get(id).ok_or(TransitionError::NotFound(id))?;
+        let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
+        if by.role != Role::Reviewer && !own {
+            return Err(TransitionError::Forbidden(
+                "Submitters can cancel only the tasks they submitted.".into(),
+            ));
+        }
+        let task = self.registry.cancel(id, by.recorded())?;
         self.saved(task).await
     }
+}
+
+/// Users and sessions for `--auth token`, or why they cannot be set up.
+fn auth_from(config: &AuthConfig) -> Result<Option<Auth>, StoreError> {
+    if config.mode == AuthMode::None {
+        return Ok(None);
+    }
+    let mut spec = config.users.clone().unwrap_or_default();
+    if let Some(path) = &config.users_file {
+        let file = std::fs::read_to_string(path).map_err(|e| {
+            StoreError::Config(format!(
+                "cannot read the users file {}: {e}",
+                path.display()
+            ))
+        })?;
+        spec.push('\n');
+        spec.push_str(&file);
+    }
+    let users: Users = spec
+        .parse()
+        .map_err(|e| StoreError::Config(format!("--auth token: {e}")))?;
+    Ok(Some(Auth::new(
+        users,
+        config.session_key.as_deref(),
+        Duration::from_secs(config.session_hours * 3600),
+        config.allow_self_review,
+    )))
 }

@@ -155,6 +155,8 @@ pub struct Feedback {
     /// The reviewer's edit of the output (approvals only).
     pub output: Option<Arc<str>>,
     pub at: OffsetDateTime,
+    /// Who decided (`None` without sign-in).
+    pub by: Option<Arc<str>>,
 }
 
 /// One finished attempt in a task's history.
@@ -169,6 +171,9 @@ pub struct AttemptRecord {
     pub edited_output: Option<Arc<str>>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub decided_at: Option<OffsetDateTime>,
+    /// Who decided (`null` without sign-in).
+    #[serde(default)]
+    pub decided_by: Option<Arc<str>>,
 }
 
 /// A task, as the JSON API returns it (and the store keeps it).
@@ -183,6 +188,12 @@ pub struct Task {
     pub output: Option<Arc<str>>,
     pub final_result: Option<Arc<str>>,
     pub error: Option<Arc<str>>,
+    /// Who submitted it (`null` without sign-in).
+    #[serde(default)]
+    pub submitted_by: Option<Arc<str>>,
+    /// Who cancelled it, if it was cancelled by someone signed in.
+    #[serde(default)]
+    pub cancelled_by: Option<Arc<str>>,
     pub attempts: Vec<AttemptRecord>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -206,6 +217,8 @@ impl Task {
             output: None,
             final_result: None,
             error: None,
+            submitted_by: None,
+            cancelled_by: None,
             attempts: Vec::new(),
             created_at: now,
             updated_at: now,

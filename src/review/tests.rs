@@ -98,6 +98,7 @@ impl Harness {
             comment: comment.map(Into::into),
             output: None,
             at: now(),
+            by: None,
         };
         let pending = self.registry.decide(id, feedback).unwrap();
         self.registry.decision_applied(id, pending).await.unwrap();
@@ -196,7 +197,7 @@ async fn cancelling_stops_a_running_attempt_and_nothing_is_written_after() {
     });
     let id = h.submit(3);
     h.until(id, TaskStatus::Running, 1).await;
-    let cancelled = h.registry.cancel(id).unwrap();
+    let cancelled = h.registry.cancel(id, None).unwrap();
     let head = h.registry.events.head();
     tokio::task::yield_now().await;
     let task = h.registry.get(id).unwrap();
@@ -204,7 +205,7 @@ async fn cancelling_stops_a_running_attempt_and_nothing_is_written_after() {
     assert_eq!(task, cancelled);
     assert_eq!(h.registry.events.head(), head, "no event after the cancel");
     assert!(
-        h.registry.cancel(id).is_err(),
+        h.registry.cancel(id, None).is_err(),
         "a finished task cannot be cancelled again"
     );
 }
@@ -231,6 +232,7 @@ async fn a_decision_during_shutdown_is_reported_as_not_applied() {
         comment: None,
         output: None,
         at: now(),
+        by: None,
     };
     let pending = h.registry.decide(id, feedback).unwrap();
     let answer = tokio::time::timeout(

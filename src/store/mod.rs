@@ -48,6 +48,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("a stored record could not be read: {0}")]
     Decode(String),
+    /// The configuration does not let the service start (it is reported the same way).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// How long events are kept for clients that reconnect with `Last-Event-ID`.

@@ -26,7 +26,10 @@ pub fn status_sentence(task: &Task) -> String {
             Some(error) => format!("Ended at attempt {n}: {error}"),
             None => format!("Ended at attempt {n}."),
         },
-        TaskStatus::Cancelled => format!("Cancelled at attempt {n}."),
+        TaskStatus::Cancelled => match &task.cancelled_by {
+            Some(by) => format!("Cancelled by {by} at attempt {n}."),
+            None => format!("Cancelled at attempt {n}."),
+        },
     }
 }
 
@@ -151,7 +154,12 @@ fn attempt_record(record: &AttemptRecord) -> Markup {
                 "Attempt " (record.attempt) ": "
                 @if let Some(decision) = record.decision { (decision.label()) } @else { "Not decided" }
             }
-            @if let Some(at) = record.decided_at { p.meta { "Decided " (time(at)) } }
+            @if let Some(at) = record.decided_at {
+                p.meta {
+                    "Decided " (time(at))
+                    @if let Some(by) = &record.decided_by { " by " (by) }
+                }
+            }
             h4 { "Output" }
             pre.text { (record.output) }
             @if let Some(comment) = &record.comment {

@@ -18,6 +18,32 @@ pub use crate::task::excerpt;
 /// code from attributes or responses.
 const HTMX_CONFIG: &str = r#"{"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"[45]..","swap":true,"error":true}],"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false}"#;
 
+tokio::task_local! {
+    /// Who the page is for, set around each request by the sign-in middleware, so the shell can
+    /// show it without every handler passing it down. `None`: nobody is signed in.
+    pub static VIEWER: Option<crate::auth::Actor>;
+}
+
+/// The header's account area: who is signed in and a sign-out button, or the warning that
+/// nobody needs to.
+fn account() -> Markup {
+    let viewer = VIEWER.try_with(Clone::clone).ok().flatten();
+    html! {
+        @match viewer {
+            Some(actor) if actor.anonymous => {
+                p.account.warning { strong { "No sign-in: anyone can review." } }
+            }
+            Some(actor) => {
+                form.account method="post" action="/sign-out" {
+                    span { "Signed in as " strong { (actor.name) } " (" (actor.role.as_str()) ")" }
+                    button.secondary type="submit" { "Sign out" }
+                }
+            }
+            None => {}
+        }
+    }
+}
+
 /// The shell every page uses. `stream` is the URL of the page's one SSE connection.
 pub fn page(title: &str, stream: Option<&str>, main: Markup) -> Markup {
     html! {
@@ -46,6 +72,7 @@ pub fn page(title: &str, stream: Option<&str>, main: Markup) -> Markup {
                         a href="/" { "Tasks" }
                         a href="/about" { "How it works" }
                     }
+                    (account())
                 }
                 main #main tabindex="-1" { (main) }
             }

@@ -95,7 +95,10 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
         div #task-status.status-line role="status" aria-live="polite" { (fragments::status_text(task, false)) }
         dl.facts {
             dt { "Task id" } dd { code { (task.id) } }
-            dt { "Submitted" } dd { (super::time(task.created_at)) }
+            dt { "Submitted" } dd {
+                (super::time(task.created_at))
+                @if let Some(by) = &task.submitted_by { " by " (by) }
+            }
         }
         section aria-labelledby="input-heading" {
             h2 #input-heading { "Input" }
@@ -130,6 +133,29 @@ pub fn about(mermaid: &str) -> Markup {
 }
 
 /// A page for a request that went wrong and has no better page to show.
+/// The sign-in form; `error` after a failed try, with the name given kept.
+pub fn sign_in(next: &str, error: Option<&str>, name: &str) -> Markup {
+    let main = html! {
+        h1 { "Sign in" }
+        section.card aria-labelledby="sign-in-heading" {
+            h2 #sign-in-heading.visually-hidden { "Your name and secret" }
+            @match error {
+                Some(error) => (fragments::flash(FlashKind::Error, html! { (error) }, false)),
+                None => (fragments::flash_slot()),
+            }
+            form method="post" action="/sign-in" {
+                input type="hidden" name="next" value=(next);
+                label for="name" { "Name" }
+                input #name name="name" type="text" autocomplete="username" required value=(name);
+                label for="secret" { "Secret" }
+                input #secret name="secret" type="password" autocomplete="current-password" required;
+                div.actions { button type="submit" { "Sign in" } }
+            }
+        }
+    };
+    page("Sign in", None, main)
+}
+
 pub fn error(title: &str, message: &str) -> Markup {
     let main = html! {
         h1 { (title) }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, Query, State},
     http::{StatusCode, header},
     response::IntoResponse,
@@ -16,6 +16,7 @@ use super::{
     extract::JsonBody,
 };
 use crate::{
+    auth::Actor,
     input::{DecisionRequest, NewTask},
     service::Hitl,
     task::{Task, TaskId, TaskStatus},
@@ -35,10 +36,11 @@ pub struct SubmitBody {
 #[tracing::instrument(skip_all)]
 pub async fn submit(
     State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new = NewTask::parse(Some(&body.input), body.max_attempts)?;
-    let task = hitl.submit(new).await?;
+    let task = hitl.submit(new, &actor).await?;
     let location = format!("/api/tasks/{}", task.id);
     Ok((
         StatusCode::CREATED,
@@ -89,6 +91,7 @@ pub struct FeedbackBody {
 #[tracing::instrument(skip(hitl, body), fields(task_id = %id))]
 pub async fn feedback(
     State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<FeedbackBody>,
 ) -> Result<Json<Arc<Task>>, ApiError> {
@@ -99,16 +102,17 @@ pub async fn feedback(
         body.comment.as_deref(),
         body.output.as_deref(),
     )?;
-    Ok(Json(hitl.decide(id, request).await?))
+    Ok(Json(hitl.decide(id, request, &actor).await?))
 }
 
 #[tracing::instrument(skip(hitl), fields(task_id = %id))]
 pub async fn cancel(
     State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Result<Json<Arc<Task>>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(hitl.cancel(id).await?))
+    Ok(Json(hitl.cancel(id, &actor).await?))
 }
 
 pub async fn healthz(State(hitl): State<Hitl>) -> Json<serde_json::Value> {

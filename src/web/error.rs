@@ -81,6 +81,9 @@ impl From<TransitionError> for Problem {
                     ),
                 )
             },
+            TransitionError::Forbidden(message) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
             TransitionError::NotSaved => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Form,
+    Extension, Form,
     extract::{Path, State, rejection::FormRejection},
     response::{IntoResponse, Redirect, Response},
 };
@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{api::parse_id, error::Problem, extract::Htmx};
 use crate::{
+    auth::Actor,
     input::{DecisionRequest, NewTask, parse_number},
     service::Hitl,
     task::{Decision, Task, TaskId},
@@ -55,6 +56,7 @@ pub struct SubmitFields {
 #[tracing::instrument(skip_all)]
 pub async fn submit(
     State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
     Htmx(htmx): Htmx,
     form: Result<Form<SubmitFields>, FormRejection>,
 ) -> Response {
@@ -66,7 +68,7 @@ pub async fn submit(
         .and_then(|max| NewTask::parse(fields.input.as_deref(), max));
     match parsed {
         Ok(new) => {
-            let task = match hitl.submit(new).await {
+            let task = match hitl.submit(new, &actor).await {
                 Ok(task) => task,
                 Err(error) => return refused(htmx, error.into()),
             };
@@ -111,6 +113,7 @@ pub struct FeedbackFields {
 #[tracing::instrument(skip(hitl, form), fields(task_id = %id))]
 pub async fn feedback(
     State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
     form: Result<Form<FeedbackFields>, FormRejection>,
@@ -129,7 +132,10 @@ pub async fn feedback(
             })
             .map_err(|e| with_task(&hitl, id, e.into()))?;
         let decision = request.decision;
-        let task = hitl.decide(id, request).await?;
+        let task = hitl
+            .decide(id, request, &actor)
+            .await
+            .map_err(|e| with_task(&hitl, id, e.into()))?;
         Ok::<_, Problem>((task, decision))
     }
     .await;
@@ -142,11 +148,15 @@ pub async fn feedback(
 #[tracing::instrument(skip(hitl), fields(task_id = %id))]
 pub async fn cancel(
     State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
 ) -> Response {
     let result = match parse_id(&id) {
-        Ok(id) => hitl.cancel(id).await.map_err(Problem::from),
+        Ok(id) => hitl
+            .cancel(id, &actor)
+            .await
+            .map_err(|e| with_task(&hitl, id, e.into())),
         Err(problem) => Err(problem),
     };
     match result {

@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod html;
 pub mod protect;
+mod session;
 pub mod stream;
 
 use axum::{
@@ -60,6 +61,11 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/tasks/{id}/feedback", post(html::feedback))
         .route("/tasks/{id}/cancel", post(html::cancel))
         .route("/assets/{*path}", get(assets::asset))
+        .route(
+            "/sign-in",
+            get(session::sign_in_page).post(session::sign_in),
+        )
+        .route("/sign-out", post(session::sign_out))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -68,7 +74,12 @@ pub fn app(hitl: Hitl) -> Router {
         .nest("/api", api)
         .fallback(html::not_found)
         .method_not_allowed_fallback(html::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            hitl.clone(),
+            session::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(protect::explain_errors))
         .layer(CsrfLayer::new())
         .layer(middleware::from_fn(protect::explain_csrf))
         .layer(SetResponseHeaderLayer::if_not_present(

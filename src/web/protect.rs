@@ -143,3 +143,58 @@ fn busy(status: StatusCode, code: &'static str, message: &str) -> Problem {
         ..Problem::new(status, code, message)
     }
 }
+
+/// Gives every refusal that left a handler or extractor as bare text (axum's own rejections of
+/// a path or query, an unknown asset, a stream that cannot start) the shape of our other errors:
+/// JSON on the API, a page or an alert fragment in the browser, the message kept.
+pub async fn explain_errors(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let htmx = request
+        .headers()
+        .get("hx-request")
+        .is_some_and(|v| v == "true");
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("The request was refused.")
+            .to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_field",
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let problem = Problem::new(status, code, message);
+    let mut explained = if api {
+        ApiError(problem).into_response()
+    } else {
+        super::html::refused(htmx, problem)
+    };
+    for name in [
+        axum::http::header::RETRY_AFTER,
+        axum::http::header::WWW_AUTHENTICATE,
+    ] {
+        if let Some(value) = parts.headers.get(&name) {
+            explained.headers_mut().insert(name, value.clone());
+        }
+    }
+    explained
+}

@@ -220,7 +220,8 @@ pub async fn html_events(
 
 fn html_frame(scope: Scope, frame: Frame) -> Option<SseEvent> {
     let (id, name, body) = match (frame, scope) {
-        (Frame::Resync { id }, _) => (id, "resync", html! {}),
+        // A data line, or browsers would not dispatch the event at all.
+        (Frame::Resync { id }, _) => (id, "resync", html! { "resync" }),
         (Frame::Event(event), Scope::All) => match event.kind {
             EventKind::Status => (event.seq, "status", fragments::row_update(&event.task)),
             // The list shows statuses only.

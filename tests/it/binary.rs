@@ -70,3 +70,34 @@ async fn sigterm_stops_the_binary_promptly_with_streams_open() {
     }
     assert!(sent.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn hash_secret_prints_an_argon2_hash_of_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
+        .arg("hash-secret")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"open sesame\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("it answers")
+        .unwrap();
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout).unwrap();
+    let hash = hash.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("open sesame"));
+    let users: hitl::auth::Users = format!("ali:reviewer:{hash}").parse().unwrap();
+    let auth = hitl::auth::Auth::new(users, None, Duration::from_secs(60), false);
+    assert!(
+        auth.check("ali", "open sesame").is_some(),
+        "the hash is of the secret"
+    );
+    assert!(auth.check("ali", "open sesame\n").is_none());
+}

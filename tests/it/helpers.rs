@@ -83,6 +83,23 @@ impl TestApp {
             server: tokio::spawn(async { Ok(()) }),
         }
     }
+
+    /// A client of the same server that sends `authorization` with every request.
+    pub fn with_authorization(&self, authorization: &str) -> Self {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
+                .build()
+                .expect("a reqwest client"),
+            base_url: self.base_url.clone(),
+            // Its own token: dropping this client does not stop the server.
+            shutdown: CancellationToken::new(),
+            server: tokio::spawn(async { Ok(()) }),
+        }
+    }
 }
 
 pub struct TestApp {

@@ -1,10 +1,12 @@
 //! hitl's integration tests: one binary, a real server on a free port per test.
 
 mod api;
+mod auth;
 mod binary;
 mod durability;
 mod heartbeat;
 mod helpers;
+mod hostile;
 mod html;
 mod protect;
 mod streams;

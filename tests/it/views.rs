@@ -38,6 +38,7 @@ fn task(status: TaskStatus) -> Task {
         comment: Some("Shorter, & <mention> the risks".into()),
         edited_output: None,
         decided_at: Some(datetime!(2026-11-24 11:59:59 UTC)),
+        decided_by: None,
     }];
     match status {
         TaskStatus::WaitingForReview => task.output = Some("Draft 2 of 3".into()),
@@ -51,6 +52,7 @@ fn task(status: TaskStatus) -> Task {
                 comment: None,
                 edited_output: Some("Draft 2 of 3, edited".into()),
                 decided_at: Some(datetime!(2026-11-24 12:00:00 UTC)),
+                decided_by: Some("alice".into()),
             });
         }
         TaskStatus::Failed => task.error = Some("Rejected by the reviewer.".into()),
@@ -192,6 +194,11 @@ fn every_page_labels_its_controls_and_names_its_buttons() {
     );
     assert_accessible("about", pages::about("flowchart TD"));
     assert_accessible("error", pages::error("Not Found", "No such task."));
+    assert_accessible("sign in", pages::sign_in("/", None, ""));
+    assert_accessible(
+        "sign in, refused",
+        pages::sign_in("/", Some("That name and secret do not match."), "alice"),
+    );
 }
 
 #[test]

@@ -1,0 +1,328 @@
+//! `--auth token`: outsiders get nothing, roles decide who may act, every act names its actor,
+//! and browser sessions are cookies that signing out ends.
+
+use hitl::config::{AuthConfig, AuthMode};
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    TestApp, assert_error, json_body, location, spawn_app, spawn_app_with, test_config, text_body,
+};
+
+/// Argon2 with tiny parameters: the real ones are slow on purpose, and tests need not be.
+fn cheap_hash(secret: &str) -> String {
+    let params = argon2::Params::new(8, 1, 1, None).unwrap();
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    hitl::auth::hash_with(&argon2, secret)
+}
+
+async fn spawn_with_users() -> TestApp {
+    let users = format!(
+        "alice:reviewer:{},bob:submitter:{},carol:reviewer:{}",
+        cheap_hash("alice-secret"),
+        cheap_hash("bob-secret"),
+        cheap_hash("carol-secret"),
+    );
+    spawn_app_with(hitl::config::Config {
+        auth: AuthConfig {
+            mode: AuthMode::Token,
+            users: Some(users),
+            session_hours: 1,
+            ..AuthConfig::default()
+        },
+        ..test_config()
+    })
+    .await
+}
+
+fn token(user: &str) -> String {
+    format!("Bearer {user}:{user}-secret")
+}
+
+impl TestApp {
+    async fn post_as(&self, user: &str, path: &str, body: Value) -> reqwest::Response {
+        let request = self.client.post(self.url(path)).json(&body);
+        request
+            .header(header::AUTHORIZATION, token(user))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
+        let request = self.client.get(self.url(path));
+        request
+            .header(header::AUTHORIZATION, token(user))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in through the form; the answer, whatever it is.
+    async fn sign_in(&self, name: &str, secret: &str, https: bool) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/sign-in"))
+            .header("Sec-Fetch-Site", "same-origin")
+            .form(&[("name", name), ("secret", secret), ("next", "/about")]);
+        if https {
+            request = request.header("X-Forwarded-Proto", "https");
+        }
+        request.send().await.unwrap()
+    }
+}
+
+fn session_cookie(response: &reqwest::Response) -> String {
+    let set = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_outsider_can_neither_read_nor_change_anything() {
+    let app = spawn_with_users().await;
+    let task: Value = json_body(
+        app.post_as("bob", "/api/tasks", json!({"input": "secret plans"}))
+            .await,
+    )
+    .await;
+    let id = task["id"].as_str().unwrap();
+
+    for path in ["/api/tasks", &format!("/api/tasks/{id}"), "/api/events"] {
+        let response = app.get(path).await;
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"hitl\""
+        );
+        assert_error(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    }
+    let wrong = app
+        .client
+        .get(app.url("/api/tasks"))
+        .header(header::AUTHORIZATION, "Bearer bob:not-his-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    for (path, body) in [
+        ("/api/tasks", json!({"input": "intruder"})),
+        (
+            &format!("/api/tasks/{id}/feedback"),
+            json!({"decision": "approved"}),
+        ),
+        (&format!("/api/tasks/{id}/cancel"), json!({})),
+    ] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "POST {path}");
+    }
+    for path in ["/", &format!("/tasks/{id}"), "/stream"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "GET {path}");
+        assert!(location(&response).starts_with("/sign-in?next=/"), "{path}");
+    }
+    let page = text_body(app.get("/tasks/anything").await).await;
+    assert!(!page.contains("secret plans"));
+    for open in ["/sign-in", "/healthz", "/readyz", "/assets/app.css"] {
+        assert_eq!(app.get(open).await.status(), StatusCode::OK, "{open}");
+    }
+    let tasks: Value = json_body(app.get_as("alice", "/api/tasks").await).await;
+    assert_eq!(
+        tasks["tasks"].as_array().unwrap().len(),
+        1,
+        "nothing was added"
+    );
+    assert_eq!(
+        tasks["tasks"][0]["status"], "waiting_for_review",
+        "nor changed"
+    );
+}
+
+#[tokio::test]
+async fn roles_decide_who_may_act_and_every_act_names_its_actor() {
+    let app = spawn_with_users().await;
+    let task: Value = json_body(
+        app.post_as("bob", "/api/tasks", json!({"input": "bob's"}))
+            .await,
+    )
+    .await;
+    let bobs = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["submitted_by"], "bob");
+    app.with_authorization(&token("carol"))
+        .wait_for_review(&bobs, 1)
+        .await;
+    let feedback = format!("/api/tasks/{bobs}/feedback");
+
+    let refused = app
+        .post_as("bob", &feedback, json!({"decision": "approved"}))
+        .await;
+    let message = assert_error(refused, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(message.contains("Only reviewers"), "{message}");
+    let approved: Value = json_body(
+        app.post_as("alice", &feedback, json!({"decision": "approved"}))
+            .await,
+    )
+    .await;
+    assert_eq!(approved["status"], "completed");
+    assert_eq!(approved["attempts"][0]["decided_by"], "alice");
+
+    let task: Value = json_body(
+        app.post_as("alice", "/api/tasks", json!({"input": "alice's"}))
+            .await,
+    )
+    .await;
+    let alices = task["id"].as_str().unwrap().to_owned();
+    app.with_authorization(&token("carol"))
+        .wait_for_review(&alices, 1)
+        .await;
+    let feedback = format!("/api/tasks/{alices}/feedback");
+    let own = app
+        .post_as("alice", &feedback, json!({"decision": "approved"}))
+        .await;
+    let message = assert_error(own, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(
+        message.contains("submitted this task yourself"),
+        "{message}"
+    );
+    let cancel = format!("/api/tasks/{alices}/cancel");
+    let not_his = app.post_as("bob", &cancel, json!({})).await;
+    assert_error(not_his, StatusCode::FORBIDDEN, "forbidden").await;
+    let still: Value = json_body(app.get_as("carol", &format!("/api/tasks/{alices}")).await).await;
+    assert_eq!(
+        still["status"], "waiting_for_review",
+        "refusals change nothing"
+    );
+    let rejected: Value = json_body(
+        app.post_as(
+            "carol",
+            &feedback,
+            json!({"decision": "rejected_final", "comment": "no"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rejected["attempts"][0]["decided_by"], "carol");
+
+    let task: Value = json_body(
+        app.post_as("bob", "/api/tasks", json!({"input": "oops"}))
+            .await,
+    )
+    .await;
+    let cancelled: Value = json_body(
+        app.post_as(
+            "bob",
+            &format!("/api/tasks/{}/cancel", task["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (
+            cancelled["status"].as_str(),
+            cancelled["cancelled_by"].as_str()
+        ),
+        (Some("cancelled"), Some("bob"))
+    );
+}
+
+#[tokio::test]
+async fn browsers_sign_in_with_a_strict_cookie_and_signing_out_ends_the_session() {
+    let app = spawn_with_users().await;
+    let wrong = app.sign_in("alice", "bob-secret", false).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(header::SET_COOKIE).is_none());
+    assert!(text_body(wrong).await.contains("do not match"));
+
+    let signed_in = app.sign_in("alice", "alice-secret", false).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&signed_in), "/about", "back where they were going");
+    let set = signed_in.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    let over_https = app.sign_in("alice", "alice-secret", true).await;
+    assert!(
+        over_https.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+
+    let cookie = session_cookie(&signed_in);
+    let home = app
+        .client
+        .get(app.url("/"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    let page = text_body(home).await;
+    assert!(
+        page.contains("Signed in as") && page.contains("alice"),
+        "{page}"
+    );
+
+    let signed_out = app
+        .client
+        .post(app.url("/sign-out"))
+        .header(header::COOKIE, &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    assert!(
+        signed_out.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = app
+        .client
+        .get(app.url("/"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        StatusCode::SEE_OTHER,
+        "the old cookie is worthless"
+    );
+    let forged = app
+        .client
+        .get(app.url("/"))
+        .header(header::COOKIE, "hitl_session=abc.def")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn without_sign_in_the_pages_say_anyone_can_review() {
+    let app = spawn_app().await;
+    let page = text_body(app.get("/").await).await;
+    assert!(page.contains("No sign-in: anyone can review."));
+    let task = app.submit_for_review("open to all", 3).await;
+    let approved = app
+        .decide(&task.id, json!({"decision": "approved", "attempt": 1}))
+        .await;
+    assert_eq!(approved.attempts.len(), 1, "anyone may decide");
+    let raw: Value = json_body(app.get(&format!("/api/tasks/{}", task.id)).await).await;
+    assert_eq!(raw["submitted_by"], Value::Null);
+    assert_eq!(raw["attempts"][0]["decided_by"], Value::Null);
+}
