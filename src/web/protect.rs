@@ -24,11 +24,7 @@ use super::error::{ApiError, Problem};
 /// Turns tower-http's bare 403 for a cross-site request into an answer a person understands:
 /// JSON on the API, a page or an alert fragment in the browser.
 pub async fn explain_csrf(request: Request, next: Next) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    let htmx = request
-        .headers()
-        .get("hx-request")
-        .is_some_and(|v| v == "true");
+    let audience = Audience::of(&request);
     let response = next.run(request).await;
     if response.extensions().get::<ProtectionError>().is_none() {
         return response;
@@ -39,10 +35,34 @@ pub async fn explain_csrf(request: Request, next: Next) -> Response {
         "This request came from another site, so it was refused and nothing changed. \
          Use the forms on this site, or call the API without browser headers.",
     );
-    if api {
-        ApiError(problem).into_response()
-    } else {
-        super::html::refused(htmx, problem)
+    audience.answer(problem)
+}
+
+/// Who an error is for: a script on the API, or a browser (through htmx or not).
+#[derive(Clone, Copy)]
+struct Audience {
+    api: bool,
+    htmx: bool,
+}
+
+impl Audience {
+    fn of(request: &Request) -> Self {
+        Self {
+            api: request.uri().path().starts_with("/api/"),
+            htmx: request
+                .headers()
+                .get("hx-request")
+                .is_some_and(|v| v == "true"),
+        }
+    }
+
+    /// The problem as JSON, a page or an alert fragment.
+    fn answer(self, problem: Problem) -> Response {
+        if self.api {
+            ApiError(problem).into_response()
+        } else {
+            super::html::refused(self.htmx, problem)
+        }
     }
 }
 
@@ -148,11 +168,7 @@ fn busy(status: StatusCode, code: &'static str, message: &str) -> Problem {
 /// a path or query, an unknown asset, a stream that cannot start) the shape of our other errors:
 /// JSON on the API, a page or an alert fragment in the browser, the message kept.
 pub async fn explain_errors(request: Request, next: Next) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    let htmx = request
-        .headers()
-        .get("hx-request")
-        .is_some_and(|v| v == "true");
+    let audience = Audience::of(&request);
     let response = next.run(request).await;
     let status = response.status();
     let plain = response
@@ -182,12 +198,7 @@ pub async fn explain_errors(request: Request, next: Next) -> Response {
         s if s.is_server_error() => "internal",
         _ => "bad_request",
     };
-    let problem = Problem::new(status, code, message);
-    let mut explained = if api {
-        ApiError(problem).into_response()
-    } else {
-        super::html::refused(htmx, problem)
-    };
+    let mut explained = audience.answer(Problem::new(status, code, message));
     for name in [
         axum::http::header::RETRY_AFTER,
         axum::http::header::WWW_AUTHENTICATE,

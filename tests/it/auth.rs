@@ -49,6 +49,22 @@ impl TestApp {
             .unwrap()
     }
 
+    async fn json_as(&self, user: &str, path: &str, body: Value) -> Value {
+        json_body(self.post_as(user, path, body).await).await
+    }
+
+    /// `user` submits a task; its id once attempt 1 is ready for review.
+    async fn submitted_by(&self, user: &str, input: &str) -> String {
+        let task = self
+            .json_as(user, "/api/tasks", json!({ "input": input }))
+            .await;
+        assert_eq!(task["submitted_by"], user);
+        let id = task["id"].as_str().unwrap().to_owned();
+        let watcher = self.with_authorization(&token("carol"));
+        watcher.wait_for_review(&id, 1).await;
+        id
+    }
+
     async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
         let request = self.client.get(self.url(path));
         request
@@ -148,16 +164,7 @@ async fn an_outsider_can_neither_read_nor_change_anything() {
 #[tokio::test]
 async fn roles_decide_who_may_act_and_every_act_names_its_actor() {
     let app = spawn_with_users().await;
-    let task: Value = json_body(
-        app.post_as("bob", "/api/tasks", json!({"input": "bob's"}))
-            .await,
-    )
-    .await;
-    let bobs = task["id"].as_str().unwrap().to_owned();
-    assert_eq!(task["submitted_by"], "bob");
-    app.with_authorization(&token("carol"))
-        .wait_for_review(&bobs, 1)
-        .await;
+    let bobs = app.submitted_by("bob", "bob's").await;
     let feedback = format!("/api/tasks/{bobs}/feedback");
 
     let refused = app
@@ -165,23 +172,13 @@ async fn roles_decide_who_may_act_and_every_act_names_its_actor() {
         .await;
     let message = assert_error(refused, StatusCode::FORBIDDEN, "forbidden").await;
     assert!(message.contains("Only reviewers"), "{message}");
-    let approved: Value = json_body(
-        app.post_as("alice", &feedback, json!({"decision": "approved"}))
-            .await,
-    )
-    .await;
+    let approved = app
+        .json_as("alice", &feedback, json!({"decision": "approved"}))
+        .await;
     assert_eq!(approved["status"], "completed");
     assert_eq!(approved["attempts"][0]["decided_by"], "alice");
 
-    let task: Value = json_body(
-        app.post_as("alice", "/api/tasks", json!({"input": "alice's"}))
-            .await,
-    )
-    .await;
-    let alices = task["id"].as_str().unwrap().to_owned();
-    app.with_authorization(&token("carol"))
-        .wait_for_review(&alices, 1)
-        .await;
+    let alices = app.submitted_by("alice", "alice's").await;
     let feedback = format!("/api/tasks/{alices}/feedback");
     let own = app
         .post_as("alice", &feedback, json!({"decision": "approved"}))
