@@ -175,6 +175,11 @@ pub struct Auth {
     tokens: DashMap<[u8; 32], Actor>,
     /// May a reviewer decide on a task they submitted?
     pub allow_self_review: bool,
+    /// Argon2 is slow and memory-hungry on purpose: at most this many checks run at once, so a
+    /// flood of wrong secrets queues instead of taking the machine.
+    checks: tokio::sync::Semaphore,
+    /// Checked when the name is unknown, so a wrong name takes as long as a wrong secret.
+    decoy: String,
 }
 
 impl Auth {
@@ -201,12 +206,43 @@ impl Auth {
             session_length,
             tokens: DashMap::new(),
             allow_self_review,
+            checks: tokio::sync::Semaphore::new(2),
+            decoy: hash_secret("no user has this secret"),
         }
+    }
+
+    /// [`Self::check`] on the blocking pool, at most two at a time.
+    pub async fn check_off_thread(self: &Arc<Self>, name: String, secret: String) -> Option<Actor> {
+        let _permit = self.checks.acquire().await.ok()?;
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || auth.check(&name, &secret))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// [`Self::bearer`] on the blocking pool when the token is new, at most two at a time.
+    pub async fn bearer_checked(self: &Arc<Self>, token: String) -> Option<Actor> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(actor) = self.tokens.get(&digest) {
+            return Some(actor.clone());
+        }
+        let _permit = self.checks.acquire().await.ok()?;
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || auth.bearer(&token))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The user, if `secret` is theirs. Slow (Argon2): call it off the async threads.
     pub fn check(&self, name: &str, secret: &str) -> Option<Actor> {
-        let user = self.users.0.get(name)?;
+        let Some(user) = self.users.0.get(name) else {
+            if let Ok(decoy) = PasswordHash::new(&self.decoy) {
+                let _ = Argon2::default().verify_password(secret.as_bytes(), &decoy);
+            }
+            return None;
+        };
         let hash = PasswordHash::new(&user.hash).ok()?;
         Argon2::default()
             .verify_password(secret.as_bytes(), &hash)

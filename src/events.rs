@@ -149,7 +149,9 @@ impl Inner {
 
     /// Drops the oldest events past the count or age kept; never one that is not yet durable.
     fn trim(&mut self, now: OffsetDateTime) {
-        let cutoff = self.max_age.map(|age| now - age);
+        let cutoff = self
+            .max_age
+            .and_then(|age| now.checked_sub(age.try_into().ok()?));
         while let Some(front) = self.recent.front() {
             let too_many = self.recent.len() > self.retain;
             let too_old = cutoff.is_some_and(|cutoff| front.at < cutoff);
@@ -237,7 +239,7 @@ impl EventLog {
         };
         metrics::counter!("hitl_events_published_total").increment(1);
         if self.journal.is_none() {
-            self.head.send_replace(event.seq);
+            self.advance_head(event.seq);
         }
         event
     }
@@ -249,7 +251,19 @@ impl EventLog {
             inner.advance(upto);
             inner.trim(crate::task::now());
         }
-        self.head.send_replace(upto);
+        self.advance_head(upto);
+    }
+
+    /// Moves the watched head forward only: two publishers that leave the lock in one order may
+    /// announce in the other, and the head must never go back.
+    fn advance_head(&self, seq: u64) {
+        self.head.send_if_modified(|head| {
+            let newer = seq > *head;
+            if newer {
+                *head = seq;
+            }
+            newer
+        });
     }
 
     /// Waits until the event `seq` is durable; false if that takes longer than `patience` (the
@@ -260,6 +274,11 @@ impl EventLog {
             tokio::time::timeout(patience, head.wait_for(|head| *head >= seq)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// The newest sequence number issued, durable or not.
+    pub fn issued(&self) -> u64 {
+        self.read().issued
     }
 
     /// The newest durable sequence number.

@@ -38,6 +38,11 @@ pub enum TransitionError {
     /// As many tasks are unfinished as the service takes; nothing was submitted.
     #[error("the service already has {max} unfinished tasks")]
     Full { max: usize },
+    /// A decision was handed to the workflow but did not take effect in time; it may yet.
+    #[error(
+        "Your decision was received but has not taken effect yet. Reload the task to see whether it did before deciding again."
+    )]
+    Unconfirmed,
     /// The actor may not do this; the message says why.
     #[error("{0}")]
     Forbidden(String),
@@ -351,12 +356,12 @@ impl Registry {
         if task.decision_for(attempt).is_some() {
             Ok(task)
         } else if task.awaits_decision_on(attempt) {
-            // Still waiting: either the workflow stopped (shutdown) or it is unusually slow, in
-            // which case the decision is taken and will be applied.
+            // Still waiting: either the workflow stopped (shutdown) or it is unusually slow. In
+            // neither case is the decision applied, let alone saved, so it is not a success.
             if flow.is_cancelled() {
                 Err(TransitionError::Stopped)
             } else {
-                Ok(task)
+                Err(TransitionError::Unconfirmed)
             }
         } else {
             Err(TransitionError::Conflict {

@@ -159,6 +159,17 @@ impl Hitl {
         }
     }
 
+    /// Waits until every change made so far is durable, so a read shows nothing a crash could
+    /// take back (nor a sequence number it could reuse). A store that does not answer within
+    /// two seconds is not waited for: reads go on while writes are refused.
+    pub async fn settle(&self) {
+        let issued = self.registry.events.issued();
+        self.registry
+            .events
+            .wait_durable(issued, Duration::from_secs(2))
+            .await;
+    }
+
     /// Waits until `task`'s latest change is durable, so the caller may answer.
     async fn saved(&self, task: Arc<Task>) -> Result<Arc<Task>, TransitionError> {
         if self

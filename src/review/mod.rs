@@ -161,9 +161,12 @@ impl ReviewFlow {
         tokio::spawn(
             async move {
                 let mut store = ReviewStore::new(&handle);
+                // Cancel first: a decision that arrives as the server stops is answered "not
+                // applied", so the flow must not go on to apply it.
                 tokio::select! {
-                    result = this.flow.run_from(node, &mut store) => this.finish(id, result),
+                    biased;
                     () = handle.cancel.cancelled() => tracing::debug!("flow stopped"),
+                    result = this.flow.run_from(node, &mut store) => this.finish(id, result),
                 }
             }
             .instrument(span),

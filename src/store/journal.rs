@@ -57,6 +57,9 @@ pub fn channel() -> (JournalSender, JournalReceiver) {
 pub struct Journal {
     tx: mpsc::Sender<Message>,
     healthy: Arc<AtomicBool>,
+    /// Set by [`Journal::close`], so a batch that keeps failing stops retrying and shutdown
+    /// does not hang on a broken disk.
+    stopping: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -70,11 +73,13 @@ impl Journal {
         retention: Retention,
     ) -> std::io::Result<Self> {
         let healthy = Arc::new(AtomicBool::new(true));
+        let stopping = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             store,
             log,
             retention,
             healthy: healthy.clone(),
+            stopping: stopping.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("hitl-journal".into())
@@ -82,6 +87,7 @@ impl Journal {
         Ok(Self {
             tx: sender.0.clone(),
             healthy,
+            stopping,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -93,6 +99,7 @@ impl Journal {
 
     /// Commits everything queued so far and stops the writer. Later events are not written.
     pub async fn close(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         let (ack, done) = oneshot::channel();
         if self.tx.send(Message::Stop(ack)).is_ok() {
             let _ = done.await;
@@ -109,6 +116,7 @@ struct Writer {
     log: EventLog,
     retention: Retention,
     healthy: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -130,7 +138,7 @@ impl Writer {
                 }
             }
             if !batch.is_empty() {
-                self.commit(&batch, stop.is_some());
+                self.commit(&batch);
                 batch.clear();
             }
             if last_prune.elapsed() >= PRUNE_EVERY {
@@ -150,14 +158,14 @@ impl Writer {
 
     /// Writes the batch, retrying with a growing wait while the store fails (a full disk can be
     /// freed); requests waiting on it time out meanwhile, and readiness reports the failure.
-    fn commit(&self, batch: &[Arc<Event>], stopping: bool) {
+    fn commit(&self, batch: &[Arc<Event>]) {
         let started = Instant::now();
         let mut wait = Duration::from_millis(10);
         let mut tries = 0;
         while let Err(error) = self.store.append(batch) {
             self.healthy.store(false, Ordering::Relaxed);
             tries += 1;
-            if stopping && tries >= TRIES_WHILE_STOPPING {
+            if self.stopping.load(Ordering::Relaxed) && tries >= TRIES_WHILE_STOPPING {
                 tracing::error!(%error, events = batch.len(), "giving up writing the journal at shutdown");
                 return;
             }

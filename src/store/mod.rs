@@ -106,10 +106,13 @@ impl FromStr for Retention {
                 };
             }
         };
+        const CENTURY: u64 = 100 * 365 * 86_400;
         match s[..s.len() - 1].trim().parse::<u64>() {
-            Ok(n) if n > 0 => Ok(Self::Age(Duration::from_secs(n.saturating_mul(unit)))),
+            Ok(n) if n > 0 && n.saturating_mul(unit) <= CENTURY => {
+                Ok(Self::Age(Duration::from_secs(n * unit)))
+            }
             _ => Err(format!(
-                "{s:?} is not an age such as 90s, 30m, 24h or 7d (a whole number, more than 0)"
+                "{s:?} is not an age such as 90s, 30m, 24h or 7d (a whole number, more than 0, up to a century)"
             )),
         }
     }
@@ -171,7 +174,7 @@ mod tests {
             "7d".parse(),
             Ok(Retention::Age(Duration::from_secs(7 * 86_400)))
         );
-        for bad in ["0", "0h", "-3", "h", "12x", "", "1.5h"] {
+        for bad in ["0", "0h", "-3", "h", "12x", "", "1.5h", "9999999d"] {
             assert!(bad.parse::<Retention>().is_err(), "{bad:?} is refused");
         }
     }

@@ -363,7 +363,14 @@ impl Store for SqliteStore {
             }
             // Always a prefix of the journal, even if the clock once went backwards.
             Retention::Age(age) => {
-                let cutoff = unix_ms(OffsetDateTime::now_utc() - age);
+                let Some(cutoff) = age
+                    .try_into()
+                    .ok()
+                    .and_then(|age| OffsetDateTime::now_utc().checked_sub(age))
+                else {
+                    return Ok(0);
+                };
+                let cutoff = unix_ms(cutoff);
                 let last_old: Option<u64> = conn
                     .query_row(
                         "SELECT MAX(seq) FROM events WHERE at_ms < ?1",

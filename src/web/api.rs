@@ -64,6 +64,7 @@ pub async fn list(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
         })?),
     };
+    hitl.settle().await;
     let tasks: Vec<Arc<Task>> = hitl.registry.list(status);
     Ok(Json(json!({ "tasks": tasks })))
 }
@@ -74,6 +75,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Arc<Task>>, ApiError> {
     let id = parse_id(&id)?;
+    hitl.settle().await;
     hitl.registry
         .get(id)
         .map(Json)

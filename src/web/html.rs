@@ -26,6 +26,7 @@ use crate::{
 };
 
 pub async fn home(State(hitl): State<Hitl>) -> Markup {
+    hitl.settle().await;
     render_home(&hitl, SubmitForm::default())
 }
 
@@ -96,6 +97,7 @@ pub async fn submit(
 }
 
 pub async fn task_page(State(hitl): State<Hitl>, Path(id): Path<String>) -> Response {
+    hitl.settle().await;
     match find(&hitl, &id) {
         Ok(task) => pages::task(&task, None).into_response(),
         Err(problem) => refused(false, problem),

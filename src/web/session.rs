@@ -27,25 +27,25 @@ fn is_public(path: &str) -> bool {
 /// Finds who is asking and puts them in the request's extensions (and in the views' reach,
 /// for the page header); refuses nobody where somebody is needed.
 pub async fn authenticate(State(hitl): State<Hitl>, mut request: Request, next: Next) -> Response {
+    let public = is_public(request.uri().path());
     let actor = match &hitl.auth {
         None => Some(Actor::anyone()),
-        Some(auth) => match session_cookie(request.headers()) {
-            Some(cookie) => auth.session(cookie),
-            None => match bearer(request.headers()) {
-                Some(token) => {
+        // Public paths never pay for a secret check, so they cannot be used to make us hash.
+        Some(_) if public && request.uri().path() != "/sign-in" => None,
+        Some(auth) => {
+            let from_cookie = session_cookie(request.headers()).and_then(|c| auth.session(c));
+            match (from_cookie, bearer(request.headers())) {
+                (Some(actor), _) => Some(actor),
+                (None, Some(token)) => {
                     let (auth, token) = (auth.clone(), token.to_owned());
-                    tokio::task::spawn_blocking(move || auth.bearer(&token))
-                        .await
-                        .ok()
-                        .flatten()
+                    auth.bearer_checked(token).await
                 }
-                None => None,
-            },
-        },
+                (None, None) => None,
+            }
+        }
     };
-    let path = request.uri().path();
     let Some(actor) = actor else {
-        if is_public(path) {
+        if public {
             return views::VIEWER.scope(None, next.run(request)).await;
         }
         return unauthenticated(&request);
@@ -118,10 +118,17 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// Only a path on this site is a place to go back to: never `//elsewhere` or a full URL.
+/// Only a path on this site is a place to go back to: never `//elsewhere`, a full URL, or
+/// anything with control characters (browsers drop tabs and new lines, so `/\t/evil` would
+/// become `//evil`).
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(next) if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') => {
+        Some(next)
+            if next.starts_with('/')
+                && !next.starts_with("//")
+                && !next.contains('\\')
+                && !next.chars().any(char::is_control) =>
+        {
             next
         }
         _ => "/",
@@ -160,11 +167,8 @@ pub async fn sign_in(
     let next = local_path(fields.next.as_deref()).to_owned();
     let name = fields.name.unwrap_or_default();
     let secret = fields.secret.unwrap_or_default();
-    let checked = {
-        let (auth, name) = (auth.clone(), name.clone());
-        tokio::task::spawn_blocking(move || auth.check(name.trim(), &secret)).await
-    };
-    let Ok(Some(actor)) = checked else {
+    let checked = auth.check_off_thread(name.trim().to_owned(), secret).await;
+    let Some(actor) = checked else {
         let page: Markup = pages::sign_in(
             &next,
             Some("That name and secret do not match a user. Check both and try again."),

@@ -613,6 +613,16 @@ async fn readiness_and_metrics_are_reported() {
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(json_body::<Value>(ready).await, json!({"status": "ready"}));
 
+    let odd = app
+        .client
+        .request(
+            reqwest::Method::from_bytes(b"ZZ123").unwrap(),
+            app.url("/x"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(odd.status().is_client_error());
     let task = app.submit_for_review("Count me", 3).await;
     let _watching = app.events(&format!("?task={}", task.id), None).await;
     let metrics = app.get("/metrics").await;
@@ -632,5 +642,9 @@ async fn readiness_and_metrics_are_reported() {
     assert!(
         text.contains("http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/tasks\""),
         "{text}"
+    );
+    assert!(
+        text.contains("method=\"OTHER\"") && !text.contains("ZZ123"),
+        "a made-up method is one series"
     );
 }

@@ -76,11 +76,21 @@ impl TestApp {
 
     /// Signs in through the form; the answer, whatever it is.
     async fn sign_in(&self, name: &str, secret: &str, https: bool) -> reqwest::Response {
+        self.sign_in_to(name, secret, "/about", https).await
+    }
+
+    async fn sign_in_to(
+        &self,
+        name: &str,
+        secret: &str,
+        next: &str,
+        https: bool,
+    ) -> reqwest::Response {
         let mut request = self
             .client
             .post(self.url("/sign-in"))
             .header("Sec-Fetch-Site", "same-origin")
-            .form(&[("name", name), ("secret", secret), ("next", "/about")]);
+            .form(&[("name", name), ("secret", secret), ("next", next)]);
         if https {
             request = request.header("X-Forwarded-Proto", "https");
         }
@@ -322,4 +332,39 @@ async fn without_sign_in_the_pages_say_anyone_can_review() {
     let raw: Value = json_body(app.get(&format!("/api/tasks/{}", task.id)).await).await;
     assert_eq!(raw["submitted_by"], Value::Null);
     assert_eq!(raw["attempts"][0]["decided_by"], Value::Null);
+}
+
+#[tokio::test]
+async fn signing_in_only_ever_leads_back_to_this_site() {
+    let app = spawn_with_users().await;
+    for next in [
+        "//evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\u{1}",
+    ] {
+        let response = app.sign_in_to("alice", "alice-secret", next, false).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(location(&response), "/", "{next:?}");
+    }
+    let fine = app
+        .sign_in_to("alice", "alice-secret", "/tasks/x?y=1", false)
+        .await;
+    assert_eq!(location(&fine), "/tasks/x?y=1");
+}
+
+#[tokio::test]
+async fn a_stale_session_cookie_does_not_hide_a_good_bearer_token() {
+    let app = spawn_with_users().await;
+    let response = app
+        .client
+        .get(app.url("/api/tasks"))
+        .header(header::COOKIE, "hitl_session=gone.0000")
+        .header(header::AUTHORIZATION, token("bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
