@@ -119,6 +119,11 @@ pub struct Limits {
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_body_bytes: u64,
 
+    /// Largest input, comment or edit, in bytes; at most the contract's 64 KiB.
+    #[arg(long, env = "HITL_MAX_TEXT_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_text_bytes: u64,
+
     /// Tasks not yet finished that may exist at once; a submission beyond it gets 503.
     #[arg(long, env = "HITL_MAX_LIVE_TASKS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -144,6 +149,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 512 * 1024,
+            max_text_bytes: 65_536,
             max_live_tasks: 10_000,
             max_streams: 10_000,
             max_streams_per_client: 100,

@@ -68,6 +68,14 @@ impl NewTask {
     }
 }
 
+impl NewTask {
+    /// Refuses an input over `max` bytes: the operator's limit, at most the contract's.
+    pub fn within(self, max: usize) -> Result<Self, InvalidField> {
+        at_most("input", &self.input, max)?;
+        Ok(self)
+    }
+}
+
 /// A valid decision, not yet checked against the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionRequest {
@@ -116,6 +124,18 @@ impl DecisionRequest {
     }
 }
 
+impl DecisionRequest {
+    /// Refuses a comment or edit over `max` bytes: the operator's limit, at most the contract's.
+    pub fn within(self, max: usize) -> Result<Self, InvalidField> {
+        for (field, text) in [("comment", &self.comment), ("output", &self.output)] {
+            if let Some(text) = text {
+                at_most(field, text, max)?;
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// Parses a whole number field sent as text (forms send every field as text).
 pub fn parse_number(field: &'static str, text: Option<&str>) -> Result<Option<i64>, InvalidField> {
     match text.map(str::trim) {
@@ -142,14 +162,19 @@ fn parse_max_attempts(n: i64) -> Result<u32, InvalidField> {
 }
 
 fn limited<'a>(field: &'static str, text: &'a str) -> Result<&'a str, InvalidField> {
-    if text.len() > MAX_TEXT_BYTES {
+    at_most(field, text, MAX_TEXT_BYTES)?;
+    Ok(text)
+}
+
+fn at_most(field: &'static str, text: &str, limit: usize) -> Result<(), InvalidField> {
+    if text.len() > limit {
         return Err(InvalidField::TooLarge {
             field,
             len: text.len(),
-            limit: MAX_TEXT_BYTES,
+            limit,
         });
     }
-    Ok(text)
+    Ok(())
 }
 
 /// Blank text counts as absent.

@@ -159,6 +159,11 @@ impl Hitl {
         }
     }
 
+    /// The largest input, comment or edit accepted, in bytes.
+    pub fn max_text(&self) -> usize {
+        usize::try_from(self.limits.max_text_bytes).unwrap_or(usize::MAX)
+    }
+
     /// Waits until every change made so far is durable, so a read shows nothing a crash could
     /// take back (nor a sequence number it could reuse). A store that does not answer within
     /// two seconds is not waited for: reads go on while writes are refused.

@@ -8,9 +8,18 @@ use super::{
     page,
 };
 use crate::{
-    input::{MAX_ATTEMPTS_LIMIT, MAX_TEXT_BYTES},
+    input::MAX_ATTEMPTS_LIMIT,
     task::{Task, TaskStatus},
 };
+
+/// A byte count as people read it.
+fn size(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
 
 /// What the submit form shows again after a refused submission.
 #[derive(Default)]
@@ -26,6 +35,7 @@ pub fn home(
     tasks: &[std::sync::Arc<Task>],
     head: u64,
     default_attempts: u32,
+    max_text_bytes: usize,
     form: SubmitForm,
     memory_only: bool,
 ) -> Markup {
@@ -57,7 +67,7 @@ pub fn home(
                 label for="input" { "What should the task work on?" }
                 textarea #input name="input" rows="5" required aria-describedby="input-help" { (form.input) }
                 p #input-help.help {
-                    "Up to " (MAX_TEXT_BYTES / 1024) " KiB of text. It is processed, then waits here for your review."
+                    "Up to " (size(max_text_bytes)) " of text. It is processed, then waits here for your review."
                 }
                 label for="max_attempts" { "Attempts allowed" }
                 input #max_attempts name="max_attempts" type="number" min="1" max=(MAX_ATTEMPTS_LIMIT)

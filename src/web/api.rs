@@ -39,7 +39,7 @@ pub async fn submit(
     Extension(actor): Extension<Actor>,
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new = NewTask::parse(Some(&body.input), body.max_attempts)?;
+    let new = NewTask::parse(Some(&body.input), body.max_attempts)?.within(hitl.max_text())?;
     let task = hitl.submit(new, &actor).await?;
     let location = format!("/api/tasks/{}", task.id);
     Ok((
@@ -103,7 +103,8 @@ pub async fn feedback(
         body.attempt,
         body.comment.as_deref(),
         body.output.as_deref(),
-    )?;
+    )?
+    .within(hitl.max_text())?;
     Ok(Json(hitl.decide(id, request, &actor).await?))
 }
 

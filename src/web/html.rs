@@ -39,6 +39,7 @@ fn render_home(hitl: &Hitl, form: SubmitForm) -> Markup {
         &tasks,
         head,
         hitl.default_max_attempts,
+        hitl.max_text(),
         form,
         hitl.durable.is_none(),
     )
@@ -66,7 +67,8 @@ pub async fn submit(
         Err(rejection) => return refused(htmx, super::extract::body_problem(rejection.status())),
     };
     let parsed = parse_number("max_attempts", fields.max_attempts.as_deref())
-        .and_then(|max| NewTask::parse(fields.input.as_deref(), max));
+        .and_then(|max| NewTask::parse(fields.input.as_deref(), max))
+        .and_then(|new| new.within(hitl.max_text()));
     match parsed {
         Ok(new) => {
             let task = match hitl.submit(new, &actor).await {
@@ -132,6 +134,7 @@ pub async fn feedback(
                     fields.output.as_deref(),
                 )
             })
+            .and_then(|request| request.within(hitl.max_text()))
             .map_err(|e| with_task(&hitl, id, e.into()))?;
         let decision = request.decision;
         let task = hitl

@@ -163,3 +163,30 @@ async fn past_the_total_stream_limit_the_server_says_it_is_busy() {
     assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
     assert_error(refused, StatusCode::SERVICE_UNAVAILABLE, "too_many_streams").await;
 }
+
+#[tokio::test]
+async fn a_lower_text_limit_applies_to_inputs_comments_and_edits() {
+    let mut config = crate::helpers::test_config();
+    config.limits.max_text_bytes = 100;
+    let app = spawn_app_with(config).await;
+    let (_, home) = app.get_page("/").await;
+    assert!(home.contains("Up to 100 bytes of text"), "the form says so");
+
+    let long = "x".repeat(101);
+    let refused = app.submit_json(&json!({ "input": long })).await;
+    let message = assert_error(refused, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+    assert!(message.contains("100"), "{message}");
+    let task = app.submit_for_review(&"x".repeat(100), 3).await;
+    for body in [
+        json!({"decision": "rejected", "comment": long}),
+        json!({"decision": "approved", "output": long}),
+    ] {
+        let refused = app.feedback_json(&task.id, &body).await;
+        assert_error(refused, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+    }
+    assert_eq!(
+        app.get_task(&task.id).await.attempts.len(),
+        0,
+        "nothing decided"
+    );
+}

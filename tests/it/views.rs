@@ -183,7 +183,7 @@ fn every_page_labels_its_controls_and_names_its_buttons() {
         .collect();
     assert_accessible(
         "home",
-        pages::home(&tasks, 7, 3, pages::SubmitForm::default(), true),
+        pages::home(&tasks, 7, 3, 65_536, pages::SubmitForm::default(), true),
     );
     for status in TaskStatus::ALL {
         assert_accessible(status.as_str(), pages::task(&task(status), None));
