@@ -60,6 +60,9 @@ pub fn output(task: &Task, swap: bool) -> Markup {
                 (_, _, Some(output)) => {
                     h2 #output-heading { "Output of attempt " (task.attempt) }
                     pre.text { (output) }
+                    @if let Some(previous) = task.attempts.iter().find(|a| a.attempt + 1 == task.attempt) {
+                        (changes_since(previous, output, false))
+                    }
                 }
                 (TaskStatus::Pending | TaskStatus::Running, _, None) => {
                     h2 #output-heading { "Output of attempt " (task.attempt) }
@@ -140,14 +143,29 @@ pub fn history(task: &Task, swap: bool) -> Markup {
                 p.muted { "No attempt has been decided yet." }
             } @else {
                 ol.history {
-                    @for record in &task.attempts { (attempt_record(record)) }
+                    @for (i, record) in task.attempts.iter().enumerate() {
+                        (attempt_record(record, i.checked_sub(1).map(|p| &task.attempts[p])))
+                    }
                 }
             }
         }
     }
 }
 
-fn attempt_record(record: &AttemptRecord) -> Markup {
+/// What changed from an earlier attempt to `output`, and the comment that asked for it; under
+/// an `h2` (the output section) or an `h3` (an attempt in the history).
+fn changes_since(previous: &AttemptRecord, output: &str, under_h3: bool) -> Markup {
+    let heading = html! { "Changes from attempt " (previous.attempt) };
+    html! {
+        @if under_h3 { h4 { (heading) } } @else { h3 { (heading) } }
+        @if let Some(comment) = &previous.comment {
+            p.meta { "Asked for: " q { (comment) } }
+        }
+        (super::diff::diff(&previous.output, output))
+    }
+}
+
+fn attempt_record(record: &AttemptRecord, previous: Option<&AttemptRecord>) -> Markup {
     html! {
         li.attempt {
             h3 {
@@ -162,6 +180,9 @@ fn attempt_record(record: &AttemptRecord) -> Markup {
             }
             h4 { "Output" }
             pre.text { (record.output) }
+            @if let Some(previous) = previous {
+                (changes_since(previous, &record.output, true))
+            }
             @if let Some(comment) = &record.comment {
                 h4 { "Reviewer's comment" }
                 blockquote { p { (comment) } }
@@ -169,6 +190,8 @@ fn attempt_record(record: &AttemptRecord) -> Markup {
             @if let Some(edit) = &record.edited_output {
                 h4 { "Approved with edits" }
                 pre.text { (edit) }
+                h4 { "The edits, against the processed output" }
+                (super::diff::diff(&record.output, edit))
             }
         }
     }

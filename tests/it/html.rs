@@ -108,7 +108,7 @@ async fn a_task_goes_through_its_lifecycle_with_plain_forms() {
         .filter_map(|b| b.value().attr("value"))
         .collect();
     assert_eq!(decisions, ["approved", "rejected", "rejected_final"]);
-    assert!(text_of(&doc, "#task-output pre").contains("Draft 1 of 2"));
+    assert!(text_of(&doc, "#task-output pre:not(.diff)").contains("Draft 1 of 2"));
 
     // Act: request changes
     let attempt = form_attempt(&doc);
@@ -120,7 +120,7 @@ async fn a_task_goes_through_its_lifecycle_with_plain_forms() {
 
     // Assert: the second draft has the comment, the history the first
     assert_eq!(form_attempt(&doc), "2");
-    assert!(text_of(&doc, "#task-output pre").contains("- on draft 1: Add a budget"));
+    assert!(text_of(&doc, "#task-output pre:not(.diff)").contains("- on draft 1: Add a budget"));
     assert!(text_of(&doc, "#comment-help").contains("last allowed attempt"));
     let history = text_of(&doc, "#task-history ol");
     assert!(history.contains("Changes requested") && history.contains("Add a budget"));
@@ -140,7 +140,7 @@ async fn a_task_goes_through_its_lifecycle_with_plain_forms() {
         "nothing left to cancel"
     );
     assert_eq!(text_of(&doc, "#output-heading"), "Final result");
-    assert!(text_of(&doc, "#task-output pre").contains("Draft 2 of 2"));
+    assert!(text_of(&doc, "#task-output pre:not(.diff)").contains("Draft 2 of 2"));
     assert_eq!(select(&doc, "#task-history li.attempt").len(), 2);
     assert_eq!(app.get_task(&id).await.status, TaskStatus::Completed);
 }
@@ -511,4 +511,34 @@ async fn the_home_page_warns_when_nothing_is_kept() {
     .await;
     let doc = page(&durable, "/").await;
     assert!(select(&doc, "#storage-note").is_empty());
+}
+
+#[tokio::test]
+async fn the_task_page_shows_what_changed_since_the_last_attempt_and_why() {
+    let app = spawn_app().await;
+    let task = app.submit_for_review("Write a limerick", 3).await;
+    app.decide(
+        &task.id,
+        json!({"decision": "rejected", "attempt": 1, "comment": "mention the sea"}),
+    )
+    .await;
+    app.wait_for_review(&task.id, 2).await;
+
+    let doc = page(&app, &format!("/tasks/{}", task.id)).await;
+    let output = select(&doc, "#task-output")[0];
+    let text: String = output.text().collect();
+    assert!(text.contains("Changes from attempt 1"), "{text}");
+    assert!(text.contains("Asked for: mention the sea"), "{text}");
+    let added: String = select(&doc, "#task-output .diff ins")
+        .iter()
+        .flat_map(|ins| ins.text())
+        .collect();
+    assert!(
+        added.contains("[added: ") && added.contains("mention the sea"),
+        "{added}"
+    );
+    assert!(
+        !select(&doc, "#task-output .diff del").is_empty(),
+        "the old draft's words go"
+    );
 }
