@@ -76,6 +76,26 @@ struct LiveTask {
     cancel: CancellationToken,
 }
 
+impl LiveTask {
+    /// A task's slot in the map and the handle its workflow follows it by.
+    fn new(task: Arc<Task>, shutdown: &CancellationToken) -> (Self, TaskHandle) {
+        let cancel = shutdown.child_token();
+        let (feedback, feedback_rx) = watch::channel(None);
+        let live = Self {
+            task: task.clone(),
+            changed: watch::Sender::new(task.seq),
+            feedback,
+            cancel: cancel.clone(),
+        };
+        let handle = TaskHandle {
+            task,
+            feedback: feedback_rx,
+            cancel,
+        };
+        (live, handle)
+    }
+}
+
 /// A decision handed to the workflow, not yet applied.
 pub struct PendingDecision {
     attempt: u32,
@@ -103,8 +123,6 @@ impl Registry {
     /// Adds a new pending task and publishes its first event. Its place among the unfinished
     /// tasks was taken with [`Self::reserve`].
     pub fn insert(&self, task: Task, shutdown: &CancellationToken) -> TaskHandle {
-        let cancel = shutdown.child_token();
-        let (feedback_tx, feedback) = watch::channel(None);
         // The vacant entry holds the shard lock while the event is published, so whoever reads
         // the event and looks the task up finds it.
         let dashmap::Entry::Vacant(slot) = self.tasks.entry(task.id) else {
@@ -113,17 +131,9 @@ impl Registry {
         let event = self
             .events
             .publish(EventKind::Status, |seq| Arc::new(Task { seq, ..task }));
-        slot.insert(LiveTask {
-            task: event.task.clone(),
-            changed: watch::Sender::new(event.seq),
-            feedback: feedback_tx,
-            cancel: cancel.clone(),
-        });
-        TaskHandle {
-            task: event.task.clone(),
-            feedback,
-            cancel,
-        }
+        let (live, handle) = LiveTask::new(event.task.clone(), shutdown);
+        slot.insert(live);
+        handle
     }
 
     /// Holds a place for one more unfinished task, if fewer than `max` exist; the place is the
@@ -147,22 +157,9 @@ impl Registry {
         if !task.status.is_terminal() {
             self.unfinished.fetch_add(1, Ordering::AcqRel);
         }
-        let cancel = shutdown.child_token();
-        let (feedback_tx, feedback) = watch::channel(None);
-        self.tasks.insert(
-            task.id,
-            LiveTask {
-                task: task.clone(),
-                changed: watch::Sender::new(task.seq),
-                feedback: feedback_tx,
-                cancel: cancel.clone(),
-            },
-        );
-        TaskHandle {
-            task,
-            feedback,
-            cancel,
-        }
+        let (live, handle) = LiveTask::new(task, shutdown);
+        self.tasks.insert(handle.task.id, live);
+        handle
     }
 
     /// How many tasks are in each status, in the order of [`TaskStatus::ALL`].

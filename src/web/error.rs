@@ -43,6 +43,18 @@ impl Problem {
         )
     }
 
+    /// `body` answered with this problem's status, and `Retry-After` when it says when to come
+    /// back: the one place either side's error response is made.
+    pub fn respond(&self, body: impl IntoResponse) -> Response {
+        let mut response = (self.status, body).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
+    }
+
     pub fn malformed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed_body", message)
     }
@@ -120,20 +132,8 @@ impl<E: Into<Problem>> From<E> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let Problem {
-            status,
-            code,
-            message,
-            retry_after,
-            ..
-        } = self.0;
-        let body = json!({ "error": { "code": code, "message": message } });
-        let mut response = (status, Json(body)).into_response();
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
-        }
-        response
+        let problem = &self.0;
+        let body = json!({ "error": { "code": problem.code, "message": problem.message } });
+        problem.respond(Json(body))
     }
 }

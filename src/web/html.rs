@@ -236,26 +236,17 @@ fn done(htmx: bool, task: &Task, message: &str) -> Response {
 /// A refused action: its status with the page again (or an alert fragment for htmx), saying what
 /// went wrong and, when there is a task, what its state is now.
 pub(super) fn refused(htmx: bool, problem: Problem) -> Response {
-    let Problem {
-        status,
-        message,
-        task,
-        retry_after,
-        ..
-    } = problem;
-    let body = match (htmx, task) {
+    let message = &problem.message;
+    let body = match (htmx, &problem.task) {
         (true, task) => html! {
             (fragments::flash(FlashKind::Error, html! { (message) }, true))
-            @if let Some(task) = task { (fragments::task_regions(&task)) }
+            @if let Some(task) = task { (fragments::task_regions(task)) }
         },
-        (false, Some(task)) => pages::task(&task, Some(&message)),
-        (false, None) => pages::error(status.canonical_reason().unwrap_or("Error"), &message),
+        (false, Some(task)) => pages::task(task, Some(message)),
+        (false, None) => pages::error(
+            problem.status.canonical_reason().unwrap_or("Error"),
+            message,
+        ),
     };
-    let mut response = (status, body).into_response();
-    if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, seconds.into());
-    }
-    response
+    problem.respond(body)
 }

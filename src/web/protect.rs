@@ -91,7 +91,7 @@ pub struct StreamGate {
     max_per_client: usize,
 }
 
-/// One admitted stream; dropping it frees its place.
+/// One admitted stream, counted in the `hitl_sse_clients` gauge; dropping it frees its place.
 pub struct StreamPass {
     gate: StreamGate,
     client: Option<IpAddr>,
@@ -132,6 +132,7 @@ impl StreamGate {
             }
             *open += 1;
         }
+        metrics::gauge!("hitl_sse_clients").increment(1.0);
         Ok(StreamPass {
             gate: self.clone(),
             client,
@@ -153,6 +154,7 @@ impl Drop for StreamPass {
             });
         }
         self.gate.total.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("hitl_sse_clients").decrement(1.0);
     }
 }
 

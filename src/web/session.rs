@@ -85,7 +85,8 @@ fn unauthenticated(request: &Request) -> Response {
             .map_or("/".to_owned(), |p| p.to_string()),
         _ => "/".to_owned(),
     };
-    Redirect::to(&format!("/sign-in?next={}", encode(&next))).into_response()
+    let query = serde_urlencoded::to_string([("next", &next)]).unwrap_or_default();
+    Redirect::to(&format!("/sign-in?{query}")).into_response()
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -104,18 +105,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-/// Percent-encodes what goes in the `next` query value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Only a path on this site is a place to go back to: never `//elsewhere`, a full URL, or

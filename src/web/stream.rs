@@ -65,7 +65,7 @@ pub fn frames(
     let mut wake = hitl.registry.events.watch_head();
     let log = hitl.registry.events.clone();
     let stream = async_stream::stream! {
-        let _connected = (Connected::new(), pass);
+        let _pass = pass;
         let start = match last_event_id {
             Some(n) => Some((n, log.replay(n, scope).await)),
             None => None,
@@ -92,22 +92,6 @@ pub fn frames(
         }
     };
     Ok(stream.take_until(hitl.shutdown.clone().cancelled_owned()))
-}
-
-/// Counts an open stream in the `hitl_sse_clients` gauge for as long as it lives.
-struct Connected;
-
-impl Connected {
-    fn new() -> Self {
-        metrics::gauge!("hitl_sse_clients").increment(1.0);
-        Self
-    }
-}
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        metrics::gauge!("hitl_sse_clients").decrement(1.0);
-    }
 }
 
 /// The current state as frames (after a `resync` when asked), and the head it reflects.
@@ -204,17 +188,9 @@ pub async fn html_events(
         Ok((scope, frames)) => {
             sse(frames.filter_map(move |frame| std::future::ready(html_frame(scope, frame))))
         }
-        // An EventSource shows no body; the status (and `Retry-After`) is what it acts on.
-        Err(problem) => {
-            let retry_after = problem.retry_after;
-            let mut response = (problem.status, problem.message).into_response();
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::RETRY_AFTER, seconds.into());
-            }
-            response
-        }
+        // An EventSource acts on the status (and `Retry-After`); a person who opens the URL
+        // reads the page.
+        Err(problem) => super::html::refused(false, problem),
     }
 }
 

@@ -65,6 +65,12 @@ impl TestApp {
         id
     }
 
+    /// `GET path` as a browser holding `cookie`.
+    async fn get_with_cookie(&self, path: &str, cookie: &str) -> reqwest::Response {
+        let request = self.client.get(self.url(path));
+        request.header(header::COOKIE, cookie).send().await.unwrap()
+    }
+
     async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
         let request = self.client.get(self.url(path));
         request
@@ -152,7 +158,11 @@ async fn an_outsider_can_neither_read_nor_change_anything() {
     for path in ["/", &format!("/tasks/{id}"), "/stream"] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "GET {path}");
-        assert!(location(&response).starts_with("/sign-in?next=/"), "{path}");
+        let to = reqwest::Url::parse(&format!("http://hitl{}", location(&response))).unwrap();
+        assert_eq!(to.path(), "/sign-in", "{path}");
+        let next: Vec<_> = to.query_pairs().filter(|(k, _)| k == "next").collect();
+        assert_eq!(next.len(), 1, "{path}");
+        assert_eq!(next[0].1, *path, "back to {path} after signing in");
     }
     let page = text_body(app.get("/tasks/anything").await).await;
     assert!(!page.contains("secret plans"));
@@ -268,13 +278,7 @@ async fn browsers_sign_in_with_a_strict_cookie_and_signing_out_ends_the_session(
     );
 
     let cookie = session_cookie(&signed_in);
-    let home = app
-        .client
-        .get(app.url("/"))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let home = app.get_with_cookie("/", &cookie).await;
     assert_eq!(home.status(), StatusCode::OK);
     let page = text_body(home).await;
     assert!(
@@ -297,25 +301,13 @@ async fn browsers_sign_in_with_a_strict_cookie_and_signing_out_ends_the_session(
             .unwrap()
             .contains("Max-Age=0")
     );
-    let after = app
-        .client
-        .get(app.url("/"))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let after = app.get_with_cookie("/", &cookie).await;
     assert_eq!(
         after.status(),
         StatusCode::SEE_OTHER,
         "the old cookie is worthless"
     );
-    let forged = app
-        .client
-        .get(app.url("/"))
-        .header(header::COOKIE, "hitl_session=abc.def")
-        .send()
-        .await
-        .unwrap();
+    let forged = app.get_with_cookie("/", "hitl_session=abc.def").await;
     assert_eq!(forged.status(), StatusCode::SEE_OTHER);
 }
 
