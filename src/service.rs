@@ -164,15 +164,23 @@ impl Hitl {
         usize::try_from(self.limits.max_text_bytes).unwrap_or(usize::MAX)
     }
 
-    /// Waits until every change made so far is durable, so a read shows nothing a crash could
-    /// take back (nor a sequence number it could reuse). A store that does not answer within
-    /// two seconds is not waited for: reads go on while writes are refused.
-    pub async fn settle(&self) {
-        let issued = self.registry.events.issued();
+    /// Waits until every change up to `seq` (all made so far, if `None`) is durable, so a read
+    /// shows nothing a crash could take back (nor a sequence number it could reuse). A store
+    /// that does not answer within two seconds is not waited for: reads go on while writes are
+    /// refused.
+    pub async fn settle(&self, seq: Option<u64>) {
+        let seq = seq.unwrap_or_else(|| self.registry.events.issued());
         self.registry
             .events
-            .wait_durable(issued, Duration::from_secs(2))
+            .wait_durable(seq, Duration::from_secs(2))
             .await;
+    }
+
+    /// A task as it stands once its latest change is durable.
+    pub async fn settled(&self, id: TaskId) -> Option<Arc<Task>> {
+        let task = self.registry.get(id)?;
+        self.settle(Some(task.seq)).await;
+        Some(task)
     }
 
     /// Waits until `task`'s latest change is durable, so the caller may answer.

@@ -64,7 +64,7 @@ pub async fn list(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
         })?),
     };
-    hitl.settle().await;
+    hitl.settle(None).await;
     let tasks: Vec<Arc<Task>> = hitl.registry.list(status);
     Ok(Json(json!({ "tasks": tasks })))
 }
@@ -75,9 +75,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Arc<Task>>, ApiError> {
     let id = parse_id(&id)?;
-    hitl.settle().await;
-    hitl.registry
-        .get(id)
+    hitl.settled(id)
+        .await
         .map(Json)
         .ok_or_else(|| ApiError(Problem::not_found()))
 }

@@ -2,8 +2,6 @@
 //! JavaScript) or, for htmx, with out-of-band fragments; a refusal answers with its status and
 //! either the page again, with the message above the task's state now, or an alert fragment.
 
-use std::sync::Arc;
-
 use axum::{
     Extension, Form,
     extract::{Path, State, rejection::FormRejection},
@@ -26,7 +24,7 @@ use crate::{
 };
 
 pub async fn home(State(hitl): State<Hitl>) -> Markup {
-    hitl.settle().await;
+    hitl.settle(None).await;
     render_home(&hitl, SubmitForm::default())
 }
 
@@ -99,8 +97,12 @@ pub async fn submit(
 }
 
 pub async fn task_page(State(hitl): State<Hitl>, Path(id): Path<String>) -> Response {
-    hitl.settle().await;
-    match find(&hitl, &id) {
+    let found = match parse_id(&id) {
+        // Only what is durable: the page's sequence numbers must be ones a crash cannot reuse.
+        Ok(id) => hitl.settled(id).await.ok_or_else(Problem::not_found),
+        Err(problem) => Err(problem),
+    };
+    match found {
         Ok(task) => pages::task(&task, None).into_response(),
         Err(problem) => refused(false, problem),
     }
@@ -195,11 +197,6 @@ pub async fn not_found() -> Response {
             "There is no page at this address.",
         ),
     )
-}
-
-fn find(hitl: &Hitl, id: &str) -> Result<Arc<Task>, Problem> {
-    let id = parse_id(id)?;
-    hitl.registry.get(id).ok_or_else(Problem::not_found)
 }
 
 /// Attaches the task's state now to a problem that did not carry it.
