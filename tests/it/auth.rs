@@ -360,3 +360,51 @@ async fn a_stale_session_cookie_does_not_hide_a_good_bearer_token() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn users_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users");
+    let lines = format!(
+        "# the review team\nalice:reviewer:{}\n\nbob:submitter:{}\n",
+        cheap_hash("alice-secret"),
+        cheap_hash("bob-secret")
+    );
+    std::fs::write(&file, lines).unwrap();
+    let app = spawn_app_with(hitl::config::Config {
+        auth: AuthConfig {
+            mode: AuthMode::Token,
+            users_file: Some(file),
+            session_hours: 1,
+            ..AuthConfig::default()
+        },
+        ..test_config()
+    })
+    .await;
+    assert_eq!(
+        app.get_as("bob", "/api/tasks").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/tasks").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[test]
+fn a_start_without_usable_users_is_refused_with_a_reason() {
+    let config = hitl::config::Config {
+        auth: AuthConfig {
+            mode: AuthMode::Token,
+            users: Some("alice:reviewer:not-a-hash".into()),
+            ..AuthConfig::default()
+        },
+        ..test_config()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let error = hitl::Hitl::open(&config, tokio_util::sync::CancellationToken::new())
+        .err()
+        .expect("refused");
+    assert!(error.to_string().contains("hitl hash-secret"), "{error}");
+}
