@@ -54,3 +54,46 @@
     }
   });
 })();
+
+// Keyboard shortcuts on the task page: a approves, e opens the edit box, r goes to the comment
+// for requesting changes. Never while typing in a field, never with a modifier key held.
+(function () {
+  "use strict";
+
+  function typing(el) {
+    if (!el) return false;
+    var tag = el.tagName;
+    return el.isContentEditable || tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
+  }
+
+  function showHint() {
+    var hint = document.getElementById("shortcuts");
+    if (hint) hint.hidden = false;
+  }
+  document.addEventListener("DOMContentLoaded", showHint);
+  document.addEventListener("htmx:afterSettle", showHint);
+
+  document.addEventListener("keydown", function (evt) {
+    if (evt.defaultPrevented || evt.repeat || evt.ctrlKey || evt.metaKey || evt.altKey) return;
+    if (typing(evt.target) || typing(document.activeElement)) return;
+    var key = evt.key;
+    if (key === "a") {
+      var approve = document.getElementById("approve");
+      if (!approve) return;
+      evt.preventDefault();
+      approve.form.requestSubmit(approve);
+    } else if (key === "e") {
+      var details = document.getElementById("edit-output");
+      var edit = document.getElementById("edited-output");
+      if (!details || !edit) return;
+      evt.preventDefault();
+      details.open = true;
+      edit.focus();
+    } else if (key === "r") {
+      var comment = document.getElementById("comment");
+      if (!comment) return;
+      evt.preventDefault();
+      comment.focus();
+    }
+  });
+})();

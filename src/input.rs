@@ -84,28 +84,44 @@ pub struct DecisionRequest {
     pub attempt: Option<u32>,
     pub comment: Option<Arc<str>>,
     pub output: Option<Arc<str>>,
+    /// The SHA-256 (hex) of the output the reviewer saw, if the client sent it: an approval
+    /// is refused if the output under review no longer matches.
+    pub output_sha256: Option<Arc<str>>,
+}
+
+/// A decision's fields as sent, before they are checked.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DecisionFields<'a> {
+    pub decision: Option<&'a str>,
+    pub attempt: Option<i64>,
+    pub comment: Option<&'a str>,
+    pub output: Option<&'a str>,
+    pub output_sha256: Option<&'a str>,
 }
 
 impl DecisionRequest {
-    pub fn parse(
-        decision: Option<&str>,
-        attempt: Option<i64>,
-        comment: Option<&str>,
-        output: Option<&str>,
-    ) -> Result<Self, InvalidField> {
-        let decision = decision
+    pub fn parse(fields: DecisionFields<'_>) -> Result<Self, InvalidField> {
+        let decision = fields
+            .decision
             .ok_or_else(|| InvalidField::invalid("decision", "Choose a decision."))?
             .parse::<Decision>()
             .map_err(|message| InvalidField::invalid("decision", message))?;
-        let attempt = attempt
+        let attempt = fields
+            .attempt
             .map(|n| {
                 u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
                     InvalidField::invalid("attempt", "The attempt must be 1 or more.")
                 })
             })
             .transpose()?;
-        let comment = optional_text("comment", comment)?;
-        let output = match (decision, output) {
+        let comment = optional_text("comment", fields.comment)?;
+        if decision == Decision::Rejected && comment.is_none() {
+            return Err(InvalidField::invalid(
+                "comment",
+                "Say what should change: requesting changes needs a comment, which the next attempt receives.",
+            ));
+        }
+        let output = match (decision, fields.output) {
             (_, None) => None,
             (Decision::Approved, Some(text)) => Some(limited("output", text)?.into()),
             (_, Some(_)) => {
@@ -115,11 +131,24 @@ impl DecisionRequest {
                 ));
             }
         };
+        let output_sha256 = match fields.output_sha256.map(str::trim) {
+            None | Some("") => None,
+            Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(hash.to_ascii_lowercase().into())
+            }
+            Some(_) => {
+                return Err(InvalidField::invalid(
+                    "output_sha256",
+                    "The output_sha256 must be 64 hexadecimal digits: the SHA-256 of the output you reviewed.",
+                ));
+            }
+        };
         Ok(Self {
             decision,
             attempt,
             comment,
             output,
+            output_sha256,
         })
     }
 }
@@ -227,20 +256,56 @@ mod tests {
 
     #[test]
     fn decisions_parse_and_edits_go_only_with_approval() {
-        let approve =
-            DecisionRequest::parse(Some("approved"), Some(2), Some("  "), Some("edited")).unwrap();
+        let parse = |decision, attempt, comment, output| {
+            DecisionRequest::parse(DecisionFields {
+                decision,
+                attempt,
+                comment,
+                output,
+                output_sha256: None,
+            })
+        };
+        let approve = parse(Some("approved"), Some(2), Some("  "), Some("edited")).unwrap();
         assert_eq!(approve.decision, Decision::Approved);
         assert_eq!(approve.attempt, Some(2));
         assert_eq!(approve.comment, None, "a blank comment is no comment");
         assert_eq!(approve.output.as_deref(), Some("edited"));
 
-        let reject = DecisionRequest::parse(Some("rejected"), None, Some("shorter"), None).unwrap();
+        let reject = parse(Some("rejected"), None, Some("shorter"), None).unwrap();
         assert_eq!(reject.comment.as_deref(), Some("shorter"));
+        assert_eq!(
+            parse(Some("rejected"), None, Some(" \n"), None)
+                .unwrap_err()
+                .field(),
+            "comment",
+            "requesting changes needs a comment"
+        );
+        assert!(parse(Some("rejected_final"), None, None, None).is_ok());
 
-        let err = |d, a, o| DecisionRequest::parse(d, a, None, o).unwrap_err().field();
+        let err = |d, a, o| parse(d, a, Some("why"), o).unwrap_err().field();
         assert_eq!(err(Some("maybe"), None, None), "decision");
         assert_eq!(err(None, None, None), "decision");
         assert_eq!(err(Some("approved"), Some(0), None), "attempt");
         assert_eq!(err(Some("rejected"), None, Some("x")), "output");
+    }
+
+    #[test]
+    fn the_reviewed_output_hash_is_64_hex_digits() {
+        let parse = |hash| {
+            DecisionRequest::parse(DecisionFields {
+                decision: Some("approved"),
+                output_sha256: Some(hash),
+                ..DecisionFields::default()
+            })
+        };
+        let upper = "AB".repeat(32);
+        assert_eq!(
+            parse(&upper).unwrap().output_sha256.as_deref(),
+            Some(&*"ab".repeat(32))
+        );
+        assert_eq!(parse("").unwrap().output_sha256, None);
+        for bad in ["abc", &"g".repeat(64), &"a".repeat(65)] {
+            assert_eq!(parse(bad).unwrap_err().field(), "output_sha256");
+        }
     }
 }

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     events::{EventKind, EventLog},
-    task::{AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, now},
+    task::{
+        AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, now, same_text, sha256_hex,
+    },
 };
 
 /// Why a change was refused.
@@ -301,6 +303,15 @@ impl Registry {
                 feedback.attempt, task.attempt
             )));
         }
+        if feedback.decision == Decision::Approved
+            && let Some(seen) = &feedback.output_sha256
+            && **seen != sha256_hex(task.output.as_deref().unwrap_or_default())
+        {
+            return Err(conflict(format!(
+                "The output of attempt {} is not the text you reviewed (its SHA-256 differs), so it was not approved. Reload the task and review it again.",
+                feedback.attempt
+            )));
+        }
         if live
             .feedback
             .borrow()
@@ -462,7 +473,7 @@ fn record_decision(task: &mut Task, feedback: &Feedback) -> Result<(), String> {
     expect(task, &[TaskStatus::WaitingForReview], feedback.attempt)?;
     let output = task.output.clone().unwrap_or_default();
     let edited_output = match (&feedback.decision, &feedback.output) {
-        (Decision::Approved, Some(edit)) if **edit != *output => Some(edit.clone()),
+        (Decision::Approved, Some(edit)) if !same_text(edit, &output) => Some(edit.clone()),
         _ => None,
     };
     task.attempts.push(AttemptRecord {

@@ -241,6 +241,7 @@ impl Hitl {
             output: request.output,
             at: now(),
             by: by.recorded(),
+            output_sha256: request.output_sha256,
         };
         let pending = self.registry.decide(id, feedback)?;
         let task = self.registry.decision_applied(id, pending).await?;

@@ -157,6 +157,8 @@ pub struct Feedback {
     pub at: OffsetDateTime,
     /// Who decided (`None` without sign-in).
     pub by: Option<Arc<str>>,
+    /// The SHA-256 of the output the reviewer saw, when the client sent it.
+    pub output_sha256: Option<Arc<str>>,
 }
 
 /// One finished attempt in a task's history.
@@ -238,6 +240,26 @@ impl Task {
             .find(|a| a.attempt == attempt)
             .and_then(|a| a.decision)
     }
+}
+
+/// The SHA-256 of `text` in lowercase hex: how the review form and the history name an exact
+/// text. Line endings count as sent, so compare [`same_text`] first where a browser may have
+/// turned `\n` into `\r\n`.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// Are two texts the same once line endings are normalised? Browsers send a textarea's
+/// newlines as `\r\n`, so an unedited output comes back with different bytes.
+pub fn same_text(a: &str, b: &str) -> bool {
+    a == b || a.replace("\r\n", "\n") == b.replace("\r\n", "\n")
 }
 
 /// The current time, to the millisecond (what the wire and the pages show).

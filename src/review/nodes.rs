@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::{
     engine::{Node, NodeError},
     registry::{Registry, TransitionError},
-    task::{Decision, Feedback},
+    task::{Decision, Feedback, same_text},
 };
 
 use super::{PriorAttempt, ProcessRequest, Processor, ReviewStore, Step};
@@ -98,7 +98,12 @@ impl Node<ReviewStore> for ReviewNode {
         let output = store.output.clone().unwrap_or_default();
         let step = match feedback.decision {
             Decision::Approved => {
-                store.final_result = Some(feedback.output.clone().unwrap_or(output));
+                // An unedited output sent back by a browser differs only in line endings.
+                let result = match &feedback.output {
+                    Some(edit) if !same_text(edit, &output) => edit.clone(),
+                    _ => output,
+                };
+                store.final_result = Some(result);
                 Step::Approved
             }
             Decision::Rejected if store.attempt < store.max_attempts => {

@@ -99,6 +99,7 @@ impl Harness {
             output: None,
             at: now(),
             by: None,
+            output_sha256: None,
         };
         let pending = self.registry.decide(id, feedback).unwrap();
         self.registry.decision_applied(id, pending).await.unwrap();
@@ -233,6 +234,7 @@ async fn a_decision_during_shutdown_is_reported_as_not_applied() {
         output: None,
         at: now(),
         by: None,
+        output_sha256: None,
     };
     let pending = h.registry.decide(id, feedback).unwrap();
     let answer = tokio::time::timeout(

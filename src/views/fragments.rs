@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 
 use super::{excerpt, task_url, time};
-use crate::task::{AttemptRecord, Task, TaskStatus};
+use crate::task::{AttemptRecord, Task, TaskStatus, sha256_hex};
 
 /// `hx-swap-oob="true"` when the fragment is pushed out of band, nothing in a full page.
 fn oob(on: bool) -> Option<&'static str> {
@@ -96,22 +96,44 @@ pub fn review(task: &Task, swap: bool) -> Markup {
     html! {
         section #task-review data-seq=(task.seq) aria-labelledby="review-heading" hx-swap-oob=[oob(swap)] {
             @if task.status == TaskStatus::WaitingForReview {
+                @let output = task.output.as_deref().unwrap_or_default();
                 h2 #review-heading { "Your review of attempt " (task.attempt) }
-                form.review-form method="post" action={ (url) "/feedback" }
-                    hx-post={ (url) "/feedback" } hx-swap="none" {
+                p #shortcuts.help hidden {
+                    "Keys: " kbd { "a" } " approve, " kbd { "e" } " edit before approving, "
+                    kbd { "r" } " write the comment to request changes. They do nothing while you type in a field."
+                }
+                form.approve-form method="post" action={ (url) "/feedback" }
+                    hx-post={ (url) "/feedback" } hx-swap="none" aria-labelledby="approve-heading" {
+                    h3 #approve-heading { "Approve" }
                     input type="hidden" name="attempt" value=(task.attempt);
-                    label for="comment" { "Comment for the next attempt" }
+                    input type="hidden" name="output_sha256" value=(sha256_hex(output));
+                    details #edit-output {
+                        summary { "Edit the output before approving" }
+                        label for="edited-output" { "Output to approve" }
+                        // A textarea drops one newline right after its start tag: give it one,
+                        // so an output that starts with a blank line comes back unchanged.
+                        textarea #edited-output name="output" rows="8" aria-describedby="edit-help" { "\n" (output) }
+                        p #edit-help.help { "Your edit becomes the final result; the history shows it as a diff against the processed output." }
+                    }
+                    div.actions {
+                        button #approve.approve type="submit" name="decision" value="approved" { "Approve" }
+                    }
+                }
+                form.review-form method="post" action={ (url) "/feedback" }
+                    hx-post={ (url) "/feedback" } hx-swap="none" aria-labelledby="send-back-heading" {
+                    h3 #send-back-heading { "Send back" }
+                    input type="hidden" name="attempt" value=(task.attempt);
+                    label for="comment" { "Comment" }
                     textarea #comment name="comment" rows="3" aria-describedby="comment-help" {}
                     p #comment-help.help {
-                        "Optional. “Request changes” sends it to the next attempt; "
-                        "“Reject” records it as the reason."
+                        "Required to request changes: the next attempt receives it. "
+                        "With “Reject” it is recorded as the reason the task failed."
                         @if task.attempt >= task.max_attempts {
                             " This is the last allowed attempt: requesting changes ends the task as failed."
                         }
                     }
                     div.actions {
-                        button.approve type="submit" name="decision" value="approved" { "Approve" }
-                        button type="submit" name="decision" value="rejected" { "Request changes" }
+                        button #request-changes type="submit" name="decision" value="rejected" { "Request changes" }
                         button.danger type="submit" name="decision" value="rejected_final" { "Reject" }
                     }
                 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     auth::Actor,
-    input::{DecisionRequest, NewTask},
+    input::{DecisionFields, DecisionRequest, NewTask},
     service::Hitl,
     task::{Task, TaskId, TaskStatus},
 };
@@ -87,6 +87,7 @@ pub struct FeedbackBody {
     attempt: Option<i64>,
     comment: Option<String>,
     output: Option<String>,
+    output_sha256: Option<String>,
 }
 
 #[tracing::instrument(skip(hitl, body), fields(task_id = %id))]
@@ -97,12 +98,13 @@ pub async fn feedback(
     JsonBody(body): JsonBody<FeedbackBody>,
 ) -> Result<Json<Arc<Task>>, ApiError> {
     let id = parse_id(&id)?;
-    let request = DecisionRequest::parse(
-        Some(&body.decision),
-        body.attempt,
-        body.comment.as_deref(),
-        body.output.as_deref(),
-    )?
+    let request = DecisionRequest::parse(DecisionFields {
+        decision: Some(&body.decision),
+        attempt: body.attempt,
+        comment: body.comment.as_deref(),
+        output: body.output.as_deref(),
+        output_sha256: body.output_sha256.as_deref(),
+    })?
     .within(hitl.max_text())?;
     Ok(Json(hitl.decide(id, request, &actor).await?))
 }

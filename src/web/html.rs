@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{api::parse_id, error::Problem, extract::Htmx};
 use crate::{
     auth::Actor,
-    input::{DecisionRequest, NewTask, parse_number},
+    input::{DecisionFields, DecisionRequest, NewTask, parse_number},
     service::Hitl,
     task::{Decision, Task, TaskId},
     views::{
@@ -114,6 +114,7 @@ pub struct FeedbackFields {
     attempt: Option<String>,
     comment: Option<String>,
     output: Option<String>,
+    output_sha256: Option<String>,
 }
 
 #[tracing::instrument(skip(hitl, form), fields(task_id = %id))]
@@ -126,15 +127,18 @@ pub async fn feedback(
 ) -> Response {
     let result = async {
         let id = parse_id(&id)?;
-        let Form(fields) = form.map_err(|r| super::extract::body_problem(r.status()))?;
+        let Form(mut fields) = form.map_err(|r| super::extract::body_problem(r.status()))?;
+        // Browsers send a textarea's newlines as CRLF; the output came out with LF.
+        fields.output = fields.output.map(|edit| edit.replace("\r\n", "\n"));
         let request = parse_number("attempt", fields.attempt.as_deref())
             .and_then(|attempt| {
-                DecisionRequest::parse(
-                    fields.decision.as_deref(),
+                DecisionRequest::parse(DecisionFields {
+                    decision: fields.decision.as_deref(),
                     attempt,
-                    fields.comment.as_deref(),
-                    fields.output.as_deref(),
-                )
+                    comment: fields.comment.as_deref(),
+                    output: fields.output.as_deref(),
+                    output_sha256: fields.output_sha256.as_deref(),
+                })
             })
             .and_then(|request| request.within(hitl.max_text()))
             .map_err(|e| with_task(&hitl, id, e.into()))?;

@@ -327,8 +327,11 @@ async fn a_decision_for_an_earlier_attempt_is_a_conflict() {
     // Arrange: attempt 2 is under review
     let app = spawn_app().await;
     let task = app.submit_for_review("Two drafts", 3).await;
-    app.decide(&task.id, json!({ "decision": "rejected", "attempt": 1 }))
-        .await;
+    app.decide(
+        &task.id,
+        json!({ "decision": "rejected", "attempt": 1, "comment": "again" }),
+    )
+    .await;
     let second = app.wait_for_review(&task.id, 2).await;
 
     // Act
@@ -383,7 +386,7 @@ async fn of_two_racing_decisions_exactly_one_wins() {
             let client = app.client.clone();
             let url = app.url(&format!("/api/tasks/{}/feedback", task.id));
             tokio::spawn(async move {
-                let body = json!({ "decision": decision, "attempt": 1 });
+                let body = json!({ "decision": decision, "attempt": 1, "comment": "racing" });
                 let response = client.post(url).json(&body).send().await.expect("sent");
                 (decision, response.status())
             })
@@ -427,8 +430,11 @@ async fn a_rejection_at_the_attempt_limit_fails_the_task() {
     // Arrange: the last allowed attempt is under review
     let app = spawn_app().await;
     let task = app.submit_for_review("Only twice", 2).await;
-    app.decide(&task.id, json!({ "decision": "rejected", "attempt": 1 }))
-        .await;
+    app.decide(
+        &task.id,
+        json!({ "decision": "rejected", "attempt": 1, "comment": "no" }),
+    )
+    .await;
     app.wait_for_review(&task.id, 2).await;
 
     // Act
@@ -647,4 +653,38 @@ async fn readiness_and_metrics_are_reported() {
         text.contains("method=\"OTHER\"") && !text.contains("ZZ123"),
         "a made-up method is one series"
     );
+}
+
+#[tokio::test]
+async fn an_approval_of_a_text_other_than_the_output_under_review_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let task = app.submit_for_review("Summarise the minutes", 2).await;
+    let output = task.output.clone().expect("an output under review");
+    let seen = hitl::task::sha256_hex(&format!("{output} (an older text)"));
+
+    // Act: approve, naming the hash of a text that is not the output
+    let response = app
+        .feedback_json(
+            &task.id,
+            &json!({ "decision": "approved", "attempt": 1, "output_sha256": seen }),
+        )
+        .await;
+
+    // Assert: refused, nothing decided; the right hash then finalises
+    let message = assert_error(response, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("not the text you reviewed"), "{message}");
+    assert_eq!(
+        app.get_task(&task.id).await.status,
+        TaskStatus::WaitingForReview
+    );
+    let done = app
+        .decide(
+            &task.id,
+            json!({ "decision": "approved", "attempt": 1,
+                    "output_sha256": hitl::task::sha256_hex(&output) }),
+        )
+        .await;
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert_eq!(done.final_result.as_deref(), Some(&*output));
 }

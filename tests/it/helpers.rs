@@ -141,6 +141,8 @@ pub struct Attempt {
     pub output: String,
     pub decision: Option<Decision>,
     pub comment: Option<String>,
+    #[serde(default)]
+    pub edited_output: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub decided_at: Option<OffsetDateTime>,
 }

@@ -354,9 +354,19 @@ fn json_api_rows(t: &Targets) -> Vec<Row> {
         post(422, &feedback).json(r#"{"decision": "approved", "attempt": 1e30}"#),
         // Attempts that are well-formed but not the one under review.
         post(409, &feedback).json(r#"{"decision": "approved", "attempt": 2}"#),
-        post(409, &feedback).json(r#"{"decision": "rejected", "attempt": 4294967295}"#),
+        post(409, &feedback).json(r#"{"decision": "rejected", "attempt": 4294967295, "comment": "x"}"#),
+        // Requesting changes without saying which.
+        post(422, &feedback).json(r#"{"decision": "rejected", "attempt": 1}"#),
+        post(422, &feedback).json(r#"{"decision": "rejected", "attempt": 1, "comment": " \n\t "}"#),
+        post(422, &feedback).json(r#"{"decision": "rejected", "attempt": 1, "comment": null}"#),
+        // The hash of the reviewed output, malformed or not matching.
+        post(422, &feedback).json(r#"{"decision": "approved", "attempt": 1, "output_sha256": "abc"}"#),
+        post(422, &feedback).json(r#"{"decision": "approved", "output_sha256": 5}"#),
+        post(409, &feedback).json(
+            r#"{"decision": "approved", "attempt": 1, "output_sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#,
+        ),
         // An edit with a rejection.
-        post(422, &feedback).json(r#"{"decision": "rejected", "attempt": 1, "output": "x"}"#),
+        post(422, &feedback).json(r#"{"decision": "rejected", "attempt": 1, "comment": "x", "output": "x"}"#),
         post(422, &feedback)
             .json(r#"{"decision": "rejected_final", "attempt": 1, "output": "x"}"#),
         // Too large: a comment, an edit, the body.
@@ -389,7 +399,7 @@ fn json_api_rows(t: &Targets) -> Vec<Row> {
         post(404, format!("/api/tasks/{long_id}/feedback")).json(r#"{"decision": "approved"}"#),
         post(409, format!("/api/tasks/{done}/feedback"))
             .json(r#"{"decision": "approved", "attempt": 1}"#),
-        post(409, format!("/api/tasks/{done}/feedback")).json(r#"{"decision": "rejected"}"#),
+        post(409, format!("/api/tasks/{done}/feedback")).json(r#"{"decision": "rejected", "comment": "x"}"#),
         // A bad id and a bad body together: either refusal is right.
         post(ANY_4XX, "/api/tasks/nope/feedback").json("{"),
         get(405, &feedback),
@@ -479,9 +489,14 @@ fn browser_rows(t: &Targets) -> Vec<Row> {
             hx(post(422, &feedback).form("decision=approved&attempt=1.0")),
             // Not the attempt under review.
             hx(post(409, &feedback).form("decision=approved&attempt=2")),
-            hx(post(409, &feedback).form("decision=rejected&attempt=4294967295")),
+            hx(post(409, &feedback).form("decision=rejected&attempt=4294967295&comment=x")),
+            // Requesting changes without saying which.
+            hx(post(422, &feedback).form("decision=rejected&attempt=1")),
+            hx(post(422, &feedback).form("decision=rejected&attempt=1&comment=+%0D%0A+")),
+            // The hash of the reviewed output, malformed.
+            hx(post(422, &feedback).form("decision=approved&attempt=1&output_sha256=xyz")),
             // An edit with a rejection.
-            hx(post(422, &feedback).form("decision=rejected&attempt=1&output=x")),
+            hx(post(422, &feedback).form("decision=rejected&attempt=1&comment=x&output=x")),
             // Too large: a comment, an edit, the body.
             hx(post(413, &feedback)
                 .form(format!("decision=rejected&attempt=1&comment={}", a_times(OVER_TEXT)))),
@@ -634,7 +649,9 @@ fn running_rows(running: &str) -> Vec<Row> {
         post(422, &api).json(r#"{"decision": "approved", "attempt": 0}"#),
         post(400, &api).json("{"),
         post(409, &form).form("decision=approved&attempt=1"),
-        post(409, &form).form("decision=rejected&attempt=1").htmx(),
+        post(409, &form)
+            .form("decision=rejected&attempt=1&comment=x")
+            .htmx(),
         post(409, &form).form("decision=rejected_final").htmx(),
         post(422, &form).form("decision=maybe&attempt=1").htmx(),
     ]

@@ -103,11 +103,16 @@ async fn a_task_goes_through_its_lifecycle_with_plain_forms() {
         format!("{path}/feedback")
     );
     assert_eq!(attr_of(&doc, "form.review-form", "method"), "post");
-    let decisions: Vec<_> = select(&doc, "form.review-form button[name=decision]")
+    let decisions: Vec<_> = select(&doc, "#task-review button[name=decision]")
         .iter()
         .filter_map(|b| b.value().attr("value"))
         .collect();
     assert_eq!(decisions, ["approved", "rejected", "rejected_final"]);
+    assert_eq!(
+        attr_of(&doc, "form.approve-form", "action"),
+        format!("{path}/feedback"),
+        "approving is a form of its own, with the output to edit"
+    );
     assert!(text_of(&doc, "#task-output pre:not(.diff)").contains("Draft 1 of 2"));
 
     // Act: request changes
@@ -541,4 +546,113 @@ async fn the_task_page_shows_what_changed_since_the_last_attempt_and_why() {
         !select(&doc, "#task-output .diff del").is_empty(),
         "the old draft's words go"
     );
+}
+
+/// The approve form's fields as a browser sends them: hidden inputs, the button's decision and
+/// the textarea's text (`edit` replaces it), with newlines as CRLF.
+fn approve_fields(doc: &Html, edit: Option<&str>) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = select(doc, "form.approve-form input[type=hidden]")
+        .iter()
+        .map(|input| {
+            let attr = |name| input.value().attr(name).unwrap_or_default().to_owned();
+            (attr("name"), attr("value"))
+        })
+        .collect();
+    let shown = text_of(doc, "form.approve-form textarea[name=output]");
+    let text = edit.map_or(shown, str::to_owned);
+    fields.push(("output".into(), text.replace('\n', "\r\n")));
+    fields.push(("decision".into(), "approved".into()));
+    fields
+}
+
+async fn post_fields(app: &TestApp, id: &str, fields: &[(String, String)]) -> reqwest::Response {
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    app.feedback_form(id, &fields, false).await
+}
+
+#[tokio::test]
+async fn approving_as_a_browser_sends_the_form_keeps_the_output_unedited() {
+    // Arrange: an output of several lines, under review
+    let app = spawn_app().await;
+    let (path, id) = submit(&app, "Write\nthree\nlines", "2").await;
+    let task = app.wait_for_review(&id, 1).await;
+    let doc = page(&app, &path).await;
+    let fields = approve_fields(&doc, None);
+    assert!(
+        fields
+            .iter()
+            .any(|(k, v)| k == "output_sha256" && v.len() == 64),
+        "the form names the exact output on screen: {fields:?}"
+    );
+
+    // Act: approve without touching the edit box
+    let response = post_fields(&app, &id, &fields).await;
+
+    // Assert: the processed output, byte for byte, is the result, and no edit is recorded
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let done = app.get_task(&id).await;
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert_eq!(done.final_result, task.output);
+    assert_eq!(done.attempts[0].edited_output, None);
+}
+
+#[tokio::test]
+async fn an_edited_approval_finalises_the_edit_and_the_history_shows_it_as_a_diff() {
+    // Arrange
+    let app = spawn_app().await;
+    let (path, id) = submit(&app, "Name the boat", "2").await;
+    let task = app.wait_for_review(&id, 1).await;
+    let doc = page(&app, &path).await;
+    let edit = format!("{}\nSigned off: the crew", task.output.as_deref().unwrap());
+
+    // Act
+    let response = post_fields(&app, &id, &approve_fields(&doc, Some(&edit))).await;
+
+    // Assert: the edit (with plain newlines) is the final result; the page shows the change
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let done = app.get_task(&id).await;
+    assert_eq!(done.final_result.as_deref(), Some(edit.as_str()));
+    assert_eq!(
+        done.attempts[0].edited_output.as_deref(),
+        Some(edit.as_str())
+    );
+    let doc = page(&app, &path).await;
+    assert_eq!(text_of(&doc, "#task-output pre"), edit);
+    let inserted: String = select(&doc, "#task-history ins")
+        .iter()
+        .map(|e| e.text().collect::<String>())
+        .collect();
+    assert!(inserted.contains("Signed off: the crew"), "{inserted}");
+}
+
+#[tokio::test]
+async fn requesting_changes_without_a_comment_is_refused_and_the_review_stays_open() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, id) = submit(&app, "Plan the week", "3").await;
+    app.wait_for_review(&id, 1).await;
+
+    for htmx in [false, true] {
+        // Act
+        let fields = [
+            ("decision", "rejected"),
+            ("attempt", "1"),
+            ("comment", "  "),
+        ];
+        let response = app.feedback_form(&id, &fields, htmx).await;
+
+        // Assert: 422, in words, with the form still there
+        let doc = if htmx {
+            fragment(response, StatusCode::UNPROCESSABLE_ENTITY).await
+        } else {
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            Html::parse_document(&text_body(response).await)
+        };
+        assert!(alert(&doc).contains("needs a comment"), "{}", alert(&doc));
+        assert_eq!(form_attempt(&doc), "1");
+    }
+    assert_eq!(app.get_task(&id).await.status, TaskStatus::WaitingForReview);
 }

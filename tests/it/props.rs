@@ -24,7 +24,7 @@ use hitl::{
     auth::Actor,
     config::{Config, StoreKind},
     events::{Event, EventKind, Scope, Since},
-    input::{DecisionRequest, NewTask},
+    input::{DecisionFields, DecisionRequest, NewTask},
     registry::TransitionError,
     task::{Decision, Task, TaskId, TaskStatus},
 };
@@ -319,17 +319,27 @@ impl World {
             decision.as_str(),
             before.as_ref().map(|t| t.status)
         );
-        let request = match DecisionRequest::parse(
-            Some(decision.as_str()),
+        let request = match DecisionRequest::parse(DecisionFields {
+            decision: Some(decision.as_str()),
             attempt,
-            comment.as_deref(),
-            None,
-        ) {
+            comment: comment.as_deref(),
+            ..DecisionFields::default()
+        }) {
             Ok(request) => request,
             Err(invalid) => {
-                // Only an attempt of 0 is invalid here, and no task is ever on attempt 0.
-                prop_assert!(!acceptable, "{what}: a decision to accept does not parse");
-                prop_assert_eq!(invalid.field(), "attempt");
+                // An attempt of 0 is invalid (no task is ever on attempt 0), and so is a request
+                // for changes without a comment.
+                let no_comment = decision == Decision::Rejected && comment.is_none();
+                prop_assert!(
+                    !acceptable || no_comment,
+                    "{what}: a decision to accept does not parse"
+                );
+                let bad_attempt = attempt.is_some_and(|a| a < 1);
+                prop_assert!(bad_attempt || no_comment, "{what}: refused as {invalid}");
+                prop_assert_eq!(
+                    invalid.field(),
+                    if bad_attempt { "attempt" } else { "comment" }
+                );
                 Stats::bump(&self.stats.decision_invalid);
                 self.trace.push(format!("{what}: invalid ({invalid})"));
                 return Ok(());
@@ -380,12 +390,12 @@ impl World {
             before.status
         );
         let spawn = |decision: Decision| -> Result<_, TestCaseError> {
-            let request = DecisionRequest::parse(
-                Some(decision.as_str()),
-                Some(i64::from(before.attempt)),
-                None,
-                None,
-            )
+            let request = DecisionRequest::parse(DecisionFields {
+                decision: Some(decision.as_str()),
+                attempt: Some(i64::from(before.attempt)),
+                comment: Some("racing"),
+                ..DecisionFields::default()
+            })
             .map_err(|e| fail(format!("a decision does not parse: {e}")))?;
             let (hitl, id) = (self.hitl.clone(), before.id);
             Ok(tokio::spawn(async move {
@@ -419,7 +429,8 @@ impl World {
                     matches!(error, TransitionError::Conflict { .. }),
                     "{what}: the loser is refused with a conflict, not {error:?}"
                 );
-                self.accepted(index, &before, &task, decision, None).await
+                self.accepted(index, &before, &task, decision, Some("racing".to_owned()))
+                    .await
             }
             (Err(a), Err(b)) if !acceptable => {
                 self.refused(&what, Some(&before), &a, &state_before)?;

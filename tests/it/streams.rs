@@ -159,8 +159,11 @@ async fn a_last_event_id_no_longer_kept_gets_a_resync_and_the_current_state() {
     };
     let app = spawn_app_with(config).await;
     let task = app.submit_for_review("Forgetful", 3).await;
-    app.decide(&task.id, json!({ "decision": "rejected", "attempt": 1 }))
-        .await;
+    app.decide(
+        &task.id,
+        json!({ "decision": "rejected", "attempt": 1, "comment": "again" }),
+    )
+    .await;
     app.wait_for_review(&task.id, 2).await;
 
     // Act
