@@ -22,16 +22,21 @@ pub enum Command {
     Serve(Box<Config>),
     /// Read a secret from standard input and print its Argon2 hash, for HITL_USERS.
     HashSecret,
+    /// Check every task's audit trail in the data directory; exits 1 if any chain is broken.
+    Verify {
+        /// The directory the durable store lives in.
+        #[arg(long, env = "HITL_DATA_DIR", default_value = "hitl-data")]
+        data_dir: PathBuf,
+    },
 }
 
 impl Cli {
-    /// The service's configuration, whether given with or without `serve`; `None` for another
+    /// What to do: serve with a configuration (given with or without `serve`), or another
     /// subcommand.
-    pub fn into_config(self) -> Option<Config> {
+    pub fn into_command(self) -> Command {
         match self.command {
-            Some(Command::Serve(config)) => Some(*config),
-            None => Some(self.serve),
-            Some(Command::HashSecret) => None,
+            Some(command) => command,
+            None => Command::Serve(Box::new(self.serve)),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`review`]: the review flow on that engine (`Process -> Review -> Result`), its shared store
 //!   and the processor that does an attempt's work.
 //! - [`task`]: the task data model, as the JSON API shows it.
+//! - [`audit`]: the hash-chained audit trail of each task, and how a chain is verified.
 //! - [`registry`]: the live tasks in a `DashMap`, and the guarded transitions that change them.
 //! - [`events`]: the numbered event log every stream reads from, with replay and snapshots.
 //! - [`store`]: the durable store (SQLite) tasks are rebuilt from, and the group-commit journal
@@ -22,6 +23,7 @@
 //! - [`auth`]: users, roles, sessions and bearer tokens for `--auth token`.
 //! - [`config`]: command-line flags.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod engine;

@@ -6,7 +6,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use hitl::{Hitl, config::Cli, web};
+use hitl::{
+    Hitl,
+    config::{Cli, Command},
+    web,
+};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -26,8 +30,10 @@ async fn run() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hitl=info,warn")),
         )
         .init();
-    let Some(config) = Cli::parse().into_config() else {
-        return hash_secret();
+    let config = match Cli::parse().into_command() {
+        Command::Serve(config) => config,
+        Command::HashSecret => return hash_secret(),
+        Command::Verify { data_dir } => return verify(&data_dir),
     };
 
     let shutdown = CancellationToken::new();
@@ -59,6 +65,32 @@ fn hash_secret() -> anyhow::Result<()> {
     let secret = secret.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!secret.is_empty(), "give the secret on standard input");
     println!("{}", hitl::auth::hash_secret(secret));
+    Ok(())
+}
+
+/// `hitl verify`: checks every task's audit trail and prints each break it finds.
+fn verify(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let report = hitl::store::sqlite::verify(data_dir)
+        .with_context(|| format!("cannot verify {}", data_dir.display()))?;
+    for problem in &report.breaks {
+        println!("BROKEN {problem}");
+    }
+    if report.without_trail > 0 {
+        println!(
+            "note: {} task(s) were written before audit trails existed and have none to check",
+            report.without_trail
+        );
+    }
+    let summary = format!(
+        "{} task(s), {} audit entries checked",
+        report.tasks, report.entries
+    );
+    anyhow::ensure!(
+        report.breaks.is_empty(),
+        "{summary}: {} break(s) found; the stored history was changed outside hitl",
+        report.breaks.len()
+    );
+    println!("{summary}: every chain is intact");
     Ok(())
 }
 

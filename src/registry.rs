@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    audit::{AuditEntry, AuditEvent, Digest},
     events::{EventKind, EventLog},
     task::{
         AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, now, same_text, sha256_hex,
@@ -56,6 +57,10 @@ pub enum TransitionError {
 }
 
 type Result<T, E = TransitionError> = std::result::Result<T, E>;
+
+/// The longest review timeout honoured (a year): beyond it the deadline arithmetic could
+/// overflow, and nobody means it.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 86_400;
 
 /// Cheap-clone handle to the live tasks and the event log.
 #[derive(Clone)]
@@ -130,9 +135,16 @@ impl Registry {
         let dashmap::Entry::Vacant(slot) = self.tasks.entry(task.id) else {
             unreachable!("task ids are fresh UUID v7s");
         };
-        let event = self
-            .events
-            .publish(EventKind::Status, |seq| Arc::new(Task { seq, ..task }));
+        let submitted = AuditEvent::Submitted {
+            input_sha256: Digest::of_text(&task.input),
+            max_attempts: task.max_attempts,
+        };
+        let by = task.submitted_by.clone();
+        let event = self.events.publish(EventKind::Status, |seq| {
+            let mut task = Task { seq, ..task };
+            record(&mut task, by, vec![submitted]);
+            Arc::new(task)
+        });
         let (live, handle) = LiveTask::new(event.task.clone(), shutdown);
         slot.insert(live);
         handle
@@ -205,30 +217,37 @@ impl Registry {
         self.tasks.get(&id).map(|live| live.changed.subscribe())
     }
 
-    /// Applies `change` to the task if it allows it, then publishes the new state.
+    /// Applies `change` to the task if it allows it, then publishes the new state with what
+    /// `change` says happened added to the task's audit trail, as done `by` someone.
     fn transition(
         &self,
         id: TaskId,
-        change: impl FnOnce(&mut Task) -> Result<(), String>,
+        by: Option<Arc<str>>,
+        change: impl FnOnce(&mut Task) -> Result<Vec<AuditEvent>, String>,
     ) -> Result<Arc<Task>> {
         let mut live = self
             .tasks
             .get_mut(&id)
             .ok_or(TransitionError::NotFound(id))?;
         let mut task = (*live.task).clone();
-        if let Err(message) = change(&mut task) {
-            return Err(TransitionError::Conflict {
-                message,
-                task: live.task.clone(),
-            });
-        }
+        let happened = match change(&mut task) {
+            Ok(happened) => happened,
+            Err(message) => {
+                return Err(TransitionError::Conflict {
+                    message,
+                    task: live.task.clone(),
+                });
+            }
+        };
         task.updated_at = now();
         if task.status.is_terminal() && !live.task.status.is_terminal() {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
         }
-        let event = self
-            .events
-            .publish(EventKind::Status, |seq| Arc::new(Task { seq, ..task }));
+        let event = self.events.publish(EventKind::Status, |seq| {
+            let mut task = Task { seq, ..task };
+            record(&mut task, by, happened);
+            Arc::new(task)
+        });
         live.task = event.task.clone();
         live.changed.send_replace(event.seq);
         Ok(event.task.clone())
@@ -243,10 +262,10 @@ impl Registry {
         {
             return Ok(task);
         }
-        self.transition(id, |task| {
+        self.transition(id, None, |task| {
             expect(task, &[TaskStatus::Pending], attempt)?;
             task.status = TaskStatus::Running;
-            Ok(())
+            Ok(vec![AuditEvent::AttemptStarted { attempt }])
         })
     }
 
@@ -268,11 +287,19 @@ impl Registry {
 
     /// `running -> waiting_for_review` with the attempt's output.
     pub fn finish_attempt(&self, id: TaskId, attempt: u32, output: Arc<str>) -> Result<Arc<Task>> {
-        self.transition(id, |task| {
+        self.transition(id, None, |task| {
             expect(task, &[TaskStatus::Running], attempt)?;
             task.status = TaskStatus::WaitingForReview;
+            task.review_deadline = task
+                .review_timeout
+                .map(|timeout| now() + Duration::from_secs(timeout.seconds.min(MAX_TIMEOUT_SECS)));
+            let finished = AuditEvent::AttemptFinished {
+                attempt,
+                output_sha256: Digest::of_text(&output),
+                output_bytes: output.len(),
+            };
             task.output = Some(output);
-            Ok(())
+            Ok(vec![finished])
         })
     }
 
@@ -384,12 +411,17 @@ impl Registry {
 
     /// `waiting_for_review -> running`, the next attempt: the reviewer asked for changes.
     pub fn request_changes(&self, id: TaskId, feedback: &Feedback) -> Result<Arc<Task>> {
-        self.transition(id, |task| {
-            record_decision(task, feedback)?;
+        self.transition(id, feedback.by.clone(), |task| {
+            let decided = record_decision(task, feedback, None)?;
             task.attempt += 1;
             task.output = None;
             task.status = TaskStatus::Running;
-            Ok(())
+            Ok(vec![
+                decided,
+                AuditEvent::AttemptStarted {
+                    attempt: task.attempt,
+                },
+            ])
         })
     }
 
@@ -400,41 +432,49 @@ impl Registry {
         feedback: &Feedback,
         final_result: Arc<str>,
     ) -> Result<Arc<Task>> {
-        self.transition(id, |task| {
-            record_decision(task, feedback)?;
+        self.transition(id, feedback.by.clone(), |task| {
+            let decided = record_decision(task, feedback, Some(&final_result))?;
             task.final_result = Some(final_result);
             task.status = TaskStatus::Completed;
-            Ok(())
+            Ok(vec![decided])
         })
     }
 
     /// `waiting_for_review -> failed`: rejected for good, or at the attempt limit.
     pub fn reject(&self, id: TaskId, feedback: &Feedback, reason: String) -> Result<Arc<Task>> {
-        self.transition(id, |task| {
-            record_decision(task, feedback)?;
+        self.transition(id, feedback.by.clone(), |task| {
+            let decided = record_decision(task, feedback, None)?;
             task.error = Some(reason.into());
             task.status = TaskStatus::Failed;
-            Ok(())
+            Ok(vec![decided])
         })
     }
 
     /// Any non-terminal status `-> failed`: processing could not produce an output.
     pub fn fail(&self, id: TaskId, message: String) -> Result<Arc<Task>> {
-        self.transition(id, |task| {
+        self.transition(id, None, |task| {
             expect_live(task)?;
-            task.error = Some(message.into());
+            let error: Arc<str> = message.into();
+            task.error = Some(error.clone());
             task.status = TaskStatus::Failed;
-            Ok(())
+            task.review_deadline = None;
+            Ok(vec![AuditEvent::Failed {
+                attempt: task.attempt,
+                error,
+            }])
         })
     }
 
     /// Any non-terminal status `-> cancelled`; stops the task's workflow.
     pub fn cancel(&self, id: TaskId, by: Option<Arc<str>>) -> Result<Arc<Task>> {
-        let task = self.transition(id, |task| {
+        let task = self.transition(id, by.clone(), |task| {
             expect_live(task)?;
             task.status = TaskStatus::Cancelled;
             task.cancelled_by = by;
-            Ok(())
+            task.review_deadline = None;
+            Ok(vec![AuditEvent::Cancelled {
+                attempt: task.attempt,
+            }])
         })?;
         if let Some(live) = self.tasks.get(&id) {
             live.cancel.cancel();
@@ -469,12 +509,42 @@ fn expect_live(task: &Task) -> Result<(), String> {
     Ok(())
 }
 
-fn record_decision(task: &mut Task, feedback: &Feedback) -> Result<(), String> {
+/// Moves the output under review into the attempt history with its decision, and says what
+/// the audit trail records: the decision, the text decided on and, for an approval, the result.
+/// Refuses an approval whose result is not the output or the reviewer's edit of it.
+fn record_decision(
+    task: &mut Task,
+    feedback: &Feedback,
+    result: Option<&Arc<str>>,
+) -> Result<AuditEvent, String> {
     expect(task, &[TaskStatus::WaitingForReview], feedback.attempt)?;
     let output = task.output.clone().unwrap_or_default();
+    let reviewed = Digest::of_text(&output);
+    if let Some(seen) = &feedback.output_sha256
+        && **seen != *reviewed.to_string()
+    {
+        return Err(format!(
+            "The output of attempt {} is not the text that was reviewed; it was not finalised.",
+            feedback.attempt
+        ));
+    }
     let edited_output = match (&feedback.decision, &feedback.output) {
         (Decision::Approved, Some(edit)) if !same_text(edit, &output) => Some(edit.clone()),
         _ => None,
+    };
+    if let Some(result) = result
+        && **result != **edited_output.as_ref().unwrap_or(&output)
+    {
+        return Err("The result to record is neither the output nor the reviewer's edit.".into());
+    }
+    let decided = AuditEvent::Decided {
+        attempt: feedback.attempt,
+        decision: feedback.decision,
+        comment: feedback.comment.clone(),
+        reviewed_sha256: reviewed,
+        result_sha256: result.map(|r| Digest::of_text(r)),
+        edited: edited_output.is_some(),
+        timed_out: feedback.timed_out,
     };
     task.attempts.push(AttemptRecord {
         attempt: feedback.attempt,
@@ -484,6 +554,24 @@ fn record_decision(task: &mut Task, feedback: &Feedback) -> Result<(), String> {
         edited_output,
         decided_at: Some(feedback.at),
         decided_by: feedback.by.clone(),
+        timed_out: feedback.timed_out,
     });
-    Ok(())
+    task.review_deadline = None;
+    Ok(decided)
+}
+
+/// Adds what happened to the task's audit trail, each entry chained to the one before.
+fn record(task: &mut Task, by: Option<Arc<str>>, happened: Vec<AuditEvent>) {
+    for event in happened {
+        let entry = AuditEntry::chain(
+            task.history.last().map(|e| &**e),
+            task.id,
+            task.seq,
+            task.updated_at,
+            event,
+            task.status,
+            by.clone(),
+        );
+        task.history.push(Arc::new(entry));
+    }
 }

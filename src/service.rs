@@ -242,6 +242,7 @@ impl Hitl {
             at: now(),
             by: by.recorded(),
             output_sha256: request.output_sha256,
+            timed_out: false,
         };
         let pending = self.registry.decide(id, feedback)?;
         let task = self.registry.decision_applied(id, pending).await?;

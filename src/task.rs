@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::{AuditEntry, Digest};
+
 /// A task's id: a UUID v7, so ids sort by creation time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -155,10 +157,12 @@ pub struct Feedback {
     /// The reviewer's edit of the output (approvals only).
     pub output: Option<Arc<str>>,
     pub at: OffsetDateTime,
-    /// Who decided (`None` without sign-in).
+    /// Who decided (`None` without sign-in, or for the deadline).
     pub by: Option<Arc<str>>,
     /// The SHA-256 of the output the reviewer saw, when the client sent it.
     pub output_sha256: Option<Arc<str>>,
+    /// The review deadline decided this, not a person.
+    pub timed_out: bool,
 }
 
 /// One finished attempt in a task's history.
@@ -173,9 +177,67 @@ pub struct AttemptRecord {
     pub edited_output: Option<Arc<str>>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub decided_at: Option<OffsetDateTime>,
-    /// Who decided (`null` without sign-in).
+    /// Who decided (`null` without sign-in, or when the deadline did).
     #[serde(default)]
     pub decided_by: Option<Arc<str>>,
+    /// The review deadline passed and its policy decided.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// What happens when a review deadline passes with no decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutPolicy {
+    /// Nothing is decided; the task is shown as overdue.
+    #[default]
+    None,
+    /// The task ends `failed`.
+    Fail,
+    /// The output under review is approved as it is.
+    Approve,
+    /// Changes are requested, with a comment saying the deadline passed.
+    Reject,
+}
+
+impl TimeoutPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Fail => "fail",
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+        }
+    }
+
+    /// What it does, in words for the task page.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::None => "nothing is decided; the task is marked overdue",
+            Self::Fail => "the task fails",
+            Self::Approve => "the output is approved as it is",
+            Self::Reject => "changes are requested automatically",
+        }
+    }
+}
+
+impl FromStr for TimeoutPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::None, Self::Fail, Self::Approve, Self::Reject]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown deadline policy {s:?}; expected none, fail, approve or reject")
+            })
+    }
+}
+
+/// How long a review may stay open, and what happens then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewTimeout {
+    pub seconds: u64,
+    pub policy: TimeoutPolicy,
 }
 
 /// A task, as the JSON API returns it (and the store keeps it).
@@ -196,6 +258,12 @@ pub struct Task {
     /// Who cancelled it, if it was cancelled by someone signed in.
     #[serde(default)]
     pub cancelled_by: Option<Arc<str>>,
+    /// How long each review may stay open (`null`: no deadline).
+    #[serde(default)]
+    pub review_timeout: Option<ReviewTimeout>,
+    /// When the open review's deadline passes (`null` when no review is open or none is set).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub review_deadline: Option<OffsetDateTime>,
     pub attempts: Vec<AttemptRecord>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -205,6 +273,10 @@ pub struct Task {
     /// fragment never overwrites a newer one.
     #[serde(skip)]
     pub seq: u64,
+    /// The audit trail, oldest first (served apart, at `/api/tasks/{id}/history`). Empty on a
+    /// copy read back from the event journal, which does not keep it.
+    #[serde(skip)]
+    pub history: Vec<Arc<AuditEntry>>,
 }
 
 impl Task {
@@ -221,10 +293,13 @@ impl Task {
             error: None,
             submitted_by: None,
             cancelled_by: None,
+            review_timeout: None,
+            review_deadline: None,
             attempts: Vec::new(),
             created_at: now,
             updated_at: now,
             seq: 0,
+            history: Vec::new(),
         }
     }
 
@@ -246,14 +321,7 @@ impl Task {
 /// text. Line endings count as sent, so compare [`same_text`] first where a browser may have
 /// turned `\n` into `\r\n`.
 pub fn sha256_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(text.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        use std::fmt::Write;
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    Digest::of_text(text).to_string()
 }
 
 /// Are two texts the same once line endings are normalised? Browsers send a textarea's

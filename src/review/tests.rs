@@ -100,6 +100,7 @@ impl Harness {
             at: now(),
             by: None,
             output_sha256: None,
+            timed_out: false,
         };
         let pending = self.registry.decide(id, feedback).unwrap();
         self.registry.decision_applied(id, pending).await.unwrap();
@@ -235,6 +236,7 @@ async fn a_decision_during_shutdown_is_reported_as_not_applied() {
         at: now(),
         by: None,
         output_sha256: None,
+        timed_out: false,
     };
     let pending = h.registry.decide(id, feedback).unwrap();
     let answer = tokio::time::timeout(

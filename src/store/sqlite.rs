@@ -1,12 +1,14 @@
 //! The embedded store: one SQLite file under the data directory, in WAL mode with
 //! `synchronous = FULL`, so a committed transaction survives a crash or a power cut.
 //!
-//! Two tables: `tasks` holds each task's current state, `events` the journal. Both change in the
-//! same transaction, so the journal and the state can never disagree. A lock file keeps a second
+//! Three tables: `tasks` holds each task's current state, `events` the journal (pruned by
+//! `--retain-events`), `audit` each task's hash-chained trail (never pruned). All change in the
+//! same transaction, so the journal, the trail and the state can never disagree. A lock file keeps a second
 //! hitl off the same directory (SQLite would let it in and the two would fight over sequence
 //! numbers).
 
 use std::{
+    collections::HashMap,
     fs::{self, File, TryLockError},
     io::{Read, Seek, Write},
     path::{Path, PathBuf},
@@ -19,8 +21,9 @@ use time::OffsetDateTime;
 
 use super::{Recovered, Retention, Store, StoreError};
 use crate::{
+    audit::{AuditEntry, AuditEvent, Break, Digest, verify_chain},
     events::{Event, EventKind, Scope},
-    task::Task,
+    task::{Decision, Task, TaskId},
 };
 
 /// The database file's name inside the data directory.
@@ -53,6 +56,13 @@ const MIGRATIONS: &[&str] = &[
          value INTEGER NOT NULL
      ) WITHOUT ROWID;
      INSERT INTO meta (key, value) VALUES ('head', 0);",
+    // 2: the audit trail, one hash-chained entry per row, never pruned.
+    "CREATE TABLE audit (
+         task_id TEXT NOT NULL,
+         n       INTEGER NOT NULL,
+         entry   TEXT NOT NULL,
+         PRIMARY KEY (task_id, n)
+     ) WITHOUT ROWID;",
 ];
 
 pub struct SqliteStore {
@@ -194,6 +204,31 @@ fn decode_task(seq: u64, body: &str) -> Result<Arc<Task>, StoreError> {
     Ok(Arc::new(task))
 }
 
+/// Every stored audit entry as text, by task, in chain order.
+fn read_trails(conn: &Connection) -> Result<HashMap<TaskId, Vec<(u32, String)>>, StoreError> {
+    let mut trails: HashMap<TaskId, Vec<(u32, String)>> = HashMap::new();
+    let mut rows = conn.prepare("SELECT task_id, n, entry FROM audit ORDER BY task_id, n")?;
+    for row in rows.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, u32>(1)?,
+            row.get::<_, String>(2)?,
+        ))
+    })? {
+        let (id, n, line) = row?;
+        let id = id
+            .parse()
+            .map_err(|e| StoreError::Decode(format!("an audit entry's task id {id:?}: {e}")))?;
+        trails.entry(id).or_default().push((n, line));
+    }
+    Ok(trails)
+}
+
+fn decode_entry(task: TaskId, n: u32, line: &str) -> Result<AuditEntry, StoreError> {
+    serde_json::from_str(line)
+        .map_err(|e| StoreError::Decode(format!("audit entry {n} of task {task}: {e}")))
+}
+
 /// One `events` row, as selected by [`EVENT_COLUMNS`].
 fn decode_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Arc<Event>, StoreError>> {
     let seq: u64 = row.get(0)?;
@@ -243,6 +278,8 @@ fn insert_events(tx: &Transaction<'_>, events: &[Arc<Event>]) -> Result<(), Stor
         "INSERT INTO events (seq, task_id, kind, at_ms, attempt, text, task, task_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
+    let mut audit =
+        tx.prepare_cached("INSERT INTO audit (task_id, n, entry) VALUES (?1, ?2, ?3)")?;
     let mut upsert = tx.prepare_cached(
         "INSERT INTO tasks (id, seq, status, body) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, status = excluded.status,
@@ -272,6 +309,11 @@ fn insert_events(tx: &Transaction<'_>, events: &[Arc<Event>]) -> Result<(), Stor
                 task.status.as_str(),
                 body
             ])?;
+            // The entries this change added are the newest ones, carried by this event.
+            let fresh = task.history.iter().rev().take_while(|e| e.seq == event.seq);
+            for entry in fresh {
+                audit.execute(params![task.id.to_string(), entry.n, entry.to_line()])?;
+            }
         }
     }
     Ok(())
@@ -280,13 +322,22 @@ fn insert_events(tx: &Transaction<'_>, events: &[Arc<Event>]) -> Result<(), Stor
 impl Store for SqliteStore {
     fn load(&self, recent: usize) -> Result<Recovered, StoreError> {
         let conn = self.reader();
+        let mut trails = read_trails(&conn)?;
         let mut tasks = Vec::new();
         let mut rows = conn.prepare("SELECT seq, body FROM tasks")?;
         for row in rows.query_map([], |row| {
             Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?))
         })? {
             let (seq, body) = row?;
-            tasks.push(decode_task(seq, &body)?);
+            let mut task = decode_task(seq, &body)?;
+            if let Some(trail) = trails.remove(&task.id) {
+                let history = trail
+                    .into_iter()
+                    .map(|(n, line)| decode_entry(task.id, n, &line).map(Arc::new))
+                    .collect::<Result<_, _>>()?;
+                Arc::make_mut(&mut task).history = history;
+            }
+            tasks.push(task);
         }
         let mut recent: Vec<Arc<Event>> = conn
             .prepare(&format!(
@@ -398,6 +449,188 @@ impl Store for SqliteStore {
         // Closing the file drops its lock.
         self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+}
+
+/// What `hitl verify` found.
+#[derive(Debug, Default)]
+pub struct Verification {
+    pub tasks: usize,
+    pub entries: usize,
+    pub breaks: Vec<Break>,
+    /// Tasks written before the audit trail existed, which have none to check.
+    pub without_trail: usize,
+}
+
+/// Checks every task's audit trail in the store at `dir`, and that each task's stored texts are
+/// the ones its trail recorded. Reads only; works beside a running hitl.
+pub fn verify(dir: &Path) -> Result<Verification, StoreError> {
+    let path = dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(StoreError::Config(format!(
+            "there is no hitl database at {}",
+            path.display()
+        )));
+    }
+    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+        path: path.clone(),
+        cause: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(corrupt)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(corrupt)?;
+    if version < 2 {
+        return Err(StoreError::Config(format!(
+            "the database {} has no audit trail yet (schema version {version}); start this hitl on it once to add one",
+            path.display()
+        )));
+    }
+    let mut trails = read_trails(&conn)?;
+    let mut report = Verification::default();
+    let mut rows = conn.prepare("SELECT id, seq, body FROM tasks ORDER BY id")?;
+    let tasks = rows.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, u64>(1)?,
+            row.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in tasks {
+        let (id, seq, body) = row?;
+        report.tasks += 1;
+        let Ok(id) = id.parse::<TaskId>() else {
+            report.breaks.push(Break {
+                task_id: TaskId(uuid::Uuid::nil()),
+                n: 0,
+                problem: format!("a task row has the id {id:?}, which is not a task id"),
+            });
+            continue;
+        };
+        let trail = trails.remove(&id).unwrap_or_default();
+        report.entries += trail.len();
+        if trail.is_empty() {
+            report.without_trail += 1;
+            continue;
+        }
+        let mut entries = Vec::with_capacity(trail.len());
+        for (n, line) in &trail {
+            match serde_json::from_str::<AuditEntry>(line) {
+                Ok(entry) if entry.n == *n => entries.push(entry),
+                Ok(entry) => report.breaks.push(Break {
+                    task_id: id,
+                    n: *n,
+                    problem: format!("the row for entry {n} holds entry {}", entry.n),
+                }),
+                Err(e) => report.breaks.push(Break {
+                    task_id: id,
+                    n: *n,
+                    problem: format!("it is not a readable entry ({e})"),
+                }),
+            }
+        }
+        report.breaks.extend(verify_chain(id, &entries));
+        match decode_task(seq, &body) {
+            Ok(task) => report.breaks.extend(check_task(&task, &entries)),
+            Err(e) => report.breaks.push(Break {
+                task_id: id,
+                n: 0,
+                problem: format!("the task's row cannot be read: {e}"),
+            }),
+        }
+    }
+    for (id, trail) in trails {
+        report.entries += trail.len();
+        report.breaks.push(Break {
+            task_id: id,
+            n: trail.first().map_or(0, |(n, _)| *n),
+            problem: "its task is missing from the tasks table".into(),
+        });
+    }
+    Ok(report)
+}
+
+/// Does the task as stored say what its trail recorded: the same input, outputs, result and
+/// status?
+fn check_task(task: &Task, entries: &[AuditEntry]) -> Vec<Break> {
+    let mut breaks = Vec::new();
+    let mut problem = |n: u32, problem: String| {
+        breaks.push(Break {
+            task_id: task.id,
+            n,
+            problem,
+        })
+    };
+    let Some(last) = entries.last() else {
+        return breaks;
+    };
+    if last.status != task.status {
+        problem(
+            last.n,
+            format!(
+                "the task is stored as {} but its trail ends with it {}",
+                task.status.as_str(),
+                last.status.as_str()
+            ),
+        );
+    }
+    let finished = |attempt: u32| {
+        entries.iter().rev().find_map(|e| match &e.event {
+            AuditEvent::AttemptFinished {
+                attempt: a,
+                output_sha256,
+                ..
+            } if *a == attempt => Some((e.n, *output_sha256)),
+            _ => None,
+        })
+    };
+    for entry in entries {
+        match &entry.event {
+            AuditEvent::Submitted { input_sha256, .. }
+                if *input_sha256 != Digest::of_text(&task.input) =>
+            {
+                problem(entry.n, "the task's input is not the one submitted".into());
+            }
+            AuditEvent::Decided {
+                decision: Decision::Approved,
+                result_sha256: Some(result),
+                ..
+            } if task.final_result.as_deref().map(Digest::of_text) != Some(*result) => {
+                problem(
+                    entry.n,
+                    "the task's final result is not the text that was approved".into(),
+                );
+            }
+            _ => {}
+        }
+    }
+    for record in &task.attempts {
+        match finished(record.attempt) {
+            Some((n, hash)) if hash != Digest::of_text(&record.output) => problem(
+                n,
+                format!(
+                    "the stored output of attempt {} is not the one the processor produced",
+                    record.attempt
+                ),
+            ),
+            None => problem(
+                last.n,
+                format!("attempt {} has no finished entry", record.attempt),
+            ),
+            _ => {}
+        }
+    }
+    if let Some(output) = &task.output
+        && let Some((n, hash)) = finished(task.attempt)
+        && hash != Digest::of_text(output)
+    {
+        problem(
+            n,
+            "the output under review is not the one the processor produced".into(),
+        );
+    }
+    breaks
 }
 
 #[cfg(test)]

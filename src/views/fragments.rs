@@ -4,7 +4,10 @@
 use maud::{Markup, html};
 
 use super::{excerpt, task_url, time};
-use crate::task::{AttemptRecord, Task, TaskStatus, sha256_hex};
+use crate::{
+    audit::AuditEvent,
+    task::{AttemptRecord, Task, TaskStatus, sha256_hex},
+};
 
 /// `hx-swap-oob="true"` when the fragment is pushed out of band, nothing in a full page.
 fn oob(on: bool) -> Option<&'static str> {
@@ -219,13 +222,90 @@ fn attempt_record(record: &AttemptRecord, previous: Option<&AttemptRecord>) -> M
     }
 }
 
-/// The four task-page regions, out of band: what a push or an htmx response carries.
+/// The task's audit trail: every change, who made it and when, with each entry's hash.
+pub fn audit(task: &Task, swap: bool) -> Markup {
+    let url = task_url(task.id);
+    html! {
+        section #task-audit data-seq=(task.seq) aria-labelledby="audit-heading" hx-swap-oob=[oob(swap)] {
+            h2 #audit-heading { "Audit trail" }
+            p.help {
+                "Every change to this task. Each entry holds the hash of the one before, so "
+                code { "hitl verify" } " finds any later edit of the stored history. "
+                a href={ "/api" (url) "/history" } { "Download it as JSON Lines" }
+            }
+            table.audit {
+                thead { tr {
+                    th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "What" }
+                    th scope="col" { "Who" } th scope="col" { "Hash" }
+                } }
+                tbody {
+                    @for entry in &task.history {
+                        tr {
+                            td { (entry.n) }
+                            td { (time(entry.at)) }
+                            td { (audit_what(&entry.event)) }
+                            td { @match &entry.by { Some(by) => (by), None => (audit_actor(&entry.event)) } }
+                            td { code title=(entry.hash) { (entry.hash.to_string()[..12]) "…" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Who did it, when no signed-in person did.
+fn audit_actor(event: &AuditEvent) -> &'static str {
+    match event {
+        AuditEvent::Decided {
+            timed_out: true, ..
+        }
+        | AuditEvent::DeadlinePassed { .. } => "the deadline",
+        AuditEvent::AttemptStarted { .. }
+        | AuditEvent::AttemptFinished { .. }
+        | AuditEvent::Failed { .. } => "hitl",
+        _ => "anyone (no sign-in)",
+    }
+}
+
+/// An audit entry in words.
+fn audit_what(event: &AuditEvent) -> Markup {
+    html! {
+        @match event {
+            AuditEvent::Submitted { max_attempts, .. } => { "Submitted, " (max_attempts) " attempts allowed" }
+            AuditEvent::AttemptStarted { attempt } => { "Attempt " (attempt) " started" }
+            AuditEvent::AttemptFinished { attempt, output_bytes, .. } => {
+                "Attempt " (attempt) " finished: " (output_bytes) " bytes of output"
+            }
+            AuditEvent::Decided { attempt, decision, comment, edited, timed_out, .. } => {
+                (decision.label()) " (attempt " (attempt) ")"
+                @if *edited { ", with edits" }
+                @if *timed_out { ", by the deadline's policy" }
+                @if let Some(comment) = comment { ": " q { (comment) } }
+            }
+            AuditEvent::DeadlinePassed { attempt } => {
+                "The review deadline of attempt " (attempt) " passed; nothing was decided"
+            }
+            AuditEvent::DeadlineExtended { attempt, deadline } => {
+                "Deadline of attempt " (attempt) " extended to " (time(*deadline))
+            }
+            AuditEvent::Failed { attempt, error } => { "Failed at attempt " (attempt) ": " (error) }
+            AuditEvent::Cancelled { attempt } => { "Cancelled at attempt " (attempt) }
+        }
+    }
+}
+
+/// The task-page regions, out of band: what a push or an htmx response carries. A task read
+/// back from the journal has no audit trail, so its (unchanged) trail is not sent.
 pub fn task_regions(task: &Task) -> Markup {
     html! {
         (status_text(task, true))
         (output(task, true))
         (review(task, true))
         (history(task, true))
+        @if !task.history.is_empty() {
+            (audit(task, true))
+        }
     }
 }
 

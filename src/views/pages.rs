@@ -117,6 +117,7 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
         (fragments::output(task, false))
         (fragments::review(task, false))
         (fragments::history(task, false))
+        (fragments::audit(task, false))
     };
     page(&excerpt(&task.input, 40), Some(&stream), main)
 }

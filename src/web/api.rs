@@ -81,6 +81,33 @@ pub async fn get(
         .ok_or_else(|| ApiError(Problem::not_found()))
 }
 
+/// `GET /api/tasks/{id}/history`: the task's audit trail as JSON Lines, oldest first, each
+/// entry holding the hash of the one before.
+#[tracing::instrument(skip(hitl))]
+pub async fn history(
+    State(hitl): State<Hitl>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let id = parse_id(&id)?;
+    let task = hitl
+        .settled(id)
+        .await
+        .ok_or_else(|| ApiError(Problem::not_found()))?;
+    let mut body = String::with_capacity(task.history.len() * 256);
+    for entry in &task.history {
+        body.push_str(&entry.to_line());
+        body.push('\n');
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/jsonl; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
 #[derive(Deserialize)]
 pub struct FeedbackBody {
     decision: String,

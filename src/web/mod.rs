@@ -46,6 +46,7 @@ pub fn app(hitl: Hitl) -> Router {
     let api = Router::new()
         .route("/tasks", post(api::submit).get(api::list))
         .route("/tasks/{id}", get(api::get))
+        .route("/tasks/{id}/history", get(api::history))
         .route("/tasks/{id}/feedback", post(api::feedback))
         .route("/tasks/{id}/cancel", post(api::cancel))
         .route_layer(timeout)

@@ -1,6 +1,7 @@
 //! hitl's integration tests: one binary, a real server on a free port per test.
 
 mod api;
+mod audit;
 mod auth;
 mod binary;
 mod durability;

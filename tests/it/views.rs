@@ -39,6 +39,7 @@ fn task(status: TaskStatus) -> Task {
         edited_output: None,
         decided_at: Some(datetime!(2026-11-24 11:59:59 UTC)),
         decided_by: None,
+        timed_out: false,
     }];
     match status {
         TaskStatus::WaitingForReview => task.output = Some("Draft 2 of 3".into()),
@@ -53,6 +54,7 @@ fn task(status: TaskStatus) -> Task {
                 edited_output: Some("Draft 2 of 3, edited".into()),
                 decided_at: Some(datetime!(2026-11-24 12:00:00 UTC)),
                 decided_by: Some("alice".into()),
+                timed_out: false,
             });
         }
         TaskStatus::Failed => task.error = Some("Rejected by the reviewer.".into()),
