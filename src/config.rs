@@ -1,10 +1,12 @@
 //! Command-line flags and their environment variables, as the contract names them.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{input::MAX_ATTEMPTS_LIMIT, store::Retention};
+use crate::{
+    input::MAX_ATTEMPTS_LIMIT, registry::MAX_TIMEOUT_SECS, store::Retention, task::TimeoutPolicy,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "hitl", version, about = "Human-in-the-loop review service")]
@@ -70,11 +72,38 @@ pub struct Config {
     #[arg(long, env = "HITL_DATA_DIR", default_value = "hitl-data")]
     pub data_dir: PathBuf,
 
+    /// How long a review may stay open before its policy applies (90s, 30m, 24h, 7d; a bare
+    /// number is seconds); no deadline if not given. A submission may set its own.
+    #[arg(long, env = "HITL_REVIEW_TIMEOUT", value_parser = parse_timeout)]
+    pub review_timeout: Option<Duration>,
+
+    /// What happens when a review deadline passes: `none` (marked overdue), `fail`, `approve`
+    /// or `reject` (changes requested, saying the deadline passed).
+    #[arg(long, env = "HITL_REVIEW_TIMEOUT_POLICY", value_enum, default_value_t = TimeoutPolicy::None)]
+    pub review_timeout_policy: TimeoutPolicy,
+
     #[command(flatten)]
     pub limits: Limits,
 
     #[command(flatten)]
     pub auth: AuthConfig,
+}
+
+/// A review timeout: an age such as 90s, 30m, 24h or 7d, or a number of seconds, up to a year.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let duration = match s.parse::<Retention>() {
+        Ok(Retention::Age(age)) => age,
+        Ok(Retention::Count(secs)) => Duration::from_secs(secs),
+        Err(_) => {
+            return Err(format!(
+                "{s:?} is not a duration such as 90s, 30m, 24h or 7d (more than 0)"
+            ));
+        }
+    };
+    if duration.as_secs() > MAX_TIMEOUT_SECS {
+        return Err(format!("{s:?} is longer than a year"));
+    }
+    Ok(duration)
 }
 
 /// Who may act.
@@ -183,6 +212,8 @@ impl Default for Config {
             retain_events: Retention::default(),
             store: StoreKind::Memory,
             data_dir: "hitl-data".into(),
+            review_timeout: None,
+            review_timeout_policy: TimeoutPolicy::None,
             limits: Limits::default(),
             auth: AuthConfig {
                 session_hours: 12,

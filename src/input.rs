@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use crate::task::Decision;
+use crate::{
+    registry::MAX_TIMEOUT_SECS,
+    task::{Decision, TimeoutPolicy},
+};
 
 /// The largest input, comment or edited output accepted, in bytes (64 KiB).
 pub const MAX_TEXT_BYTES: usize = 65_536;
@@ -48,6 +51,10 @@ impl InvalidField {
 pub struct NewTask {
     pub input: Arc<str>,
     pub max_attempts: Option<u32>,
+    /// This task's review timeout in seconds (0: no deadline), if not the service's.
+    pub review_timeout_secs: Option<u64>,
+    /// What happens when its deadline passes, if not the service's policy.
+    pub review_timeout_policy: Option<TimeoutPolicy>,
 }
 
 impl NewTask {
@@ -64,7 +71,41 @@ impl NewTask {
         Ok(Self {
             input: input.into(),
             max_attempts: max_attempts.map(parse_max_attempts).transpose()?,
+            review_timeout_secs: None,
+            review_timeout_policy: None,
         })
+    }
+
+    /// Adds the submission's own review deadline: `secs` (0 for none) and what happens when it
+    /// passes.
+    pub fn with_deadline(
+        mut self,
+        field: &'static str,
+        secs: Option<i64>,
+        policy: Option<&str>,
+    ) -> Result<Self, InvalidField> {
+        self.review_timeout_secs = secs
+            .map(|secs| {
+                u64::try_from(secs)
+                    .ok()
+                    .filter(|secs| *secs <= MAX_TIMEOUT_SECS)
+                    .ok_or_else(|| {
+                        InvalidField::invalid(
+                            field,
+                            "The review deadline must be from 0 (none) up to a year.",
+                        )
+                    })
+            })
+            .transpose()?;
+        self.review_timeout_policy = match policy.map(str::trim) {
+            None | Some("") => None,
+            Some(policy) => Some(
+                policy
+                    .parse()
+                    .map_err(|message| InvalidField::invalid("review_timeout_policy", message))?,
+            ),
+        };
+        Ok(self)
     }
 }
 
@@ -106,14 +147,7 @@ impl DecisionRequest {
             .ok_or_else(|| InvalidField::invalid("decision", "Choose a decision."))?
             .parse::<Decision>()
             .map_err(|message| InvalidField::invalid("decision", message))?;
-        let attempt = fields
-            .attempt
-            .map(|n| {
-                u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    InvalidField::invalid("attempt", "The attempt must be 1 or more.")
-                })
-            })
-            .transpose()?;
+        let attempt = attempt_number(fields.attempt)?;
         let comment = optional_text("comment", fields.comment)?;
         if decision == Decision::Rejected && comment.is_none() {
             return Err(InvalidField::invalid(
@@ -163,6 +197,35 @@ impl DecisionRequest {
         }
         Ok(self)
     }
+}
+
+/// An attempt number as sent: 1 or more, if given.
+pub fn attempt_number(attempt: Option<i64>) -> Result<Option<u32>, InvalidField> {
+    attempt
+        .map(|n| {
+            u32::try_from(n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| InvalidField::invalid("attempt", "The attempt must be 1 or more."))
+        })
+        .transpose()
+}
+
+/// How much longer a review may stay open: `amount` of `unit` seconds, from 1 unit up to a
+/// year; in seconds.
+pub fn extension(field: &'static str, amount: Option<i64>, unit: u64) -> Result<u64, InvalidField> {
+    let amount = amount
+        .ok_or_else(|| InvalidField::invalid(field, "Say how much longer the review may take."))?;
+    u64::try_from(amount)
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|secs| (1..=MAX_TIMEOUT_SECS).contains(secs))
+        .ok_or_else(|| {
+            InvalidField::invalid(
+                field,
+                format!("The extension must be more than 0 and at most a year, not {amount}."),
+            )
+        })
 }
 
 /// Parses a whole number field sent as text (forms send every field as text).

@@ -21,7 +21,8 @@ use crate::{
     audit::{AuditEntry, AuditEvent, Digest},
     events::{EventKind, EventLog},
     task::{
-        AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, now, same_text, sha256_hex,
+        AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now, same_text,
+        sha256_hex,
     },
 };
 
@@ -407,6 +408,70 @@ impl Registry {
                 task,
             })
         }
+    }
+
+    /// The review deadline of `attempt` passed: hands the policy's decision to the workflow
+    /// through the same guard as a person's, so exactly one of them wins. `Ok(false)` when
+    /// there is nothing to decide (policy `none`, recorded as such); a conflict when a decision
+    /// came first.
+    pub fn time_out(&self, id: TaskId, attempt: u32) -> Result<bool> {
+        let task = self.get(id).ok_or(TransitionError::NotFound(id))?;
+        let policy = task.review_timeout.map(|t| t.policy).unwrap_or_default();
+        const PASSED: &str = "The review deadline passed with no decision.";
+        let (decision, comment) = match policy {
+            TimeoutPolicy::None => {
+                self.transition(id, None, |task| {
+                    expect(task, &[TaskStatus::WaitingForReview], attempt)?;
+                    Ok(vec![AuditEvent::DeadlinePassed { attempt }])
+                })?;
+                return Ok(false);
+            }
+            TimeoutPolicy::Approve => (Decision::Approved, None),
+            TimeoutPolicy::Reject => (
+                Decision::Rejected,
+                Some(format!("{PASSED} Try again, more carefully.")),
+            ),
+            TimeoutPolicy::Fail => (Decision::RejectedFinal, Some(PASSED.to_owned())),
+        };
+        self.decide(
+            id,
+            Feedback {
+                attempt,
+                decision,
+                comment: comment.map(Into::into),
+                output: None,
+                at: now(),
+                by: None,
+                output_sha256: None,
+                timed_out: true,
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// Moves the deadline of the review open on `attempt` (the one under review, if `None`)
+    /// `secs` later, counted from now if it has passed.
+    pub fn extend_deadline(
+        &self,
+        id: TaskId,
+        attempt: Option<u32>,
+        secs: u64,
+        by: Option<Arc<str>>,
+    ) -> Result<Arc<Task>> {
+        self.transition(id, by, |task| {
+            let attempt = attempt.unwrap_or(task.attempt);
+            if task.status != TaskStatus::WaitingForReview || task.attempt != attempt {
+                return Err(format!(
+                    "Attempt {attempt} is not under review, so it has no deadline to extend."
+                ));
+            }
+            let Some(deadline) = task.review_deadline else {
+                return Err("This review has no deadline to extend.".into());
+            };
+            let deadline = deadline.max(now()) + Duration::from_secs(secs.min(MAX_TIMEOUT_SECS));
+            task.review_deadline = Some(deadline);
+            Ok(vec![AuditEvent::DeadlineExtended { attempt, deadline }])
+        })
     }
 
     /// `waiting_for_review -> running`, the next attempt: the reviewer asked for changes.

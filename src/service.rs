@@ -16,7 +16,7 @@ use crate::{
         journal::{self, Journal},
         sqlite::SqliteStore,
     },
-    task::{Feedback, Task, TaskId, now},
+    task::{Feedback, ReviewTimeout, Task, TaskId, now},
     web::protect::StreamGate,
 };
 
@@ -44,6 +44,8 @@ pub struct Hitl {
     pub auth: Option<Arc<Auth>>,
     /// May a reviewer decide on their own task?
     pub allow_self_review: bool,
+    /// The review deadline of a task whose submission sets none.
+    pub review_timeout: Option<ReviewTimeout>,
 }
 
 /// The store behind a durable service, and the journal that writes to it.
@@ -106,6 +108,10 @@ impl Hitl {
             limits: config.limits,
             auth,
             allow_self_review: config.auth.allow_self_review,
+            review_timeout: config.review_timeout.map(|timeout| ReviewTimeout {
+                seconds: timeout.as_secs().max(1),
+                policy: config.review_timeout_policy,
+            }),
             streams: StreamGate::new(
                 config.limits.max_streams,
                 config.limits.max_streams_per_client,
@@ -201,9 +207,19 @@ impl Hitl {
     #[tracing::instrument(skip_all)]
     pub async fn submit(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
+        let default = self.review_timeout;
+        let seconds = new
+            .review_timeout_secs
+            .or(default.map(|t| t.seconds))
+            .filter(|secs| *secs > 0);
+        let policy = new
+            .review_timeout_policy
+            .or(default.map(|t| t.policy))
+            .unwrap_or_default();
         self.registry.reserve(self.limits.max_live_tasks as usize)?;
         let task = Task {
             submitted_by: by.recorded(),
+            review_timeout: seconds.map(|seconds| ReviewTimeout { seconds, policy }),
             ..Task::new(TaskId::new(), new.input, max_attempts, now())
         };
         let handle = self.registry.insert(task, &self.shutdown);
@@ -246,6 +262,26 @@ impl Hitl {
         };
         let pending = self.registry.decide(id, feedback)?;
         let task = self.registry.decision_applied(id, pending).await?;
+        self.saved(task).await
+    }
+
+    /// Moves the open review's deadline `secs` later (from now, if it has passed).
+    #[tracing::instrument(skip(self, by), fields(by = %by.name))]
+    pub async fn extend_deadline(
+        &self,
+        id: TaskId,
+        attempt: Option<u32>,
+        secs: u64,
+        by: &Actor,
+    ) -> Result<Arc<Task>, TransitionError> {
+        if by.role != Role::Reviewer {
+            return Err(TransitionError::Forbidden(
+                "Only reviewers can extend a review's deadline, and you are signed in as a submitter.".into(),
+            ));
+        }
+        let task = self
+            .registry
+            .extend_deadline(id, attempt, secs, by.recorded())?;
         self.saved(task).await
     }
 

@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+use tokio::{sync::watch, time::Instant};
+
 use crate::{
     engine::{Node, NodeError},
     registry::{Registry, TransitionError},
-    task::{Decision, Feedback, same_text},
+    task::{Decision, Feedback, Task, TaskId, now, same_text},
 };
 
 use super::{PriorAttempt, ProcessRequest, Processor, ReviewStore, Step};
@@ -69,21 +72,54 @@ pub struct ReviewNode {
 }
 
 impl Node<ReviewStore> for ReviewNode {
-    type Prep = (u32, tokio::sync::watch::Receiver<Option<Feedback>>);
+    type Prep = (TaskId, u32, watch::Receiver<Option<Feedback>>);
     type Output = Feedback;
     type Action = Step;
 
     async fn prep(&self, store: &ReviewStore) -> Result<Self::Prep, NodeError> {
-        Ok((store.attempt, store.signal.clone()))
+        Ok((store.task_id, store.attempt, store.signal.clone()))
     }
 
-    async fn exec(&self, (attempt, signal): &Self::Prep) -> Result<Feedback, NodeError> {
+    /// Waits for the decision; if the review has a deadline, applies its policy when it passes,
+    /// through the registry's guard, so a person's decision at the same moment and the
+    /// deadline's cannot both count. A deadline moved later (extended) is followed.
+    async fn exec(&self, (id, attempt, signal): &Self::Prep) -> Result<Feedback, NodeError> {
+        let (id, attempt) = (*id, *attempt);
         let mut signal = signal.clone();
-        let feedback = signal
-            .wait_for(|f| f.as_ref().is_some_and(|f| f.attempt == *attempt))
-            .await
-            .map_err(|_| NodeError::new("the review was abandoned"))?;
-        Ok(feedback.clone().expect("wait_for checked it is there"))
+        let mut changes = self
+            .registry
+            .watch(id)
+            .ok_or_else(|| NodeError::new("the task is gone"))?;
+        let mut deadline = Deadline::of(self.registry.get(id).as_deref(), attempt);
+        loop {
+            let due = async {
+                match deadline.due() {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                feedback = signal.wait_for(|f| f.as_ref().is_some_and(|f| f.attempt == attempt)) => {
+                    let feedback = feedback.map_err(|_| NodeError::new("the review was abandoned"))?;
+                    return Ok(feedback.clone().expect("wait_for checked it is there"));
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Err(NodeError::new("the task is gone"));
+                    }
+                    deadline.follow(self.registry.get(id).as_deref());
+                }
+                () = due => {
+                    deadline.fired = true;
+                    match self.registry.time_out(id, attempt) {
+                        Ok(decided) => tracing::info!(%id, attempt, decided, "review deadline passed"),
+                        // A decision (or a cancel) came first: it stands.
+                        Err(TransitionError::Conflict { .. }) => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            }
+        }
     }
 
     #[tracing::instrument(name = "review.post", skip_all, fields(task_id = %store.task_id, attempt = feedback.attempt, decision = feedback.decision.as_str()))]
@@ -127,6 +163,7 @@ impl Node<ReviewStore> for ReviewNode {
             }
             Decision::RejectedFinal => {
                 let reason = match &feedback.comment {
+                    Some(comment) if feedback.timed_out => comment.to_string(),
                     Some(comment) => format!("Rejected by the reviewer: {comment}"),
                     None => "Rejected by the reviewer.".to_owned(),
                 };
@@ -135,6 +172,49 @@ impl Node<ReviewStore> for ReviewNode {
             }
         };
         Ok(step)
+    }
+}
+
+/// A review's deadline on the runtime's clock: anchored once when the wait starts, then moved by
+/// exactly as much as the task's deadline moves, so it follows extensions and runs on tokio's
+/// paused clock in tests.
+struct Deadline {
+    wall: Option<OffsetDateTime>,
+    at: Option<Instant>,
+    fired: bool,
+}
+
+impl Deadline {
+    fn of(task: Option<&Task>, attempt: u32) -> Self {
+        let wall = task
+            .filter(|t| t.awaits_decision_on(attempt))
+            .and_then(|t| t.review_deadline);
+        let at = wall.map(|wall| {
+            let left = (wall - now()).max(time::Duration::ZERO);
+            Instant::now() + left.unsigned_abs()
+        });
+        Self {
+            wall,
+            at,
+            fired: false,
+        }
+    }
+
+    /// When the policy should apply, unless it already has.
+    fn due(&self) -> Option<Instant> {
+        self.at.filter(|_| !self.fired)
+    }
+
+    /// Takes in the task's deadline as it is now: extended, the anchor moves as far.
+    fn follow(&mut self, task: Option<&Task>) {
+        let wall = task.and_then(|t| t.review_deadline);
+        if let (Some(old), Some(new), Some(at)) = (self.wall, wall, self.at)
+            && new > old
+        {
+            self.at = Some(at + (new - old).unsigned_abs());
+            self.fired = false;
+        }
+        self.wall = wall.or(self.wall);
     }
 }
 

@@ -6,8 +6,9 @@ use maud::{Markup, html};
 use super::{excerpt, task_url, time};
 use crate::{
     audit::AuditEvent,
-    task::{AttemptRecord, Task, TaskStatus, sha256_hex},
+    task::{AttemptRecord, Task, TaskStatus, TimeoutPolicy, sha256_hex},
 };
+use time::OffsetDateTime;
 
 /// `hx-swap-oob="true"` when the fragment is pushed out of band, nothing in a full page.
 fn oob(on: bool) -> Option<&'static str> {
@@ -101,6 +102,9 @@ pub fn review(task: &Task, swap: bool) -> Markup {
             @if task.status == TaskStatus::WaitingForReview {
                 @let output = task.output.as_deref().unwrap_or_default();
                 h2 #review-heading { "Your review of attempt " (task.attempt) }
+                @if let (Some(deadline), Some(timeout)) = (task.review_deadline, task.review_timeout) {
+                    (deadline_note(task, deadline, timeout.policy))
+                }
                 p #shortcuts.help hidden {
                     "Keys: " kbd { "a" } " approve, " kbd { "e" } " edit before approving, "
                     kbd { "r" } " write the comment to request changes. They do nothing while you type in a field."
@@ -156,6 +160,55 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// The open review's deadline, the time left, what happens then, and a form to extend it.
+fn deadline_note(task: &Task, deadline: OffsetDateTime, policy: TimeoutPolicy) -> Markup {
+    let url = task_url(task.id);
+    let left = deadline - crate::task::now();
+    html! {
+        div #deadline.deadline {
+            p {
+                strong { "Deadline: " } (time(deadline))
+                @if left.is_positive() {
+                    " (" (duration_words(left)) " left). If no one decides by then, " (policy.describe()) "."
+                } @else {
+                    " (passed " (duration_words(-left)) " ago). "
+                    @if policy == TimeoutPolicy::None { "Nothing was decided: the review is overdue." }
+                }
+            }
+            form.extend-form method="post" action={ (url) "/deadline" } hx-post={ (url) "/deadline" } hx-swap="none" {
+                input type="hidden" name="attempt" value=(task.attempt);
+                label for="extend_minutes" { "Give the review more time" }
+                select #extend_minutes name="extend_minutes" {
+                    option value="15" { "15 minutes" }
+                    option value="60" selected { "1 hour" }
+                    option value="240" { "4 hours" }
+                    option value="1440" { "1 day" }
+                }
+                " "
+                button.secondary type="submit" { "Extend the deadline" }
+            }
+        }
+    }
+}
+
+/// A span of time in words, to the minute (seconds under a minute).
+fn duration_words(span: time::Duration) -> String {
+    let secs = span.whole_seconds().max(0);
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match secs {
+        0..60 => plural(secs, "second"),
+        60..3600 => plural(secs / 60, "minute"),
+        3600..86_400 => match (secs % 3600) / 60 {
+            0 => plural(secs / 3600, "hour"),
+            m => format!("{} {}", plural(secs / 3600, "hour"), plural(m, "minute")),
+        },
+        _ => match (secs % 86_400) / 3600 {
+            0 => plural(secs / 86_400, "day"),
+            h => format!("{} {}", plural(secs / 86_400, "day"), plural(h, "hour")),
+        },
     }
 }
 

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     auth::Actor,
-    input::{DecisionFields, DecisionRequest, NewTask},
+    input::{DecisionFields, DecisionRequest, NewTask, attempt_number, extension},
     service::Hitl,
     task::{Task, TaskId, TaskStatus},
 };
@@ -31,6 +31,8 @@ pub fn parse_id(id: &str) -> Result<TaskId, Problem> {
 pub struct SubmitBody {
     input: String,
     max_attempts: Option<i64>,
+    review_timeout_secs: Option<i64>,
+    review_timeout_policy: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -39,7 +41,13 @@ pub async fn submit(
     Extension(actor): Extension<Actor>,
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new = NewTask::parse(Some(&body.input), body.max_attempts)?.within(hitl.max_text())?;
+    let new = NewTask::parse(Some(&body.input), body.max_attempts)?
+        .with_deadline(
+            "review_timeout_secs",
+            body.review_timeout_secs,
+            body.review_timeout_policy.as_deref(),
+        )?
+        .within(hitl.max_text())?;
     let task = hitl.submit(new, &actor).await?;
     let location = format!("/api/tasks/{}", task.id);
     Ok((
@@ -106,6 +114,26 @@ pub async fn history(
         body,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeadlineBody {
+    attempt: Option<i64>,
+    extend_secs: Option<i64>,
+}
+
+/// `POST /api/tasks/{id}/deadline`: gives the open review `extend_secs` more.
+#[tracing::instrument(skip(hitl, body), fields(task_id = %id))]
+pub async fn extend_deadline(
+    State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DeadlineBody>,
+) -> Result<Json<Arc<Task>>, ApiError> {
+    let id = parse_id(&id)?;
+    let attempt = attempt_number(body.attempt)?;
+    let secs = extension("extend_secs", body.extend_secs, 1)?;
+    Ok(Json(hitl.extend_deadline(id, attempt, secs, &actor).await?))
 }
 
 #[derive(Deserialize)]

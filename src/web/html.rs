@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{api::parse_id, error::Problem, extract::Htmx};
 use crate::{
     auth::Actor,
-    input::{DecisionFields, DecisionRequest, NewTask, parse_number},
+    input::{DecisionFields, DecisionRequest, NewTask, attempt_number, extension, parse_number},
     service::Hitl,
     task::{Decision, Task, TaskId},
     views::{
@@ -51,6 +51,8 @@ pub async fn about(State(hitl): State<Hitl>) -> Markup {
 pub struct SubmitFields {
     input: Option<String>,
     max_attempts: Option<String>,
+    review_timeout_minutes: Option<String>,
+    review_timeout_policy: Option<String>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -66,6 +68,12 @@ pub async fn submit(
     };
     let parsed = parse_number("max_attempts", fields.max_attempts.as_deref())
         .and_then(|max| NewTask::parse(fields.input.as_deref(), max))
+        .and_then(|new| {
+            let field = "review_timeout_minutes";
+            let minutes = parse_number(field, fields.review_timeout_minutes.as_deref())?;
+            let secs = minutes.map(|m| m.checked_mul(60).unwrap_or(i64::MAX));
+            new.with_deadline(field, secs, fields.review_timeout_policy.as_deref())
+        })
         .and_then(|new| new.within(hitl.max_text()));
     match parsed {
         Ok(new) => {
@@ -172,6 +180,47 @@ pub async fn cancel(
     };
     match result {
         Ok(task) => done(htmx, &task, "The task is cancelled."),
+        Err(problem) => refused(htmx, problem),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DeadlineFields {
+    attempt: Option<String>,
+    extend_minutes: Option<String>,
+}
+
+/// `POST /tasks/{id}/deadline`: a reviewer gives the open review more time.
+#[tracing::instrument(skip(hitl, form), fields(task_id = %id))]
+pub async fn extend_deadline(
+    State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
+    Htmx(htmx): Htmx,
+    Path(id): Path<String>,
+    form: Result<Form<DeadlineFields>, FormRejection>,
+) -> Response {
+    let result = async {
+        let id = parse_id(&id)?;
+        let Form(fields) = form.map_err(|r| super::extract::body_problem(r.status()))?;
+        let (attempt, minutes) = parse_number("attempt", fields.attempt.as_deref())
+            .and_then(|attempt| {
+                let minutes = parse_number("extend_minutes", fields.extend_minutes.as_deref())?;
+                Ok((attempt, minutes))
+            })
+            .and_then(|(attempt, minutes)| {
+                Ok((
+                    attempt_number(attempt)?,
+                    extension("extend_minutes", minutes, 60)?,
+                ))
+            })
+            .map_err(|e| with_task(&hitl, id, e.into()))?;
+        hitl.extend_deadline(id, attempt, minutes, &actor)
+            .await
+            .map_err(|e| with_task(&hitl, id, e.into()))
+    }
+    .await;
+    match result {
+        Ok(task) => done(htmx, &task, "The deadline is extended."),
         Err(problem) => refused(htmx, problem),
     }
 }

@@ -47,6 +47,7 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/tasks", post(api::submit).get(api::list))
         .route("/tasks/{id}", get(api::get))
         .route("/tasks/{id}/history", get(api::history))
+        .route("/tasks/{id}/deadline", post(api::extend_deadline))
         .route("/tasks/{id}/feedback", post(api::feedback))
         .route("/tasks/{id}/cancel", post(api::cancel))
         .route_layer(timeout)
@@ -61,6 +62,7 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/tasks/{id}", get(html::task_page))
         .route("/tasks/{id}/feedback", post(html::feedback))
         .route("/tasks/{id}/cancel", post(html::cancel))
+        .route("/tasks/{id}/deadline", post(html::extend_deadline))
         .route("/assets/{*path}", get(assets::asset))
         .route(
             "/sign-in",

@@ -688,3 +688,92 @@ async fn an_approval_of_a_text_other_than_the_output_under_review_is_refused() {
     assert_eq!(done.status, TaskStatus::Completed);
     assert_eq!(done.final_result.as_deref(), Some(&*output));
 }
+
+#[tokio::test]
+async fn review_deadlines_are_set_shown_extended_and_refused_clearly() {
+    // Arrange
+    let app = spawn_app().await;
+    let bad = [
+        json!({ "input": "x", "review_timeout_secs": -1 }),
+        json!({ "input": "x", "review_timeout_secs": 400_000_000 }),
+        json!({ "input": "x", "review_timeout_secs": 60, "review_timeout_policy": "maybe" }),
+        json!({ "input": "x", "review_timeout_secs": "soon" }),
+    ];
+    for body in bad {
+        let response = app.submit_json(&body).await;
+        let status = response.status();
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+            "{body}: {status}"
+        );
+    }
+    let response = app
+        .submit_json(&json!({ "input": "Timed", "review_timeout_secs": 3600,
+                              "review_timeout_policy": "fail" }))
+        .await;
+    let task: Task = json_body(response).await;
+    app.wait_for_review(&task.id, 1).await;
+    let raw: Value = json_body(app.get(&format!("/api/tasks/{}", task.id)).await).await;
+    assert_eq!(
+        raw["review_timeout"],
+        json!({ "seconds": 3600, "policy": "fail" })
+    );
+    let deadline = |raw: &Value| {
+        time::OffsetDateTime::parse(
+            raw["review_deadline"].as_str().expect("a deadline"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let first = deadline(&raw);
+
+    // Act + Assert: refused extensions change nothing
+    let path = format!("/api/tasks/{}/deadline", task.id);
+    let extend = |body: Value| {
+        let path = path.clone();
+        let app = &app;
+        async move { app.post_json(&path, &body).await }
+    };
+    assert_error(
+        extend(json!({})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert_error(
+        extend(json!({ "extend_secs": 0 })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert_error(
+        extend(json!({ "extend_secs": 60, "attempt": 2 })).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+
+    // Act + Assert: an hour more
+    let response = extend(json!({ "extend_secs": 3600, "attempt": 1 })).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let raw: Value = json_body(response).await;
+    assert_eq!(deadline(&raw), first + time::Duration::hours(1));
+    let (_, page) = app.get_page(&format!("/tasks/{}", task.id)).await;
+    assert!(page.contains("Deadline:"), "{page}");
+    assert!(
+        page.contains("If no one decides by then, the task fails."),
+        "{page}"
+    );
+    assert!(page.contains(r#"action="/tasks/"#) && page.contains(r#"/deadline""#));
+
+    // A task without a deadline has none to extend
+    let plain = app.submit_for_review("No deadline", 3).await;
+    let response = app
+        .post_json(
+            &format!("/api/tasks/{}/deadline", plain.id),
+            &json!({ "extend_secs": 60 }),
+        )
+        .await;
+    let message = assert_error(response, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("no deadline"), "{message}");
+}

@@ -319,3 +319,64 @@ async fn an_unusable_data_dir_or_a_damaged_database_stops_the_start_with_a_reaso
         assert!(!message.contains("panicked"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn review_deadlines_survive_a_crash_and_apply_once_after_it() {
+    // Arrange: two reviews with deadlines, open when the server is killed: one due in the
+    // middle of the outage, one well after the restart
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0).await;
+    let app = &server.app;
+    let submit = |input: &'static str, secs: u64| async move {
+        let response = app
+            .submit_json(&json!({ "input": input, "review_timeout_secs": secs,
+                                  "review_timeout_policy": "approve" }))
+            .await;
+        let task: Task = json_body(response).await;
+        app.wait_for_review(&task.id, 1).await
+    };
+    let soon = submit("Due during the outage", 2).await;
+    let later = submit("Due after the restart", 3600).await;
+    let deadline_of = |task: Value| task["review_deadline"].as_str().map(str::to_owned);
+    let later_deadline = deadline_of(raw_task(&server.app, &later.id).await);
+    assert!(later_deadline.is_some());
+    let soon_before = raw_task(&server.app, &soon.id).await;
+    assert_eq!(
+        soon_before["status"], "waiting_for_review",
+        "killed before it was due"
+    );
+    server.kill().await;
+
+    // Act: start again and watch
+    let server = Server::start(dir.path(), 0).await;
+    let mut events = server.app.events(&format!("?task={}", soon.id), None).await;
+    events
+        .statuses_until(|e| e.status == TaskStatus::Completed)
+        .await;
+
+    // Assert: the passed deadline applied once, by the deadline; the other is still armed
+    let done = raw_task(&server.app, &soon.id).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(done["attempts"][0]["timed_out"], true);
+    let still = raw_task(&server.app, &later.id).await;
+    assert_eq!(still["status"], "waiting_for_review");
+    assert_eq!(
+        deadline_of(still),
+        later_deadline,
+        "the deadline is the same one"
+    );
+    let history = server
+        .app
+        .get(&format!("/api/tasks/{}/history", soon.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        history.matches(r#""event":"decided""#).count(),
+        1,
+        "{history}"
+    );
+    server.kill().await;
+}

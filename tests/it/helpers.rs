@@ -173,7 +173,7 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
-    async fn post_json(&self, path: &str, body: &Value) -> Response {
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.send(self.client.post(self.url(path)).json(body)).await
     }
 

@@ -416,6 +416,31 @@ fn json_api_rows(t: &Targets) -> Vec<Row> {
         post(ANY_4XX, format!("/api/tasks/{done}/cancel")).json(a_times(OVER_BODY)),
         get(405, format!("/api/tasks/{id}/cancel")),
         req(405, "DELETE", format!("/api/tasks/{id}/cancel")),
+        // POST /api/tasks/{id}/deadline: the review under review has no deadline; bad amounts,
+        // unknown tasks, ended tasks.
+        post(409, format!("/api/tasks/{id}/deadline")).json(r#"{"extend_secs": 60}"#),
+        post(422, format!("/api/tasks/{id}/deadline")).json(r#"{}"#),
+        post(422, format!("/api/tasks/{id}/deadline")).json(r#"{"extend_secs": 0}"#),
+        post(422, format!("/api/tasks/{id}/deadline")).json(r#"{"extend_secs": -5}"#),
+        post(422, format!("/api/tasks/{id}/deadline")).json(r#"{"extend_secs": 9223372036854775807}"#),
+        post(422, format!("/api/tasks/{id}/deadline")).json(r#"{"extend_secs": "1h"}"#),
+        post(422, format!("/api/tasks/{id}/deadline")).json(r#"{"extend_secs": 60, "attempt": 0}"#),
+        post(400, format!("/api/tasks/{id}/deadline")).json("{"),
+        post(404, format!("/api/tasks/{unknown}/deadline")).json(r#"{"extend_secs": 60}"#),
+        post(404, "/api/tasks/nope/deadline").json(r#"{"extend_secs": 60}"#),
+        post(409, format!("/api/tasks/{done}/deadline")).json(r#"{"extend_secs": 60}"#),
+        get(405, format!("/api/tasks/{id}/deadline")),
+        // GET /api/tasks/{id}/history: unknown and malformed ids.
+        get(404, format!("/api/tasks/{unknown}/history")),
+        get(404, "/api/tasks/nope/history"),
+        get(404, format!("/api/tasks/{long_id}/history")),
+        post(405, format!("/api/tasks/{id}/history")),
+        // Submissions with bad deadlines.
+        post(422, "/api/tasks").json(r#"{"input": "x", "review_timeout_secs": -1}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "review_timeout_secs": 31536001}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "review_timeout_secs": 1e99}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "review_timeout_policy": "later"}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "review_timeout_policy": 1}"#),
         // Routes that do not exist under /api.
         get(404, "/api/nope"),
         get(404, "/api/../Cargo.toml"),
@@ -517,6 +542,20 @@ fn browser_rows(t: &Targets) -> Vec<Row> {
             // Not UTF-8 once percent-decoded. 4xx: 400 or 404.
             // Fixed, was a bug: 400 text/plain "Invalid URL: Invalid UTF-8 in `id`": no page, no fragment.
             hx(post(ANY_4XX, "/tasks/%FF/feedback").form("decision=approved")),
+            // POST /tasks/{id}/deadline.
+            hx(post(409, format!("/tasks/{id}/deadline")).form("extend_minutes=60")),
+            hx(post(422, format!("/tasks/{id}/deadline")).form("")),
+            hx(post(422, format!("/tasks/{id}/deadline")).form("extend_minutes=0")),
+            hx(post(422, format!("/tasks/{id}/deadline")).form("extend_minutes=soon")),
+            hx(post(422, format!("/tasks/{id}/deadline")).form("extend_minutes=9223372036854775807")),
+            hx(post(422, format!("/tasks/{id}/deadline")).form("extend_minutes=5&attempt=-1")),
+            hx(post(404, format!("/tasks/{unknown}/deadline")).form("extend_minutes=60")),
+            hx(post(409, format!("/tasks/{done}/deadline")).form("extend_minutes=60")),
+            // POST /tasks with bad deadlines.
+            hx(post(422, "/tasks").form("input=x&review_timeout_minutes=-1")),
+            hx(post(422, "/tasks").form("input=x&review_timeout_minutes=9223372036854775807")),
+            hx(post(422, "/tasks").form("input=x&review_timeout_minutes=ten")),
+            hx(post(422, "/tasks").form("input=x&review_timeout_policy=later")),
             // POST /tasks/{id}/cancel.
             hx(post(404, format!("/tasks/{unknown}/cancel"))),
             hx(post(404, "/tasks/nope/cancel")),

@@ -4,6 +4,7 @@ mod api;
 mod audit;
 mod auth;
 mod binary;
+mod deadlines;
 mod durability;
 mod heartbeat;
 mod helpers;
