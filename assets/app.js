@@ -97,3 +97,29 @@
     }
   });
 })();
+
+// The time left before a review deadline, kept current while the page is open.
+(function () {
+  "use strict";
+
+  function words(secs) {
+    function plural(n, unit) { return n + " " + unit + (n === 1 ? "" : "s"); }
+    if (secs < 60) return plural(secs, "second");
+    if (secs < 3600) return plural(Math.floor(secs / 60), "minute");
+    if (secs < 86400) {
+      var m = Math.floor((secs % 3600) / 60);
+      return plural(Math.floor(secs / 3600), "hour") + (m ? " " + plural(m, "minute") : "");
+    }
+    var h = Math.floor((secs % 86400) / 3600);
+    return plural(Math.floor(secs / 86400), "day") + (h ? " " + plural(h, "hour") : "");
+  }
+
+  function tick() {
+    var spans = document.querySelectorAll("[data-deadline]");
+    for (var i = 0; i < spans.length; i++) {
+      var left = Number(spans[i].getAttribute("data-deadline")) - Math.floor(Date.now() / 1000);
+      spans[i].textContent = left > 0 ? words(left) + " left" : "due now";
+    }
+  }
+  setInterval(tick, 15000);
+})();

@@ -172,7 +172,8 @@ fn deadline_note(task: &Task, deadline: OffsetDateTime, policy: TimeoutPolicy) -
             p {
                 strong { "Deadline: " } (time(deadline))
                 @if left.is_positive() {
-                    " (" (duration_words(left)) " left). If no one decides by then, " (policy.describe()) "."
+                    " (" span.time-left data-deadline=(deadline.unix_timestamp()) { (duration_words(left)) " left" } "). "
+                    "If no one decides by then, " (policy.describe()) "."
                 } @else {
                     " (passed " (duration_words(-left)) " ago). "
                     @if policy == TimeoutPolicy::None { "Nothing was decided: the review is overdue." }
@@ -254,6 +255,7 @@ fn attempt_record(record: &AttemptRecord, previous: Option<&AttemptRecord>) -> M
                 p.meta {
                     "Decided " (time(at))
                     @if let Some(by) = &record.decided_by { " by " (by) }
+                    @if record.timed_out { " by the review deadline's policy, as no one decided in time" }
                 }
             }
             h4 { "Output" }
@@ -287,6 +289,7 @@ pub fn audit(task: &Task, swap: bool) -> Markup {
                 a href={ "/api" (url) "/history" } { "Download it as JSON Lines" }
             }
             table.audit {
+                caption.visually-hidden { "Every change to this task, oldest first" }
                 thead { tr {
                     th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "What" }
                     th scope="col" { "Who" } th scope="col" { "Hash" }

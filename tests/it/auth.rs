@@ -408,3 +408,72 @@ fn a_start_without_usable_users_is_refused_with_a_reason() {
         .expect("refused");
     assert!(error.to_string().contains("hitl hash-secret"), "{error}");
 }
+
+#[tokio::test]
+async fn the_audit_trail_names_who_did_what_and_only_reviewers_extend_deadlines() {
+    // Arrange: bob submits with a deadline, carol asks for changes, alice extends and approves
+    let app = spawn_with_users().await;
+    let task = app
+        .json_as(
+            "bob",
+            "/api/tasks",
+            json!({ "input": "Name names", "review_timeout_secs": 3600 }),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let carol = app.with_authorization(&token("carol"));
+    carol.wait_for_review(&id, 1).await;
+    let deadline = format!("/api/tasks/{id}/deadline");
+
+    // Act + Assert: a submitter may not extend
+    let response = app
+        .post_as("bob", &deadline, json!({ "extend_secs": 60 }))
+        .await;
+    assert_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let response = app
+        .post_as(
+            "carol",
+            &format!("/api/tasks/{id}/feedback"),
+            json!({ "decision": "rejected", "attempt": 1, "comment": "Which names?" }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    carol.wait_for_review(&id, 2).await;
+    let response = app
+        .post_as("alice", &deadline, json!({ "extend_secs": 60 }))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .post_as(
+            "alice",
+            &format!("/api/tasks/{id}/feedback"),
+            json!({ "decision": "approved", "attempt": 2 }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Assert: each entry names its actor
+    let body = text_body(app.get_as("bob", &format!("/api/tasks/{id}/history")).await).await;
+    let entries: Vec<Value> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let who: Vec<(&str, Option<&str>)> = entries
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["by"].as_str()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("submitted", Some("bob")),
+            ("attempt_started", None),
+            ("attempt_finished", None),
+            ("decided", Some("carol")),
+            ("attempt_started", Some("carol")),
+            ("attempt_finished", None),
+            ("deadline_extended", Some("alice")),
+            ("decided", Some("alice")),
+        ]
+    );
+}

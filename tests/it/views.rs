@@ -223,3 +223,63 @@ fn the_task_page_announces_status_changes_politely() {
         "one SSE connection per page"
     );
 }
+
+#[test]
+fn audit_trail_table() {
+    use hitl::audit::{AuditEntry, AuditEvent, Digest};
+    let mut task = task(TaskStatus::Completed);
+    let at = datetime!(2026-11-24 12:00:00 UTC);
+    let events = [
+        (
+            AuditEvent::Submitted {
+                input_sha256: Digest::of_text(&task.input),
+                max_attempts: 3,
+            },
+            None,
+        ),
+        (
+            AuditEvent::Decided {
+                attempt: 1,
+                decision: Decision::Rejected,
+                comment: Some("Shorter, & <mention> the risks".into()),
+                reviewed_sha256: Digest::of_text("Draft 1 of 3"),
+                result_sha256: None,
+                edited: false,
+                timed_out: false,
+            },
+            Some("alice"),
+        ),
+        (
+            AuditEvent::DeadlineExtended {
+                attempt: 2,
+                deadline: datetime!(2026-11-24 13:00:00 UTC),
+            },
+            Some("carol"),
+        ),
+        (
+            AuditEvent::Decided {
+                attempt: 2,
+                decision: Decision::Approved,
+                comment: None,
+                reviewed_sha256: Digest::of_text("Draft 2 of 3"),
+                result_sha256: Some(Digest::of_text("Draft 2 of 3, edited")),
+                edited: true,
+                timed_out: true,
+            },
+            None,
+        ),
+    ];
+    for (i, (event, by)) in events.into_iter().enumerate() {
+        let entry = AuditEntry::chain(
+            task.history.last().map(|e| &**e),
+            task.id,
+            i as u64 + 1,
+            at,
+            event,
+            TaskStatus::Completed,
+            by.map(Into::into),
+        );
+        task.history.push(Arc::new(entry));
+    }
+    insta::assert_snapshot!(pretty(fragments::audit(&task, true)));
+}
