@@ -14,6 +14,7 @@ use std::{
 };
 
 use dashmap::DashMap;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -314,6 +315,11 @@ impl Registry {
             .tasks
             .get_mut(&id)
             .ok_or(TransitionError::NotFound(id))?;
+        Self::hand_over(&live, feedback)
+    }
+
+    /// The checks and the hand-over of [`Self::decide`], under the task's write guard.
+    fn hand_over(live: &LiveTask, feedback: Feedback) -> Result<PendingDecision> {
         let task = &live.task;
         let conflict = |message: String| TransitionError::Conflict {
             message,
@@ -331,12 +337,11 @@ impl Registry {
                 feedback.attempt, task.attempt
             )));
         }
-        if feedback.decision == Decision::Approved
-            && let Some(seen) = &feedback.output_sha256
+        if let Some(seen) = &feedback.output_sha256
             && **seen != sha256_hex(task.output.as_deref().unwrap_or_default())
         {
             return Err(conflict(format!(
-                "The output of attempt {} is not the text you reviewed (its SHA-256 differs), so it was not approved. Reload the task and review it again.",
+                "The output of attempt {} is not the text you reviewed (its SHA-256 differs), so your decision was not applied. Reload the task and review it again.",
                 feedback.attempt
             )));
         }
@@ -410,43 +415,64 @@ impl Registry {
         }
     }
 
-    /// The review deadline of `attempt` passed: hands the policy's decision to the workflow
-    /// through the same guard as a person's, so exactly one of them wins. `Ok(false)` when
-    /// there is nothing to decide (policy `none`, recorded as such); a conflict when a decision
-    /// came first.
-    pub fn time_out(&self, id: TaskId, attempt: u32) -> Result<bool> {
-        let task = self.get(id).ok_or(TransitionError::NotFound(id))?;
-        let policy = task.review_timeout.map(|t| t.policy).unwrap_or_default();
+    /// The review deadline `due` of `attempt` passed: hands the policy's decision to the
+    /// workflow through the same guard as a person's, so exactly one of them wins. Refused (a
+    /// conflict) when a decision came first, or when the deadline is no longer `due` (it was
+    /// extended at the same moment). `Ok(false)` when there is nothing to decide (policy
+    /// `none`, recorded as such).
+    pub fn time_out(&self, id: TaskId, attempt: u32, due: OffsetDateTime) -> Result<bool> {
         const PASSED: &str = "The review deadline passed with no decision.";
-        let (decision, comment) = match policy {
-            TimeoutPolicy::None => {
-                self.transition(id, None, |task| {
-                    expect(task, &[TaskStatus::WaitingForReview], attempt)?;
-                    Ok(vec![AuditEvent::DeadlinePassed { attempt }])
-                })?;
-                return Ok(false);
+        let moved = |task: &Task| task.review_deadline != Some(due);
+        let policy = {
+            let live = self
+                .tasks
+                .get_mut(&id)
+                .ok_or(TransitionError::NotFound(id))?;
+            if moved(&live.task) {
+                return Err(TransitionError::Conflict {
+                    message: "The deadline was moved before it passed.".into(),
+                    task: live.task.clone(),
+                });
             }
-            TimeoutPolicy::Approve => (Decision::Approved, None),
-            TimeoutPolicy::Reject => (
-                Decision::Rejected,
-                Some(format!("{PASSED} Try again, more carefully.")),
-            ),
-            TimeoutPolicy::Fail => (Decision::RejectedFinal, Some(PASSED.to_owned())),
+            let policy = live
+                .task
+                .review_timeout
+                .map(|t| t.policy)
+                .unwrap_or_default();
+            let (decision, comment) = match policy {
+                TimeoutPolicy::None => (None, None),
+                TimeoutPolicy::Approve => (Some(Decision::Approved), None),
+                TimeoutPolicy::Reject => (
+                    Some(Decision::Rejected),
+                    Some(format!("{PASSED} Try again, more carefully.")),
+                ),
+                TimeoutPolicy::Fail => (Some(Decision::RejectedFinal), Some(PASSED.to_owned())),
+            };
+            if let Some(decision) = decision {
+                let feedback = Feedback {
+                    attempt,
+                    decision,
+                    comment: comment.map(Into::into),
+                    output: None,
+                    at: now(),
+                    by: None,
+                    output_sha256: None,
+                    timed_out: true,
+                };
+                Self::hand_over(&live, feedback)?;
+                return Ok(true);
+            }
+            policy
         };
-        self.decide(
-            id,
-            Feedback {
-                attempt,
-                decision,
-                comment: comment.map(Into::into),
-                output: None,
-                at: now(),
-                by: None,
-                output_sha256: None,
-                timed_out: true,
-            },
-        )?;
-        Ok(true)
+        debug_assert_eq!(policy, TimeoutPolicy::None);
+        self.transition(id, None, |task| {
+            expect(task, &[TaskStatus::WaitingForReview], attempt)?;
+            if moved(task) {
+                return Err("The deadline was moved before it passed.".into());
+            }
+            Ok(vec![AuditEvent::DeadlinePassed { attempt }])
+        })?;
+        Ok(false)
     }
 
     /// Moves the deadline of the review open on `attempt` (the one under review, if `None`)
@@ -468,7 +494,15 @@ impl Registry {
             let Some(deadline) = task.review_deadline else {
                 return Err("This review has no deadline to extend.".into());
             };
-            let deadline = deadline.max(now()) + Duration::from_secs(secs.min(MAX_TIMEOUT_SECS));
+            let latest = now() + Duration::from_secs(MAX_TIMEOUT_SECS);
+            let deadline = deadline
+                .max(now())
+                .checked_add(time::Duration::seconds(secs.min(MAX_TIMEOUT_SECS) as i64))
+                .filter(|deadline| *deadline <= latest)
+                .ok_or_else(|| {
+                    "A review deadline can be at most a year away; this extension would pass that."
+                        .to_owned()
+                })?;
             task.review_deadline = Some(deadline);
             Ok(vec![AuditEvent::DeadlineExtended { attempt, deadline }])
         })
@@ -585,7 +619,8 @@ fn record_decision(
     expect(task, &[TaskStatus::WaitingForReview], feedback.attempt)?;
     let output = task.output.clone().unwrap_or_default();
     let reviewed = Digest::of_text(&output);
-    if let Some(seen) = &feedback.output_sha256
+    if result.is_some()
+        && let Some(seen) = &feedback.output_sha256
         && **seen != *reviewed.to_string()
     {
         return Err(format!(

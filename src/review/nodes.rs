@@ -1,11 +1,12 @@
 //! The three nodes of the review flow.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use time::OffsetDateTime;
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
+    audit::AuditEvent,
     engine::{Node, NodeError},
     registry::{Registry, TransitionError},
     task::{Decision, Feedback, Task, TaskId, now, same_text},
@@ -92,13 +93,17 @@ impl Node<ReviewStore> for ReviewNode {
             .ok_or_else(|| NodeError::new("the task is gone"))?;
         let mut deadline = Deadline::of(self.registry.get(id).as_deref(), attempt);
         loop {
-            let due = async {
-                match deadline.due() {
-                    Some(at) => tokio::time::sleep_until(at).await,
+            let due = deadline.due();
+            let sleep = async {
+                match due {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
+            // Biased: a decision, then a moved deadline, are seen before the timer, so an
+            // extension that lands as the deadline passes is not overtaken by it.
             tokio::select! {
+                biased;
                 feedback = signal.wait_for(|f| f.as_ref().is_some_and(|f| f.attempt == attempt)) => {
                     let feedback = feedback.map_err(|_| NodeError::new("the review was abandoned"))?;
                     return Ok(feedback.clone().expect("wait_for checked it is there"));
@@ -109,9 +114,10 @@ impl Node<ReviewStore> for ReviewNode {
                     }
                     deadline.follow(self.registry.get(id).as_deref());
                 }
-                () = due => {
+                () = sleep => {
                     deadline.fired = true;
-                    match self.registry.time_out(id, attempt) {
+                    let Some((_, wall)) = due else { continue };
+                    match self.registry.time_out(id, attempt, wall) {
                         Ok(decided) => tracing::info!(%id, attempt, decided, "review deadline passed"),
                         // A decision (or a cancel) came first: it stands.
                         Err(TransitionError::Conflict { .. }) => {}
@@ -175,47 +181,62 @@ impl Node<ReviewStore> for ReviewNode {
     }
 }
 
-/// A review's deadline on the runtime's clock: anchored once when the wait starts, then moved by
-/// exactly as much as the task's deadline moves, so it follows extensions and runs on tokio's
-/// paused clock in tests.
+/// A review's deadline on the runtime's clock. The wall clock and the runtime's clock are
+/// paired once, when the wait starts, and every deadline the task is given is mapped through
+/// that pair: extensions are followed exactly, and tests can drive it on tokio's paused clock.
 struct Deadline {
+    /// The pair: the runtime's instant and the wall-clock time it stands for.
+    origin: (Instant, OffsetDateTime),
+    /// The task's deadline as the wall clock has it, if any.
     wall: Option<OffsetDateTime>,
-    at: Option<Instant>,
+    /// It passed and its policy was applied (or refused): do not apply it again.
     fired: bool,
 }
 
 impl Deadline {
     fn of(task: Option<&Task>, attempt: u32) -> Self {
-        let wall = task
-            .filter(|t| t.awaits_decision_on(attempt))
-            .and_then(|t| t.review_deadline);
-        let at = wall.map(|wall| {
-            let left = (wall - now()).max(time::Duration::ZERO);
-            Instant::now() + left.unsigned_abs()
-        });
+        let task = task.filter(|t| t.awaits_decision_on(attempt));
         Self {
-            wall,
-            at,
-            fired: false,
+            origin: (Instant::now(), now()),
+            wall: task.and_then(|t| t.review_deadline),
+            fired: task.is_some_and(|t| already_passed(t, attempt)),
         }
     }
 
     /// When the policy should apply, unless it already has.
-    fn due(&self) -> Option<Instant> {
-        self.at.filter(|_| !self.fired)
+    fn due(&self) -> Option<(Instant, OffsetDateTime)> {
+        let wall = self.wall.filter(|_| !self.fired)?;
+        let (instant, at) = self.origin;
+        // Rounded up to whole seconds: never early, whatever the clocks' jitter (at most a
+        // second late), and exact on a test's paused clock.
+        let millis = (wall - at).whole_milliseconds().max(0);
+        let after = Duration::from_secs(u64::try_from((millis + 999) / 1000).unwrap_or(u64::MAX));
+        // A deadline beyond the runtime's clock (only a hand-edited store has one) never comes.
+        Some((instant.checked_add(after)?, wall))
     }
 
-    /// Takes in the task's deadline as it is now: extended, the anchor moves as far.
+    /// Takes in the task's deadline as it is now: moved later, it is armed again.
     fn follow(&mut self, task: Option<&Task>) {
         let wall = task.and_then(|t| t.review_deadline);
-        if let (Some(old), Some(new), Some(at)) = (self.wall, wall, self.at)
-            && new > old
-        {
-            self.at = Some(at + (new - old).unsigned_abs());
+        if wall.is_some() && wall != self.wall {
             self.fired = false;
         }
         self.wall = wall.or(self.wall);
     }
+}
+
+/// Did this attempt's deadline (as it stands) already pass with nothing decided (policy
+/// `none`)? Then a restart must not record it again.
+fn already_passed(task: &Task, attempt: u32) -> bool {
+    task.history
+        .iter()
+        .rev()
+        .find_map(|entry| match entry.event {
+            AuditEvent::DeadlinePassed { attempt: a } if a == attempt => Some(true),
+            AuditEvent::DeadlineExtended { attempt: a, .. } if a == attempt => Some(false),
+            _ => None,
+        })
+        .unwrap_or(false)
 }
 
 /// Records the approved result and marks the task complete.

@@ -766,6 +766,11 @@ async fn review_deadlines_are_set_shown_extended_and_refused_clearly() {
     );
     assert!(page.contains(r#"action="/tasks/"#) && page.contains(r#"/deadline""#));
 
+    // No deadline more than a year away
+    let response = extend(json!({ "extend_secs": 365 * 86_400 })).await;
+    let message = assert_error(response, StatusCode::CONFLICT, "conflict").await;
+    assert!(message.contains("at most a year away"), "{message}");
+
     // A task without a deadline has none to extend
     let plain = app.submit_for_review("No deadline", 3).await;
     let response = app

@@ -208,7 +208,11 @@ async fn an_extended_deadline_passes_later_and_the_history_says_who_extended_it(
     );
     assert!(hitl.registry.get(id).unwrap().awaits_decision_on(1));
     let done = until(&hitl, id, |t| t.status.is_terminal()).await;
-    assert!(start.elapsed() >= Duration::from_secs(120));
+    assert!(
+        start.elapsed() >= Duration::from_secs(120),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(done.status, TaskStatus::Failed);
     assert!(
         done.error.as_deref().unwrap().contains("deadline passed"),
@@ -299,4 +303,97 @@ async fn the_service_default_applies_unless_a_submission_sets_none() {
     assert!(hitl.registry.get(without).unwrap().awaits_decision_on(1));
     // The default's policy is `none`: marked, not decided.
     assert!(hitl.registry.get(defaulted).unwrap().awaits_decision_on(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_extension_at_the_moment_the_deadline_passes_is_never_overtaken_by_it() {
+    for round in 0..20 {
+        // Arrange: a failing deadline, due now
+        let hitl = service(None);
+        let id = submit(&hitl, Some(60), "fail", 3).await;
+        review_open(&hitl, id, 1).await;
+
+        // Act: a reviewer extends it by an hour at the same virtual instant
+        let anyone = Actor::anyone();
+        let (extended, ()) = tokio::join!(
+            hitl.extend_deadline(id, Some(1), 3600, &anyone),
+            advance(Duration::from_secs(60))
+        );
+        run_pending().await;
+
+        // Assert: once the reviewer was told it is extended, the task stays open
+        let task = hitl.registry.get(id).unwrap();
+        match extended {
+            Ok(_) => assert!(
+                task.awaits_decision_on(1),
+                "round {round}: extended, yet {:?}",
+                task.status
+            ),
+            Err(error) => assert!(
+                task.status == TaskStatus::Failed,
+                "round {round}: refused ({error}), yet {:?}",
+                task.status
+            ),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decision_on_a_text_other_than_the_one_under_review_changes_nothing() {
+    let hitl = service(None);
+    let id = submit(&hitl, None, "none", 3).await;
+    review_open(&hitl, id, 1).await;
+    let request = DecisionRequest::parse(DecisionFields {
+        decision: Some("rejected"),
+        comment: Some("again"),
+        output_sha256: Some(&"0".repeat(64)),
+        ..DecisionFields::default()
+    })
+    .unwrap();
+
+    let answer = hitl.decide(id, request, &Actor::anyone()).await;
+
+    assert!(
+        matches!(answer, Err(TransitionError::Conflict { .. })),
+        "{answer:?}"
+    );
+    run_pending().await;
+    assert!(
+        hitl.registry.get(id).unwrap().awaits_decision_on(1),
+        "the review is still open"
+    );
+}
+
+/// Real time on a durable store: a deadline with policy `none` that passed is recorded once,
+/// not again each time the service starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_none_deadline_is_not_recorded_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        store: StoreKind::Sqlite,
+        data_dir: dir.path().to_owned(),
+        process_delay_ms: 0,
+        ..Config::default()
+    };
+    let passed = |t: &Task| {
+        t.history
+            .iter()
+            .filter(|e| matches!(e.event, AuditEvent::DeadlinePassed { .. }))
+            .count()
+    };
+    let shutdown = CancellationToken::new();
+    let hitl = Hitl::open(&config, shutdown.clone()).unwrap();
+    let id = submit(&hitl, Some(1), "none", 3).await;
+    crate::helpers::within("the deadline to pass", until(&hitl, id, |t| passed(t) == 1)).await;
+    shutdown.cancel();
+    hitl.close().await;
+
+    // Started again, the review resumes at once with its deadline long past; a person then
+    // decides. Had the deadline been armed again, it would have been recorded a second time.
+    let shutdown = CancellationToken::new();
+    let hitl = Hitl::open(&config, shutdown.clone()).unwrap();
+    let done = decide(&hitl, id, "approved", None).await.expect("decided");
+    assert_eq!(passed(&done), 1, "{:?}", done.history);
+    shutdown.cancel();
+    hitl.close().await;
 }
