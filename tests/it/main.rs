@@ -8,6 +8,7 @@ mod heartbeat;
 mod helpers;
 mod hostile;
 mod html;
+mod inbox;
 mod props;
 mod protect;
 mod streams;
