@@ -66,14 +66,23 @@ impl Screen {
     }
 
     /// Where the change to `task` goes, and the screen after it.
+    ///
+    /// A screen is read when the page's stream starts, a moment after the page was rendered,
+    /// and the stream replays from the page's own event. So a task's first event may find its
+    /// row already on the screen: the page cannot have that row, so it is inserted (a page that
+    /// does have it ignores the insert, since the row carries the same `data-seq`).
     pub fn place(&mut self, task: &Task) -> Placement {
-        if self.rows.contains(&task.id) {
+        let new = is_new(task);
+        if let Some(at) = self.rows.iter().position(|id| *id == task.id) {
+            if new {
+                let before = self.rows.get(at + 1).copied();
+                return Placement::Insert { before, drop: None };
+            }
             return Placement::InPlace;
         }
         if !self.matches(task) {
             return Placement::Unseen;
         }
-        let new = is_new(task);
         // Rows are newest first: the new row goes before the first older one.
         let index = self.rows.partition_point(|id| *id > task.id);
         if self.view.page != 1 || index >= self.view.per_page {
@@ -178,6 +187,22 @@ mod tests {
                 before: None,
                 drop: None
             }
+        );
+    }
+
+    #[test]
+    fn a_task_submitted_before_the_screen_was_read_is_still_inserted() {
+        let mut screen = screen(1, 3, None, &[9, 7, 5]);
+        assert_eq!(
+            screen.place(&task(7, TaskStatus::Pending)),
+            Placement::Insert {
+                before: Some(id(5)),
+                drop: None
+            }
+        );
+        assert_eq!(
+            screen.place(&task(7, TaskStatus::Running)),
+            Placement::InPlace
         );
     }
 

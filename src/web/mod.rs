@@ -6,6 +6,7 @@ mod assets;
 pub mod error;
 mod extract;
 mod html;
+mod inbox_stream;
 pub mod protect;
 mod session;
 pub mod stream;

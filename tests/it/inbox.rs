@@ -329,3 +329,119 @@ fn thousands(n: usize) -> String {
 fn form_encode(text: &str) -> String {
     serde_urlencoded::to_string([("q", text)]).unwrap()["q=".len()..].to_owned()
 }
+
+/// An event's fragments, parsed.
+fn fragment(data: &str) -> Html {
+    Html::parse_fragment(data)
+}
+
+#[tokio::test]
+async fn the_home_pages_stream_updates_counts_and_rows_in_place() {
+    // Arrange: a page showing one task waiting, following its own stream
+    let app = spawn_app().await;
+    let first = app.submit_for_review("First task", 3).await;
+    let (_, _, doc) = home(&app, "").await;
+    let url = attr_of(&doc, "#live-sink", "sse-connect");
+    let mut stream = app.html_stream(&url["/stream".len()..], None).await;
+
+    // Act
+    app.decide(&first.id, serde_json::json!({ "decision": "approved" }))
+        .await;
+    let approved = stream.next().await;
+    let second = app.submit_for_review("Second task", 3).await;
+    let added = stream.next().await;
+    let processed = stream.next().await;
+
+    // Assert: the counts change, and the row changes where it is
+    assert_eq!(approved.name, "status");
+    let pushed = fragment(&approved.data);
+    let filters = "#inbox-filters[hx-swap-oob=true]";
+    assert_eq!(
+        attr_of(&pushed, filters, "data-seq"),
+        approved.id.to_string()
+    );
+    let count = |doc: &Html, status: &str| {
+        text_of(
+            doc,
+            &format!("{filters} a[href='/?status={status}'] .count"),
+        )
+    };
+    assert_eq!(count(&pushed, "completed"), "1");
+    assert_eq!(count(&pushed, "waiting_for_review"), "0");
+    let row = format!("li#task-row-{}[hx-swap-oob=true]", first.id);
+    assert_eq!(text_of(&pushed, &format!("{row} .badge")), "Completed");
+    assert!(text_of(&pushed, "#announce").contains("Completed"));
+    // A new task goes in at the top, then changes in place
+    let pushed = fragment(&added.data);
+    let top = format!("[hx-swap-oob='beforebegin:#task-row-{}']", first.id);
+    let inserted = format!("{top} > li#task-row-{}", second.id);
+    assert_eq!(text_of(&pushed, &format!("{inserted} a")), "Second task");
+    assert_eq!(count(&pushed, "pending"), "1");
+    assert!(text_of(&pushed, "#announce").starts_with("New task"));
+    let pushed = fragment(&processed.data);
+    let row = format!("li#task-row-{}[hx-swap-oob=true]", second.id);
+    assert_eq!(text_of(&pushed, &format!("{row} .badge")), "Running");
+}
+
+#[tokio::test]
+async fn other_pages_hear_of_new_tasks_without_moving() {
+    // Arrange: page 2 of everything, and page 1 of the completed tasks
+    let app = spawn_app().await;
+    let mut later = app.html_stream("?view=inbox&page=2", None).await;
+    let mut completed = app.html_stream("?view=inbox&status=completed", None).await;
+
+    // Act
+    let task = app.submit("Arrived while reading", 3).await;
+    let on_later = later.next().await;
+    let on_completed = completed.next().await;
+
+    // Assert
+    for event in [&on_later, &on_completed] {
+        let pushed = fragment(&event.data);
+        assert!(
+            select(&pushed, "li")
+                .iter()
+                .all(|li| li.value().id().is_none_or(|id| !id.contains(&task.id)))
+        );
+        assert_eq!(select(&pushed, "#inbox-filters").len(), 1);
+    }
+    let said = text_of(&fragment(&on_later.data), "#announce");
+    assert!(said.contains("top of page 1"), "{said}");
+    let said = text_of(&fragment(&on_completed.data), "#announce");
+    assert!(!said.contains("page 1"), "it is not in that list: {said}");
+}
+
+#[tokio::test]
+async fn a_home_page_too_far_behind_is_asked_to_reload() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act: an event number this server never issued (as after a restart in memory)
+    let mut stream = app.html_stream("?view=inbox&since=999999", None).await;
+    let event = stream.next().await;
+
+    // Assert
+    assert_eq!(event.name, "resync");
+    let pushed = fragment(&event.data);
+    assert!(text_of(&pushed, "#announce").contains("Reload the page"));
+    assert_eq!(select(&pushed, "#inbox-filters[hx-swap-oob=true]").len(), 1);
+}
+
+#[tokio::test]
+async fn a_home_pages_stream_with_bad_fields_is_refused() {
+    let app = spawn_app().await;
+    for query in [
+        "?view=table",
+        "?view=inbox&page=0",
+        "?view=inbox&status=done",
+        "?view=inbox&since=yesterday",
+        "?view=inbox&task=0192f000-0000-7000-8000-000000000000",
+    ] {
+        let response = app.get(&format!("/stream{query}")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}"
+        );
+    }
+}
