@@ -132,8 +132,11 @@ fn whole(
     } else {
         format!("from {min} to {max}")
     };
-    match text.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+    // A number too big for a usize is still a number: past any end, not a typing mistake.
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let n = text.parse::<usize>().ok().or(digits.then_some(usize::MAX));
+    match n {
+        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
         _ => Err(invalid(
             field,
             format!("The {field} must be a whole number {range}, not {text:?}."),

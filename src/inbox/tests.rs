@@ -162,6 +162,14 @@ fn bad_fields_are_refused_in_words() {
     ] {
         assert_eq!(parse(bad).unwrap_err().field(), field);
     }
+    let far = parse(fields(None, None, Some("99999999999999999999999"), None)).unwrap();
+    assert_eq!(
+        far.page,
+        usize::MAX,
+        "a number too big is past the end, not a mistake"
+    );
+    let too_many = fields(None, None, None, Some("99999999999999999999999"));
+    assert_eq!(parse(too_many).unwrap_err().field(), "per_page");
     let exact = "x".repeat(MAX_SEARCH_BYTES);
     assert!(parse(fields(None, Some(&exact), None, None)).is_ok());
 }

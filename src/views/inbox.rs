@@ -82,7 +82,8 @@ pub fn section(page: &InboxPage, head: u64) -> Markup {
             ul #inbox-list.task-list aria-labelledby="results-heading" aria-describedby="inbox-summary" {
                 @for task in &page.tasks { (fragments::task_row(task, false)) }
             }
-            p.empty-note { (empty_note(page)) }
+            // Past the end the page is a 404, and the note is its error message.
+            p.empty-note role=[page.past_end().then_some("alert")] { (empty_note(page)) }
             (pager(page))
         }
     }
@@ -143,7 +144,7 @@ fn results_heading(view: &InboxQuery) -> String {
 
 /// "Showing 51–100 of 12,345": which matches the page shows.
 fn summary(view: &InboxQuery, shown: usize, total: usize) -> Markup {
-    let first = view.offset() + 1;
+    let first = view.offset().saturating_add(1);
     html! {
         p #inbox-summary.summary {
             @if shown > 0 {

@@ -194,6 +194,7 @@ async fn counts_filters_and_pages_at_100_000_tasks() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(rows.is_empty());
     assert!(text_of(&doc, ".empty-note").contains("ends at page 20"));
+    assert_eq!(attr_of(&doc, ".empty-note", "role"), "alert");
     assert_eq!(
         attr_of(&doc, ".empty-note a", "href"),
         "/?status=pending&page=20"
