@@ -107,7 +107,7 @@ impl InboxQuery {
 
     /// How many matches come before this page.
     pub fn offset(&self) -> usize {
-        (self.page - 1).saturating_mul(self.per_page)
+        self.page.saturating_sub(1).saturating_mul(self.per_page)
     }
 
     /// The search this query makes, if any.
