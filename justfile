@@ -8,9 +8,11 @@ run:
 test:
     cargo test
 
-# Lifecycles per second, in-memory store against the durable one (see BENCHMARKS.md).
+# Lifecycles per second, in-memory store against the durable one, and the inbox at 100,000
+# tasks (see BENCHMARKS.md).
 bench:
     cargo run --release --example throughput
+    cargo run --release --example inbox
 
 # Everything CI runs.
 ci:

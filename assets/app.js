@@ -123,3 +123,31 @@
   }
   setInterval(tick, 15000);
 })();
+
+// The inbox: the / key goes to the search box (never while typing in a field, never with a
+// modifier key held), and the hint that says so shows only where this script runs.
+(function () {
+  "use strict";
+
+  function typing(el) {
+    if (!el) return false;
+    var tag = el.tagName;
+    return el.isContentEditable || tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var hint = document.getElementById("search-shortcut");
+    if (hint) hint.hidden = false;
+  });
+
+  document.addEventListener("keydown", function (evt) {
+    if (evt.key !== "/" || evt.defaultPrevented || evt.repeat) return;
+    if (evt.ctrlKey || evt.metaKey || evt.altKey) return;
+    if (typing(evt.target) || typing(document.activeElement)) return;
+    var search = document.getElementById("q");
+    if (!search) return;
+    evt.preventDefault();
+    search.focus();
+    search.select();
+  });
+})();

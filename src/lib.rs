@@ -15,6 +15,8 @@
 //! - [`events`]: the numbered event log every stream reads from, with replay and snapshots.
 //! - [`store`]: the durable store (SQLite) tasks are rebuilt from, and the group-commit journal
 //!   that writes every event to it before anyone is told of it.
+//! - [`inbox`]: the home page's list at scale: status counts, filter, search, pages, and the
+//!   task to review next.
 //! - [`input`]: parsing what people send into values the service can trust.
 //! - [`service`]: [`Hitl`], the cheap-clone state every route shares.
 //! - [`web`]: the router, browser routes, JSON API, event streams, errors and embedded assets.
@@ -28,6 +30,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod inbox;
 pub mod input;
 pub mod metrics;
 pub mod registry;

@@ -1,5 +1,5 @@
 //! The regions of the pages that change live: the task page's status, output, review form and
-//! history; the home page's task rows; the alert that reports what just happened.
+//! history; the home page's task rows and live line; the alert that reports what just happened.
 
 use maud::{Markup, html};
 
@@ -365,19 +365,10 @@ pub fn task_regions(task: &Task) -> Markup {
     }
 }
 
-/// Which home-page list a task belongs in: review first, then in progress, then finished.
-pub fn group_id(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::WaitingForReview => "tasks-review",
-        TaskStatus::Pending | TaskStatus::Running => "tasks-active",
-        _ => "tasks-done",
-    }
-}
-
-/// One task in the home page's lists.
-pub fn task_row(task: &Task) -> Markup {
+/// One task in the home page's list; `swap` replaces the row already on the page.
+pub fn task_row(task: &Task, swap: bool) -> Markup {
     html! {
-        li.task-row id={ "task-row-" (task.id) } data-seq=(task.seq) {
+        li.task-row id={ "task-row-" (task.id) } data-seq=(task.seq) hx-swap-oob=[oob(swap)] {
             a href=(task_url(task.id)) { (excerpt(&task.input, 80)) }
             " " (badge(task.status))
             span.meta {
@@ -387,18 +378,23 @@ pub fn task_row(task: &Task) -> Markup {
     }
 }
 
-/// A row moved to the list its status belongs in, and a line for the page's live region.
-pub fn row_update(task: &Task) -> Markup {
-    // A task's first event (pending, attempt 1) has no row to remove yet.
-    let is_new = task.status == TaskStatus::Pending && task.attempt == 1;
+/// The line the home page's live region reads out about a change, with `more` after it.
+pub fn announce(task: &Task, seq: u64, more: Option<&str>) -> Markup {
     html! {
-        @if !is_new {
-            li id={ "task-row-" (task.id) } data-seq=(task.seq) hx-swap-oob="delete" {}
+        p #announce data-seq=(seq) hx-swap-oob="true" {
+            @if crate::inbox::is_new(task) { "New task “" } @else { "Task “" }
+            (excerpt(&task.input, 40)) "”: " (task.status.label()) "."
+            @if let Some(more) = more { " " (more) }
         }
-        div hx-swap-oob={ "afterbegin:#" (group_id(task.status)) } { (task_row(task)) }
-        p #announce data-seq=(task.seq) hx-swap-oob="true" {
-            "Task “" (excerpt(&task.input, 40)) "”: " (task.status.label()) "."
-        }
+    }
+}
+
+/// A task's row changed in place, wherever a page shows it, and the line for the live region:
+/// what `/stream` sends for every task (the home page asks for more, see `views::inbox`).
+pub fn row_update(task: &Task) -> Markup {
+    html! {
+        (task_row(task, true))
+        (announce(task, task.seq, None))
     }
 }
 

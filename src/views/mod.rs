@@ -7,6 +7,7 @@
 
 pub mod diff;
 pub mod fragments;
+pub mod inbox;
 pub mod pages;
 
 use maud::{DOCTYPE, Markup, html};
@@ -64,7 +65,7 @@ pub fn page(title: &str, stream: Option<&str>, main: Markup) -> Markup {
             }
             body hx-ext="sse" {
                 @if let Some(url) = stream {
-                    div #live-sink hidden sse-connect=(url) sse-swap="status,progress" hx-swap="none" {}
+                    div #live-sink hidden sse-connect=(url) sse-swap="status,progress,resync" hx-swap="none" {}
                 }
                 a.skip-link href="#main" { "Skip to content" }
                 header.site-header {

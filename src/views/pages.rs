@@ -8,6 +8,7 @@ use super::{
     page,
 };
 use crate::{
+    inbox::InboxPage,
     input::MAX_ATTEMPTS_LIMIT,
     task::{Task, TaskStatus},
 };
@@ -29,25 +30,17 @@ pub struct SubmitForm<'a> {
     pub error: Option<String>,
 }
 
-/// The home page: the submit form and the live lists of tasks. `memory_only` warns that nothing
-/// is kept when the server stops.
+/// The home page: the submit form and one page of the inbox, kept live by its event stream.
+/// `head` is the event the page reflects; `memory_only` warns that nothing is kept when the
+/// server stops.
 pub fn home(
-    tasks: &[std::sync::Arc<Task>],
+    inbox: &InboxPage,
     head: u64,
     default_attempts: u32,
     max_text_bytes: usize,
     form: SubmitForm,
     memory_only: bool,
 ) -> Markup {
-    let groups = [
-        (
-            "tasks-review",
-            "Waiting for review",
-            "Nothing is waiting for review.",
-        ),
-        ("tasks-active", "In progress", "Nothing is being processed."),
-        ("tasks-done", "Finished", "No task has finished yet."),
-    ];
     let main = html! {
         h1 { "Human review of automated work" }
         @if memory_only {
@@ -75,21 +68,13 @@ pub fn home(
                 div.actions { button type="submit" { "Submit task" } }
             }
         }
-        section aria-labelledby="tasks-heading" {
-            h2 #tasks-heading { "Tasks" }
-            div.visually-hidden role="status" aria-live="polite" { p #announce data-seq=(head) {} }
-            @for (id, heading, empty) in groups {
-                h3 id={ (id) "-heading" } { (heading) }
-                ul.task-list id=(id) aria-labelledby={ (id) "-heading" } {
-                    @for task in tasks.iter().filter(|t| fragments::group_id(t.status) == id) {
-                        (fragments::task_row(task))
-                    }
-                }
-                p.empty-note { (empty) }
-            }
-        }
+        (super::inbox::section(inbox, head))
     };
-    page("Tasks", Some("/stream"), main)
+    page(
+        "Tasks",
+        Some(&super::inbox::stream_url(&inbox.query, head)),
+        main,
+    )
 }
 
 /// The task page; `error` explains a refused action, above the task's state now.

@@ -17,9 +17,10 @@ use super::{
 };
 use crate::{
     auth::Actor,
+    inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
     input::{DecisionFields, DecisionRequest, NewTask, attempt_number, extension},
     service::Hitl,
-    task::{Task, TaskId, TaskStatus},
+    task::{Task, TaskId},
 };
 
 /// A task id from the path; one that is not even a UUID names no task.
@@ -60,21 +61,44 @@ pub async fn submit(
 #[derive(Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
+    q: Option<String>,
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
+/// `GET /api/tasks`: newest first, filtered by `status` and searched by `q`; every match unless
+/// `page` or `per_page` asks for pages. A page past the end is empty (with the true `total`), so
+/// a script can read pages until one comes back short.
 pub async fn list(
     State(hitl): State<Hitl>,
-    Query(query): Query<ListQuery>,
+    Extension(inbox): Extension<Arc<Inbox>>,
+    Query(params): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let status = match query.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(s.parse::<TaskStatus>().map_err(|message| {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
-        })?),
+    let given = |field: &Option<String>| field.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let per_page = if given(&params.page) || given(&params.per_page) {
+        PER_PAGE
+    } else {
+        usize::MAX
     };
+    let fields = InboxFields {
+        status: params.status.as_deref(),
+        q: params.q.as_deref(),
+        page: params.page.as_deref(),
+        per_page: params.per_page.as_deref(),
+    };
+    let query = InboxQuery::parse(fields, per_page)?;
     hitl.settle(None).await;
-    let tasks: Vec<Arc<Task>> = hitl.registry.list(status);
-    Ok(Json(json!({ "tasks": tasks })))
+    let page = inbox.query(&hitl.registry, &query);
+    let counts: serde_json::Map<String, serde_json::Value> = page
+        .counts
+        .iter()
+        .map(|(status, n)| (status.as_str().to_owned(), n.into()))
+        .collect();
+    Ok(Json(json!({
+        "tasks": page.tasks,
+        "total": page.total,
+        "counts": counts,
+    })))
 }
 
 #[tracing::instrument(skip(hitl))]

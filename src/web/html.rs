@@ -2,9 +2,12 @@
 //! JavaScript) or, for htmx, with out-of-band fragments; a refusal answers with its status and
 //! either the page again, with the message above the task's state now, or an alert fragment.
 
+use std::sync::Arc;
+
 use axum::{
     Extension, Form,
-    extract::{Path, State, rejection::FormRejection},
+    extract::{Path, Query, State, rejection::FormRejection},
+    http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
 use maud::{Markup, html};
@@ -13,6 +16,7 @@ use serde::Deserialize;
 use super::{api::parse_id, error::Problem, extract::Htmx};
 use crate::{
     auth::Actor,
+    inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
     input::{DecisionFields, DecisionRequest, NewTask, attempt_number, extension, parse_number},
     service::Hitl,
     task::{Decision, Task, TaskId},
@@ -23,24 +27,52 @@ use crate::{
     },
 };
 
-pub async fn home(State(hitl): State<Hitl>) -> Markup {
-    hitl.settle(None).await;
-    render_home(&hitl, SubmitForm::default())
+/// The home page's query string: the inbox's filter, search and page.
+#[derive(Deserialize)]
+pub struct HomeQuery {
+    status: Option<String>,
+    q: Option<String>,
+    page: Option<String>,
 }
 
-fn render_home(hitl: &Hitl, form: SubmitForm) -> Markup {
+/// `GET /`: the submit form and a page of the inbox. A bad filter, search or page number is 422
+/// with the reason; a page past the end is 404 with a link to the last one.
+pub async fn home(
+    State(hitl): State<Hitl>,
+    Extension(inbox): Extension<Arc<Inbox>>,
+    Query(params): Query<HomeQuery>,
+) -> Response {
+    let fields = InboxFields {
+        status: params.status.as_deref(),
+        q: params.q.as_deref(),
+        page: params.page.as_deref(),
+        per_page: None,
+    };
+    let query = match InboxQuery::parse(fields, PER_PAGE) {
+        Ok(query) => query,
+        Err(invalid) => return refused(false, invalid.into()),
+    };
+    hitl.settle(None).await;
+    render_home(&hitl, &inbox, &query, SubmitForm::default())
+}
+
+fn render_home(hitl: &Hitl, inbox: &Inbox, query: &InboxQuery, form: SubmitForm) -> Response {
     let head = hitl.registry.events.head();
-    let mut tasks = hitl.registry.list(None);
-    // Most recent activity first within each list, as live updates insert them.
-    tasks.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
-    pages::home(
-        &tasks,
+    let page = inbox.query(&hitl.registry, query);
+    let status = if page.past_end() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
+    let markup = pages::home(
+        &page,
         head,
         hitl.default_max_attempts,
         hitl.max_text(),
         form,
         hitl.durable.is_none(),
-    )
+    );
+    (status, markup).into_response()
 }
 
 pub async fn about(State(hitl): State<Hitl>) -> Markup {
@@ -59,6 +91,7 @@ pub struct SubmitFields {
 pub async fn submit(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
+    Extension(inbox): Extension<Arc<Inbox>>,
     Htmx(htmx): Htmx,
     form: Result<Form<SubmitFields>, FormRejection>,
 ) -> Response {
@@ -99,7 +132,9 @@ pub async fn submit(
                 max_attempts: fields.max_attempts.as_deref(),
                 error: Some(problem.message),
             };
-            (problem.status, render_home(&hitl, form)).into_response()
+            let mut page = render_home(&hitl, &inbox, &InboxQuery::default(), form);
+            *page.status_mut() = problem.status;
+            page
         }
     }
 }

@@ -6,19 +6,20 @@ mod assets;
 pub mod error;
 mod extract;
 mod html;
+mod inbox_stream;
 pub mod protect;
 mod session;
 pub mod stream;
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, header},
     middleware,
     routing::{get, post},
     serve::ListenerExt,
 };
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 use axum::http::StatusCode;
@@ -26,7 +27,7 @@ use tower_http::{
     csrf::CsrfLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
 };
 
-use crate::service::Hitl;
+use crate::{inbox::Inbox, service::Hitl};
 
 /// The Content-Security-Policy of every answer: our own scripts and styles only, no inline code
 /// (htmx is configured not to need it), no framing.
@@ -113,6 +114,8 @@ pub fn app(hitl: Hitl) -> Router {
         ))
         .layer(middleware::from_fn(crate::metrics::time_requests))
         .layer(TraceLayer::new_for_http())
+        // The inbox's text index lives as long as the router: built on the first search.
+        .layer(Extension(Arc::new(Inbox::default())))
         .with_state(hitl)
 }
 

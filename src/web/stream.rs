@@ -7,8 +7,9 @@
 use std::{convert::Infallible, net::IpAddr, time::Duration};
 
 use axum::{
+    Extension,
     extract::{Query, State},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     response::{
         IntoResponse, Response,
         sse::{Event as SseEvent, KeepAlive, Sse},
@@ -27,6 +28,7 @@ use super::{
 };
 use crate::{
     events::{Event, EventKind, EventLog, Scope, Since},
+    inbox::Inbox,
     service::Hitl,
     views::fragments,
 };
@@ -45,7 +47,24 @@ pub enum Frame {
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
-    task: Option<String>,
+    pub(super) task: Option<String>,
+    /// `inbox`: the home page's stream (see `inbox_stream.rs`).
+    view: Option<String>,
+    /// The event a page reflects: where its stream starts when the browser sends no
+    /// `Last-Event-ID`.
+    pub(super) since: Option<String>,
+    pub(super) status: Option<String>,
+    pub(super) q: Option<String>,
+    pub(super) page: Option<String>,
+}
+
+/// How a stream starts when it cannot replay from an event: with every task's current state
+/// (what the contract's streams do), or with nothing but a `resync` (a page of the inbox, which
+/// cannot take 100,000 rows).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    Snapshot,
+    ResyncOnly,
 }
 
 /// The frames for one client: where it starts, then everything after, until shutdown.
@@ -53,6 +72,7 @@ pub fn frames(
     hitl: &Hitl,
     scope: Scope,
     last_event_id: Option<u64>,
+    fresh: Fresh,
     client: Option<IpAddr>,
 ) -> Result<impl Stream<Item = Frame> + use<>, Problem> {
     if let Scope::Task(id) = scope {
@@ -74,8 +94,8 @@ pub fn frames(
             Some((n, Since::Events { events, head })) => {
                 (events.into_iter().map(Frame::Event).collect(), head.max(n))
             }
-            Some((_, Since::Gone)) => restart(&log, scope, true),
-            None => restart(&log, scope, false),
+            Some((_, Since::Gone)) => restart(&log, scope, true, fresh),
+            None => restart(&log, scope, false, fresh),
         };
         for frame in first {
             yield frame;
@@ -83,7 +103,7 @@ pub fn frames(
         while wake.changed().await.is_ok() {
             let (frames, head) = match log.replay(last, scope).await {
                 Since::Events { events, head } => (events.into_iter().map(Frame::Event).collect(), head),
-                Since::Gone => restart(&log, scope, true),
+                Since::Gone => restart(&log, scope, true, fresh),
             };
             last = head;
             for frame in frames {
@@ -95,7 +115,12 @@ pub fn frames(
 }
 
 /// The current state as frames (after a `resync` when asked), and the head it reflects.
-fn restart(log: &EventLog, scope: Scope, resync: bool) -> (Vec<Frame>, u64) {
+fn restart(log: &EventLog, scope: Scope, resync: bool, fresh: Fresh) -> (Vec<Frame>, u64) {
+    if fresh == Fresh::ResyncOnly {
+        let head = log.head();
+        let frames = resync.then_some(Frame::Resync { id: head });
+        return (frames.into_iter().collect(), head);
+    }
     let snapshot = log.snapshot(scope);
     let mut frames = Vec::with_capacity(snapshot.events.len() + 1);
     if resync {
@@ -107,7 +132,7 @@ fn restart(log: &EventLog, scope: Scope, resync: bool) -> (Vec<Frame>, u64) {
     (frames, snapshot.head)
 }
 
-fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+pub(super) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -121,7 +146,7 @@ fn scope(query: &StreamQuery) -> Result<Scope, Problem> {
     }
 }
 
-fn sse(stream: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
+pub(super) fn sse(stream: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
     let stream = stream.map(Ok::<_, Infallible>);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
@@ -135,7 +160,8 @@ pub async fn json_events(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let frames = frames(&hitl, scope(&query)?, last_event_id(&headers), client)?;
+    let start = last_event_id(&headers);
+    let frames = frames(&hitl, scope(&query)?, start, Fresh::Snapshot, client)?;
     Ok(sse(frames.map(json_frame)))
 }
 
@@ -174,24 +200,37 @@ fn json_frame(frame: Frame) -> SseEvent {
 /// `GET /stream`: HTML fragments, swapped out of band by the page's one SSE sink.
 pub async fn html_events(
     State(hitl): State<Hitl>,
+    Extension(inbox): Extension<Arc<Inbox>>,
     ClientIp(client): ClientIp,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let result = scope(&query).and_then(|scope| {
-        Ok((
-            scope,
-            frames(&hitl, scope, last_event_id(&headers), client)?,
-        ))
-    });
-    match result {
-        Ok((scope, frames)) => {
-            sse(frames.filter_map(move |frame| std::future::ready(html_frame(scope, frame))))
-        }
-        // An EventSource acts on the status (and `Retry-After`); a person who opens the URL
-        // reads the page.
-        Err(problem) => super::html::refused(false, problem),
-    }
+    let result = match query.view.as_deref() {
+        None | Some("") => task_events(&hitl, &query, &headers, client),
+        Some("inbox") => super::inbox_stream::events(&hitl, &inbox, &query, &headers, client),
+        Some(_) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "The only view with its own stream is view=inbox.",
+        )),
+    };
+    // An EventSource acts on the status (and `Retry-After`); a person who opens the URL reads
+    // the page.
+    result.unwrap_or_else(|problem| super::html::refused(false, problem))
+}
+
+/// Every task's fragments (or one task's, with `task`), as the contract describes.
+fn task_events(
+    hitl: &Hitl,
+    query: &StreamQuery,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+) -> Result<Response, Problem> {
+    let scope = scope(query)?;
+    let frames = frames(hitl, scope, last_event_id(headers), Fresh::Snapshot, client)?;
+    Ok(sse(frames.filter_map(move |frame| {
+        std::future::ready(html_frame(scope, frame))
+    })))
 }
 
 fn html_frame(scope: Scope, frame: Frame) -> Option<SseEvent> {

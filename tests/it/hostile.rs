@@ -299,6 +299,18 @@ fn json_api_rows(t: &Targets) -> Vec<Row> {
         get(ANY_4XX, "/api/tasks?status=running&status=pending"),
         get(200, "/api/tasks?status="),
         get(200, "/api/tasks?status=waiting_for_review"),
+        // GET /api/tasks?q=&page=&per_page=: bad pages and sizes are 422, a page past the end is
+        // empty, a search for markup is only text.
+        get(422, "/api/tasks?page=0"),
+        get(422, "/api/tasks?page=-1"),
+        get(422, "/api/tasks?page=%FF"),
+        get(422, "/api/tasks?per_page=501"),
+        get(422, "/api/tasks?per_page=1e3"),
+        get(422, format!("/api/tasks?q={}", a_times(2 * KIB))),
+        get(200, "/api/tasks?page=99999999999999999999&per_page=500"),
+        get(200, "/api/tasks?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E&page=1"),
+        get(200, "/api/tasks?q=%00%FF%F0%9F%A6%80"),
+        get(ANY_4XX, "/api/tasks?page=1&page=2"),
         // GET /api/tasks/{id}: ids that are not UUIDs, and one no task has.
         get(404, "/api/tasks/nope"),
         get(404, "/api/tasks/.."),
@@ -587,6 +599,15 @@ fn browser_rows(t: &Targets) -> Vec<Row> {
         req(405, "DELETE", format!("/tasks/{id}")),
         req(405, "PUT", "/tasks").form("input=hello"),
         req(405, "POST", "/").form("input=hello"),
+        // The home page's filter, search and page.
+        get(422, "/?status=bogus"),
+        get(422, "/?page=0"),
+        get(422, "/?page=%3Cscript%3E"),
+        get(422, format!("/?q={}", a_times(2 * KIB))),
+        get(404, "/?page=99999999999999999999"),
+        get(200, "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        get(200, "/?q=%00%FF&status=failed"),
+        get(ANY_4XX, "/?q=a&q=b"),
         req(405, "POST", format!("/tasks/{id}")).form("decision=approved&attempt=1"),
     ]);
     rows
@@ -641,6 +662,19 @@ fn stream_rows(t: &Targets) -> Vec<Row> {
             get(STREAM, format!("{base}?task=")).last_event_id("abc"),
         ]);
     }
+    // The home page's stream: bad fields are 422; it starts where it is told, or resyncs.
+    rows.extend([
+        get(422, "/stream?view=nope"),
+        get(422, "/stream?view=inbox&page=0"),
+        get(422, "/stream?view=inbox&since=-1"),
+        get(422, "/stream?view=inbox&since=%3Cscript%3E"),
+        get(422, format!("/stream?view=inbox&q={}", a_times(2 * KIB))),
+        get(422, format!("/stream?view=inbox&task={id}")),
+        get(STREAM, "/stream?view=inbox&since=0"),
+        get(STREAM, "/stream?view=inbox&since=18446744073709551615"),
+        get(STREAM, "/stream?view=inbox&q=%3Cscript%3E").last_event_id("0"),
+        get(STREAM, "/stream?view=inbox").last_event_id("999999"),
+    ]);
     rows
 }
 

@@ -393,7 +393,7 @@ async fn htmx_requests_get_fragments_to_swap_out_of_band() {
 }
 
 #[tokio::test]
-async fn the_home_page_lists_tasks_by_where_they_are() {
+async fn the_home_page_lists_tasks_newest_first_with_counts_to_filter_by() {
     // Arrange
     let app = spawn_app().await;
     let waiting = app.submit_for_review("Waiting one", 3).await;
@@ -403,15 +403,47 @@ async fn the_home_page_lists_tasks_by_where_they_are() {
 
     // Act
     let doc = page(&app, "/").await;
+    let filtered = page(&app, "/?status=waiting_for_review").await;
 
-    // Assert
-    let link = |list: &str, id: &str| format!("#{list} #task-row-{id} a[href='/tasks/{id}']");
+    // Assert: one list, newest first, each row a link to its task
+    let rows = select(&doc, "#inbox-list > li.task-row");
+    let link = |id: &str| format!("#inbox-list #task-row-{id} a[href='/tasks/{id}']");
+    assert_eq!(rows.len(), 2);
     assert_eq!(
-        text_of(&doc, &link("tasks-review", &waiting.id)),
-        "Waiting one"
+        rows[0].value().id(),
+        Some(&*format!("task-row-{}", done.id))
     );
-    assert_eq!(text_of(&doc, &link("tasks-done", &done.id)), "Done one");
-    assert_eq!(select(&doc, ".task-row").len(), 2);
+    assert_eq!(text_of(&doc, &link(&waiting.id)), "Waiting one");
+    assert_eq!(text_of(&doc, &link(&done.id)), "Done one");
+    assert_eq!(text_of(&doc, "#inbox-summary"), "Showing 1–2 of 2");
+    // The statuses are filters that say how many tasks they hold, the current one marked
+    let count =
+        |doc: &Html, href: &str| text_of(doc, &format!("#inbox-filters a[href='{href}'] .count"));
+    assert_eq!(count(&doc, "/"), "2");
+    assert_eq!(count(&doc, "/?status=waiting_for_review"), "1");
+    assert_eq!(count(&doc, "/?status=completed"), "1");
+    assert_eq!(count(&doc, "/?status=running"), "0");
+    assert_eq!(
+        attr_of(&doc, "#inbox-filters [aria-current=page]", "href"),
+        "/"
+    );
+    let rows = select(&filtered, "#inbox-list > li.task-row");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(text_of(&filtered, &link(&waiting.id)), "Waiting one");
+    assert_eq!(
+        attr_of(&filtered, "#inbox-filters [aria-current=page]", "href"),
+        "/?status=waiting_for_review"
+    );
+    // The search keeps the filter; the submit form is still there
+    assert_eq!(
+        attr_of(
+            &filtered,
+            "form#search input[type=hidden][name=status]",
+            "value"
+        ),
+        "waiting_for_review"
+    );
+    assert_eq!(attr_of(&filtered, "form#search", "method"), "get");
     assert_eq!(attr_of(&doc, "form.submit-form", "action"), "/tasks");
 }
 

@@ -10,6 +10,7 @@ mod heartbeat;
 mod helpers;
 mod hostile;
 mod html;
+mod inbox;
 mod props;
 mod protect;
 mod streams;

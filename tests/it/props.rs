@@ -690,6 +690,12 @@ impl World {
             unfinished,
             "the count of unfinished tasks"
         );
+        let by_status = TaskStatus::ALL.map(|s| tasks.iter().filter(|t| t.status == s).count());
+        prop_assert_eq!(
+            registry.count_by_status(),
+            by_status,
+            "the counts per status, kept as tasks change"
+        );
 
         // Every task's latest event is durable (all tasks are settled: nothing more is coming).
         let newest = tasks.iter().map(|t| t.seq).max().unwrap_or(0);

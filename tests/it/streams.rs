@@ -322,7 +322,7 @@ async fn the_html_stream_sends_fragments_to_swap_out_of_band() {
     let row_done = list.next().await;
     let regions_done = page.next().await;
 
-    // Assert: the home page's row moves, the task page's regions change
+    // Assert: the row changes in place, the task page's regions change
     for event in [&row, &regions, &row_done, &regions_done] {
         assert_eq!(event.name, "status");
         assert!(event.data.contains("hx-swap-oob"), "{}", event.data);

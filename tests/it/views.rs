@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use hitl::{
+    events::EventLog,
+    inbox::{Counts, Inbox, InboxPage, InboxQuery, Screen},
+    registry::Registry,
     task::{AttemptRecord, Decision, Task, TaskId, TaskStatus},
     views::{
+        self,
         fragments::{self, FlashKind},
         pages,
     },
@@ -13,6 +17,7 @@ use hitl::{
 use maud::{Markup, html};
 use scraper::{Html, Selector};
 use time::macros::datetime;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Maud writes no newlines; one tag per line makes snapshots readable and diffs small.
@@ -115,8 +120,76 @@ fn attempt_history() {
 #[test]
 fn task_row_and_its_live_update() {
     let waiting = task(TaskStatus::WaitingForReview);
-    insta::assert_snapshot!("task_row", pretty(fragments::task_row(&waiting)));
+    insta::assert_snapshot!("task_row", pretty(fragments::task_row(&waiting, false)));
     insta::assert_snapshot!("row_update", pretty(fragments::row_update(&waiting)));
+}
+
+/// Tasks 1..=n, newest last, in the statuses of `TaskStatus::ALL` by turns, each like
+/// [`task`] otherwise.
+fn registry_of(n: u128) -> Registry {
+    let registry = Registry::new(EventLog::new(16));
+    for k in 1..=n {
+        let mut task = task(TaskStatus::ALL[(k % 6) as usize]);
+        task.id = TaskId(Uuid::from_u128(k));
+        task.input = format!("Task number {k}").into();
+        registry.restore(Arc::new(task), &CancellationToken::new());
+    }
+    registry
+}
+
+/// The inbox page `query` asks for, of [`registry_of`]`(n)`.
+fn inbox_page(n: u128, query: &InboxQuery) -> InboxPage {
+    Inbox::default().query(&registry_of(n), query)
+}
+
+#[test]
+fn the_inbox_counts_filters_and_pages() {
+    let query = InboxQuery {
+        status: Some(TaskStatus::Completed),
+        q: Some("number".into()),
+        page: 2,
+        per_page: 2,
+    };
+    let page = inbox_page(30, &query);
+    insta::assert_snapshot!("inbox_section", pretty(views::inbox::section(&page, 7)));
+}
+
+#[test]
+fn the_inbox_live_updates() {
+    let registry = registry_of(3);
+    let page = Inbox::default().query(&registry, &InboxQuery::default());
+    let mut screen = Screen::new(&page);
+    let mut new = Task::new(
+        TaskId(Uuid::from_u128(4)),
+        "Another number".into(),
+        3,
+        datetime!(2026-11-24 12:00:00 UTC),
+    );
+    new.seq = 8;
+    registry.restore(Arc::new(new.clone()), &CancellationToken::new());
+    let counts = Counts::of(&registry);
+    let live = |task: &Task, placement, screen: &Screen| {
+        pretty(views::inbox::live_update(
+            task, 8, placement, screen, &counts,
+        ))
+    };
+    let placement = screen.place(&new);
+    insta::assert_snapshot!("inbox_live_insert", live(&new, placement, &screen));
+    let mut changed = (*page.tasks[1]).clone();
+    changed.status = TaskStatus::Completed;
+    changed.seq = 8;
+    let placement = screen.place(&changed);
+    insta::assert_snapshot!("inbox_live_in_place", live(&changed, placement, &screen));
+
+    let later = InboxQuery {
+        q: Some("number".into()),
+        page: 2,
+        per_page: 2,
+        ..InboxQuery::default()
+    };
+    let mut screen = Screen::new(&Inbox::default().query(&registry, &later));
+    let placement = screen.place(&new);
+    insta::assert_snapshot!("inbox_live_elsewhere", live(&new, placement, &screen));
 }
 
 #[test]
@@ -175,17 +248,26 @@ fn assert_accessible(name: &str, markup: Markup) {
 
 #[test]
 fn every_page_labels_its_controls_and_names_its_buttons() {
-    let tasks: Vec<Arc<Task>> = (0u128..)
-        .zip(TaskStatus::ALL)
-        .map(|(n, status)| {
-            let mut task = task(status);
-            task.id = TaskId(Uuid::from_u128(n));
-            Arc::new(task)
-        })
-        .collect();
-    assert_accessible(
-        "home",
-        pages::home(&tasks, 7, 3, 65_536, pages::SubmitForm::default(), true),
+    let home = |name: &str, query: InboxQuery| {
+        let page = inbox_page(60, &query);
+        let markup = pages::home(&page, 7, 3, 65_536, pages::SubmitForm::default(), true);
+        assert_accessible(name, markup);
+    };
+    home("home", InboxQuery::default());
+    home(
+        "home, filtered and searched",
+        InboxQuery {
+            status: Some(TaskStatus::Failed),
+            q: Some("number 1".into()),
+            ..InboxQuery::default()
+        },
+    );
+    home(
+        "home, past the end",
+        InboxQuery {
+            page: 9,
+            ..InboxQuery::default()
+        },
     );
     for status in TaskStatus::ALL {
         assert_accessible(status.as_str(), pages::task(&task(status), None));
