@@ -56,7 +56,7 @@
 })();
 
 // Keyboard shortcuts on the task page: a approves, e opens the edit box, r goes to the comment
-// for requesting changes. Never while typing in a field, never with a modifier key held.
+// for requesting changes, n opens the next task waiting for review. Never while typing in a field, never with a modifier key held.
 (function () {
   "use strict";
 
@@ -94,6 +94,11 @@
       if (!comment) return;
       evt.preventDefault();
       comment.focus();
+    } else if (key === "n") {
+      var next = document.getElementById("next-task");
+      if (!next) return;
+      evt.preventDefault();
+      next.click();
     }
   });
 })();

@@ -107,7 +107,7 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                 }
                 p #shortcuts.help hidden {
                     "Keys: " kbd { "a" } " approve, " kbd { "e" } " edit before approving, "
-                    kbd { "r" } " write the comment to request changes. They do nothing while you type in a field."
+                    kbd { "r" } " write the comment to request changes, " kbd { "n" } " next task waiting. They do nothing while you type in a field."
                 }
                 form.approve-form method="post" action={ (url) "/feedback" }
                     hx-post={ (url) "/feedback" } hx-swap="none" aria-labelledby="approve-heading" {

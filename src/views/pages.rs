@@ -27,6 +27,8 @@ fn size(bytes: usize) -> String {
 pub struct SubmitForm<'a> {
     pub input: &'a str,
     pub max_attempts: Option<&'a str>,
+    pub review_timeout_minutes: Option<&'a str>,
+    pub review_timeout_policy: Option<&'a str>,
     pub error: Option<String>,
 }
 
@@ -65,6 +67,26 @@ pub fn home(
                 label for="max_attempts" { "Attempts allowed" }
                 input #max_attempts name="max_attempts" type="number" min="1" max=(MAX_ATTEMPTS_LIMIT)
                     inputmode="numeric" value=(form.max_attempts.unwrap_or(&default_attempts.to_string()));
+                details #deadline-fields open[form.review_timeout_minutes.is_some_and(|m| !m.is_empty())] {
+                    summary { "Review deadline (optional)" }
+                    label for="review_timeout_minutes" { "Minutes the review may take" }
+                    input #review_timeout_minutes name="review_timeout_minutes" type="number" min="0"
+                        inputmode="numeric" aria-describedby="deadline-help"
+                        value=(form.review_timeout_minutes.unwrap_or_default());
+                    p #deadline-help.help { "Blank: the service's default. 0: no deadline." }
+                    label for="review_timeout_policy" { "When it passes" }
+                    select #review_timeout_policy name="review_timeout_policy" {
+                        @for (value, label) in [
+                            ("", "The service's default"),
+                            ("none", "Nothing: mark it overdue"),
+                            ("fail", "The task fails"),
+                            ("approve", "Approve the output as it is"),
+                            ("reject", "Request changes automatically"),
+                        ] {
+                            option value=(value) selected[form.review_timeout_policy == Some(value)] { (label) }
+                        }
+                    }
+                }
                 div.actions { button type="submit" { "Submit task" } }
             }
         }
@@ -103,6 +125,9 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
         (fragments::review(task, false))
         (fragments::history(task, false))
         (fragments::audit(task, false))
+        p.next-task {
+            a #next-task href={ "/next?after=" (task.id) } { "Next task waiting for review →" }
+        }
     };
     page(&excerpt(&task.input, 40), Some(&stream), main)
 }

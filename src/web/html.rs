@@ -130,6 +130,8 @@ pub async fn submit(
             let form = SubmitForm {
                 input: fields.input.as_deref().unwrap_or_default(),
                 max_attempts: fields.max_attempts.as_deref(),
+                review_timeout_minutes: fields.review_timeout_minutes.as_deref(),
+                review_timeout_policy: fields.review_timeout_policy.as_deref(),
                 error: Some(problem.message),
             };
             let mut page = render_home(&hitl, &inbox, &InboxQuery::default(), form);
@@ -148,6 +150,24 @@ pub async fn task_page(State(hitl): State<Hitl>, Path(id): Path<String>) -> Resp
     match found {
         Ok(task) => pages::task(&task, None).into_response(),
         Err(problem) => refused(false, problem),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    after: Option<String>,
+}
+
+/// `GET /next?after={id}`: the task a reviewer should take next (the oldest one waiting for
+/// review, other than `after`), or the inbox's waiting list when none is.
+pub async fn next(State(hitl): State<Hitl>, Query(query): Query<NextQuery>) -> Redirect {
+    let after = query
+        .after
+        .and_then(|id| id.parse().ok())
+        .unwrap_or(TaskId(uuid::Uuid::nil()));
+    match crate::inbox::next_waiting(&hitl.registry, after) {
+        Some(task) => Redirect::to(&task_url(task.id)),
+        None => Redirect::to("/?status=waiting_for_review"),
     }
 }
 

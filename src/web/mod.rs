@@ -59,6 +59,7 @@ pub fn app(hitl: Hitl) -> Router {
     Router::new()
         .route("/", get(html::home))
         .route("/about", get(html::about))
+        .route("/next", get(html::next))
         .route("/tasks", post(html::submit).get(html::to_home))
         .route("/tasks/{id}", get(html::task_page))
         .route("/tasks/{id}/feedback", post(html::feedback))

@@ -688,3 +688,71 @@ async fn requesting_changes_without_a_comment_is_refused_and_the_review_stays_op
     }
     assert_eq!(app.get_task(&id).await.status, TaskStatus::WaitingForReview);
 }
+
+#[tokio::test]
+async fn next_leads_to_the_oldest_other_task_waiting_for_review() {
+    let app = spawn_app().await;
+    let (_, first) = submit(&app, "First in line", "3").await;
+    app.wait_for_review(&first, 1).await;
+    let (_, second) = submit(&app, "Second in line", "3").await;
+    app.wait_for_review(&second, 1).await;
+
+    // From the first, the next is the second; from the second, the first (the oldest)
+    let next = |after: String| {
+        let app = &app;
+        async move { location(&app.get(&format!("/next?after={after}")).await) }
+    };
+    assert_eq!(next(first.clone()).await, format!("/tasks/{second}"));
+    assert_eq!(next(second.clone()).await, format!("/tasks/{first}"));
+    let doc = page(&app, &format!("/tasks/{first}")).await;
+    assert_eq!(
+        attr_of(&doc, "#next-task", "href"),
+        format!("/next?after={first}")
+    );
+
+    // None left waiting: the inbox's waiting list
+    app.decide(&first, json!({ "decision": "approved", "attempt": 1 }))
+        .await;
+    app.decide(&second, json!({ "decision": "approved", "attempt": 1 }))
+        .await;
+    assert_eq!(next(first).await, "/?status=waiting_for_review");
+}
+
+#[tokio::test]
+async fn the_submit_form_sets_a_review_deadline_and_keeps_it_when_refused() {
+    let app = spawn_app().await;
+    let fields = [
+        ("input", "With a deadline"),
+        ("review_timeout_minutes", "90"),
+        ("review_timeout_policy", "approve"),
+    ];
+    let response = app.submit_form(&fields, false).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let id = location(&response).rsplit('/').next().unwrap().to_owned();
+    app.wait_for_review(&id, 1).await;
+    let doc = page(&app, &format!("/tasks/{id}")).await;
+    let deadline = text_of(&doc, "#deadline");
+    assert!(
+        deadline.contains("1 hour 30 minutes left") || deadline.contains("1 hour 29 minutes left"),
+        "{deadline}"
+    );
+    assert!(
+        deadline.contains("the output is approved as it is"),
+        "{deadline}"
+    );
+
+    let fields = [
+        ("input", "Bad deadline"),
+        ("review_timeout_minutes", "-5"),
+        ("review_timeout_policy", "fail"),
+    ];
+    let response = app.submit_form(&fields, false).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let doc = Html::parse_document(&text_body(response).await);
+    assert_eq!(attr_of(&doc, "#review_timeout_minutes", "value"), "-5");
+    assert_eq!(
+        attr_of(&doc, "#review_timeout_policy option[selected]", "value"),
+        "fail"
+    );
+    assert!(alert(&doc).contains("deadline"), "{}", alert(&doc));
+}
