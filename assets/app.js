@@ -55,8 +55,10 @@
   });
 })();
 
-// Keyboard shortcuts on the task page: a approves, e opens the edit box, r goes to the comment
-// for requesting changes, n opens the next task waiting for review. Never while typing in a field, never with a modifier key held.
+// Keyboard shortcuts. On the task page: a approves, e opens the edit box, r goes to the comment
+// for requesting changes, n opens the next task waiting for review. On the inbox: / goes to the
+// search box. Never while typing in a field, never with a modifier key held; the hints that list
+// them show only where this script runs. Never while typing in a field, never with a modifier key held.
 (function () {
   "use strict";
 
@@ -67,8 +69,10 @@
   }
 
   function showHint() {
-    var hint = document.getElementById("shortcuts");
-    if (hint) hint.hidden = false;
+    ["shortcuts", "search-shortcut"].forEach(function (id) {
+      var hint = document.getElementById(id);
+      if (hint) hint.hidden = false;
+    });
   }
   document.addEventListener("DOMContentLoaded", showHint);
   document.addEventListener("htmx:afterSettle", showHint);
@@ -94,6 +98,12 @@
       if (!comment) return;
       evt.preventDefault();
       comment.focus();
+    } else if (key === "/") {
+      var search = document.getElementById("q");
+      if (!search) return;
+      evt.preventDefault();
+      search.focus();
+      search.select();
     } else if (key === "n") {
       var next = document.getElementById("next-task");
       if (!next) return;
@@ -127,32 +137,4 @@
     }
   }
   setInterval(tick, 15000);
-})();
-
-// The inbox: the / key goes to the search box (never while typing in a field, never with a
-// modifier key held), and the hint that says so shows only where this script runs.
-(function () {
-  "use strict";
-
-  function typing(el) {
-    if (!el) return false;
-    var tag = el.tagName;
-    return el.isContentEditable || tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
-  }
-
-  document.addEventListener("DOMContentLoaded", function () {
-    var hint = document.getElementById("search-shortcut");
-    if (hint) hint.hidden = false;
-  });
-
-  document.addEventListener("keydown", function (evt) {
-    if (evt.key !== "/" || evt.defaultPrevented || evt.repeat) return;
-    if (evt.ctrlKey || evt.metaKey || evt.altKey) return;
-    if (typing(evt.target) || typing(document.activeElement)) return;
-    var search = document.getElementById("q");
-    if (!search) return;
-    evt.preventDefault();
-    search.focus();
-    search.select();
-  });
 })();
