@@ -58,7 +58,7 @@
 // Keyboard shortcuts. On the task page: a approves, e opens the edit box, r goes to the comment
 // for requesting changes, n opens the next task waiting for review. On the inbox: / goes to the
 // search box. Never while typing in a field, never with a modifier key held; the hints that list
-// them show only where this script runs. Never while typing in a field, never with a modifier key held.
+// them show only where this script runs.
 (function () {
   "use strict";
 
