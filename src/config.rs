@@ -83,10 +83,95 @@ pub struct Config {
     pub review_timeout_policy: TimeoutPolicy,
 
     #[command(flatten)]
+    pub processing: ProcessorConfig,
+
+    #[command(flatten)]
     pub limits: Limits,
 
     #[command(flatten)]
     pub auth: AuthConfig,
+}
+
+/// What does each attempt's work, and how failures and load are handled.
+#[derive(Args, Debug, Clone)]
+pub struct ProcessorConfig {
+    /// `simulated` (a stand-in that shows the loop), `command` (runs --command per attempt) or
+    /// `openai` (an OpenAI-compatible chat-completions server).
+    #[arg(long, env = "HITL_PROCESSOR", value_enum, default_value_t = ProcessorKind::Simulated)]
+    pub processor: ProcessorKind,
+
+    /// The program `--processor command` runs per attempt, split into words like a shell does
+    /// (no shell runs it unless --command-shell).
+    #[arg(long, env = "HITL_COMMAND")]
+    pub command: Option<String>,
+
+    /// Run --command through `sh -c`, for pipes and other shell syntax.
+    #[arg(long, env = "HITL_COMMAND_SHELL")]
+    pub command_shell: bool,
+
+    /// Seconds one try of an attempt may take before it is stopped (and retried).
+    #[arg(long, env = "HITL_PROCESS_TIMEOUT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub process_timeout_secs: u64,
+
+    /// Retries of a try that failed in a way another may not (timeout, connection, HTTP 429 or
+    /// 5xx, a command's non-zero exit), before the task fails.
+    #[arg(long, env = "HITL_MAX_RETRIES", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub max_retries: u32,
+
+    /// Wait before the first retry, in milliseconds; it doubles with each retry, up to 30 s.
+    #[arg(long, env = "HITL_RETRY_WAIT_MS", default_value_t = 1000)]
+    pub retry_wait_ms: u64,
+
+    /// Attempts processed at once; the others wait, `pending`, in the order they came.
+    #[arg(long, env = "HITL_MAX_CONCURRENT_PROCESSING", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_processing: u32,
+
+    /// The OpenAI-compatible server's base URL (the part before `/chat/completions`).
+    #[arg(long, env = "HITL_LLM_BASE_URL", default_value = "http://127.0.0.1:8080/v1")]
+    pub llm_base_url: String,
+
+    /// The model to ask for.
+    #[arg(long, env = "HITL_LLM_MODEL")]
+    pub llm_model: Option<String>,
+
+    /// The API key, sent as a bearer token; from the environment only, so it is not seen in
+    /// the process list.
+    #[arg(long, env = "HITL_LLM_API_KEY", hide = true, hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+
+    /// A file with the prompt template (see the README); the built-in one if not given.
+    #[arg(long, env = "HITL_LLM_PROMPT_FILE")]
+    pub llm_prompt_file: Option<PathBuf>,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            processor: ProcessorKind::Simulated,
+            command: None,
+            command_shell: false,
+            process_timeout_secs: 300,
+            max_retries: 2,
+            retry_wait_ms: 1000,
+            max_concurrent_processing: 8,
+            llm_base_url: "http://127.0.0.1:8080/v1".into(),
+            llm_model: None,
+            llm_api_key: None,
+            llm_prompt_file: None,
+        }
+    }
+}
+
+/// The processors hitl ships.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ProcessorKind {
+    #[default]
+    Simulated,
+    Command,
+    Openai,
 }
 
 /// A review timeout: an age such as 90s, 30m, 24h or 7d, or a number of seconds, up to a year.
@@ -214,6 +299,7 @@ impl Default for Config {
             data_dir: "hitl-data".into(),
             review_timeout: None,
             review_timeout_policy: TimeoutPolicy::None,
+            processing: ProcessorConfig::default(),
             limits: Limits::default(),
             auth: AuthConfig {
                 session_hours: 12,

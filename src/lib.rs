@@ -9,6 +9,7 @@
 //!   linked by typed actions, validated when built). Knows nothing of tasks.
 //! - [`review`]: the review flow on that engine (`Process -> Review -> Result`), its shared store
 //!   and the processor that does an attempt's work.
+//! - [`processors`]: the processors `--processor` chooses: simulated, a command, an LLM.
 //! - [`task`]: the task data model, as the JSON API shows it.
 //! - [`audit`]: the hash-chained audit trail of each task, and how a chain is verified.
 //! - [`registry`]: the live tasks in a `DashMap`, and the guarded transitions that change them.
@@ -33,6 +34,7 @@ pub mod events;
 pub mod inbox;
 pub mod input;
 pub mod metrics;
+pub mod processors;
 pub mod registry;
 pub mod review;
 pub mod service;

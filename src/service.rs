@@ -10,7 +10,7 @@ use crate::{
     events::EventLog,
     input::{DecisionRequest, NewTask},
     registry::{Registry, TransitionError},
-    review::{Processor, ReviewFlow, SimulatedProcessor},
+    review::{Processor, ReviewFlow},
     store::{
         Retention, Store, StoreError,
         journal::{self, Journal},
@@ -58,10 +58,8 @@ impl Hitl {
     /// Opens the configured store, rebuilds the tasks it holds and resumes their work, with the
     /// simulated processor.
     pub fn open(config: &Config, shutdown: CancellationToken) -> Result<Self, StoreError> {
-        let processor = SimulatedProcessor {
-            delay: Duration::from_millis(config.process_delay_ms),
-        };
-        Self::with_processor(config, Arc::new(processor), shutdown)
+        let processor = crate::processors::build(config).map_err(StoreError::Config)?;
+        Self::with_processor(config, processor, shutdown)
     }
 
     pub fn with_processor(

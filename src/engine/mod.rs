@@ -1,8 +1,8 @@
 //! A small workflow engine in the PocketFlow style.
 //!
 //! A [`Node`] does one step in three phases: `prep` reads the shared store, `exec` does the work
-//! (and may fail: it is tried up to `max_retries` times with `retry_wait` between tries, then
-//! `exec_fallback` gets the last error), and `post` writes the shared store and returns an
+//! (and may fail: a retryable failure is tried up to `max_retries` times in all, waiting
+//! `retry_wait` before each new try, then `exec_fallback` gets the last error), and `post` writes the shared store and returns an
 //! action. A [`Flow`] links nodes by action; it runs from its start node until a node returns an
 //! action with no successor. Links are checked when the flow is built, so a flow that was built
 //! can only fail at run time because a node failed. Everything is async: a node that waits (for a
@@ -24,12 +24,29 @@ pub trait Action: Copy + Eq + Hash + Debug + Send + Sync + 'static {
 
 /// Why a node's step failed, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct NodeError(pub String);
+#[error("{message}")]
+pub struct NodeError {
+    pub message: String,
+    /// Might another try succeed (a timeout, a refused connection, a busy server)? Only then
+    /// is `exec` tried again.
+    pub retryable: bool,
+}
 
 impl NodeError {
+    /// A failure another try may get past.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure no retry can fix (a bad key, a malformed request): `exec` is not tried again.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -47,8 +64,8 @@ pub trait Node<S: Send + Sync>: Send + Sync + 'static {
         1
     }
 
-    /// How long to wait between tries of `exec`.
-    fn retry_wait(&self) -> Duration {
+    /// How long to wait before try number `next` (2 or more) of `exec`: a node may back off.
+    fn retry_wait(&self, _next: u32) -> Duration {
         Duration::ZERO
     }
 
@@ -87,13 +104,14 @@ pub trait Node<S: Send + Sync>: Send + Sync + 'static {
             let output = loop {
                 match self.exec(&prep).await {
                     Ok(output) => break output,
-                    Err(error) if attempt >= tries => {
+                    Err(error) if attempt >= tries || !error.retryable => {
                         break self.exec_fallback(&prep, error).await?;
                     }
                     Err(error) => {
-                        tracing::debug!(%error, attempt, tries, "exec failed; retrying");
                         attempt += 1;
-                        tokio::time::sleep(self.retry_wait()).await;
+                        let wait = self.retry_wait(attempt);
+                        tracing::warn!(%error, attempt, tries, ?wait, "exec failed; retrying");
+                        tokio::time::sleep(wait).await;
                     }
                 }
             };

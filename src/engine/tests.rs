@@ -67,7 +67,7 @@ impl Node<Store> for Flaky {
     fn max_retries(&self) -> u32 {
         self.retries
     }
-    fn retry_wait(&self) -> Duration {
+    fn retry_wait(&self, _next: u32) -> Duration {
         Duration::from_secs(5)
     }
     async fn prep(&self, _: &Store) -> Result<(), NodeError> {
