@@ -10,7 +10,7 @@ use crate::{
     events::EventLog,
     input::{DecisionRequest, NewTask},
     registry::{Registry, TransitionError},
-    review::{Processor, ReviewFlow},
+    review::{ProcessOptions, Processor, ReviewFlow},
     store::{
         Retention, Store, StoreError,
         journal::{self, Journal},
@@ -98,7 +98,11 @@ impl Hitl {
         };
         let registry = Registry::new(events);
         let hitl = Self {
-            flow: Arc::new(ReviewFlow::new(registry.clone(), processor)),
+            flow: Arc::new(ReviewFlow::new(
+                registry.clone(),
+                processor,
+                ProcessOptions::from(&config.processing),
+            )),
             registry,
             default_max_attempts: config.max_attempts,
             shutdown,

@@ -10,12 +10,13 @@ pub mod processor;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::{
+    config::ProcessorConfig,
     engine::{Action, Flow, FlowError},
     registry::{Registry, TaskHandle, TransitionError},
     task::{Decision, Feedback, TaskId, TaskStatus},
@@ -100,14 +101,51 @@ pub struct ReviewFlow {
     registry: Registry,
 }
 
+/// How attempts are processed: time allowed per try, retries, and how many at once.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessOptions {
+    /// Longest one try may take; it is stopped (and may be retried) after it.
+    pub timeout: Duration,
+    /// Tries after the first, for failures another try may get past.
+    pub max_retries: u32,
+    /// Wait before the first retry; it doubles with each one, up to 30 s.
+    pub retry_wait: Duration,
+    /// Attempts processed at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            max_retries: 0,
+            retry_wait: Duration::from_secs(1),
+            max_concurrent: 10_000,
+        }
+    }
+}
+
+impl From<&ProcessorConfig> for ProcessOptions {
+    fn from(config: &ProcessorConfig) -> Self {
+        Self {
+            timeout: Duration::from_secs(config.process_timeout_secs),
+            max_retries: config.max_retries,
+            retry_wait: Duration::from_millis(config.retry_wait_ms),
+            max_concurrent: config.max_concurrent_processing as usize,
+        }
+    }
+}
+
 impl ReviewFlow {
-    pub fn new(registry: Registry, processor: Arc<dyn Processor>) -> Self {
+    pub fn new(registry: Registry, processor: Arc<dyn Processor>, options: ProcessOptions) -> Self {
         let flow = Flow::builder()
             .node(
                 "Process",
                 ProcessNode {
                     registry: registry.clone(),
                     processor,
+                    options,
+                    permits: Arc::new(Semaphore::new(options.max_concurrent.max(1))),
                 },
             )
             .node(

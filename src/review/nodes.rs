@@ -3,7 +3,10 @@
 use std::{sync::Arc, time::Duration};
 
 use time::OffsetDateTime;
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    time::Instant,
+};
 
 use crate::{
     audit::AuditEvent,
@@ -12,7 +15,7 @@ use crate::{
     task::{Decision, Feedback, Task, TaskId, now, same_text},
 };
 
-use super::{PriorAttempt, ProcessRequest, Processor, ReviewStore, Step};
+use super::{PriorAttempt, ProcessOptions, ProcessRequest, Processor, ReviewStore, Step};
 
 impl From<TransitionError> for NodeError {
     fn from(error: TransitionError) -> Self {
@@ -20,48 +23,98 @@ impl From<TransitionError> for NodeError {
     }
 }
 
-/// Produces an attempt's output with the processor.
+/// Produces an attempt's output with the processor: at most `options.max_concurrent` at once
+/// (the others stay `pending`, in the order they came), each try stopped after
+/// `options.timeout`, failures another try may get past retried with a growing wait.
 pub struct ProcessNode {
     pub registry: Registry,
     pub processor: Arc<dyn Processor>,
+    pub options: ProcessOptions,
+    /// One permit per attempt being processed; the semaphore is fair, so waiters go in order.
+    pub permits: Arc<Semaphore>,
 }
 
+/// What processing one attempt holds: the request, and its place among those processed at once.
+pub struct Processing {
+    request: ProcessRequest,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The least time between two progress events of one attempt: a model streams tokens far
+/// faster than anyone reads, and every event is written to the journal.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
 impl Node<ReviewStore> for ProcessNode {
-    type Prep = ProcessRequest;
+    type Prep = Processing;
     type Output = String;
     type Action = Step;
 
+    fn max_retries(&self) -> u32 {
+        self.options.max_retries.saturating_add(1)
+    }
+
+    fn retry_wait(&self, next: u32) -> Duration {
+        let doublings = next.saturating_sub(2).min(16);
+        (self.options.retry_wait * 2u32.pow(doublings)).min(Duration::from_secs(30))
+    }
+
     #[tracing::instrument(name = "process.prep", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
-    async fn prep(&self, store: &ReviewStore) -> Result<ProcessRequest, NodeError> {
+    async fn prep(&self, store: &ReviewStore) -> Result<Processing, NodeError> {
+        // Waits for a place while the task stays pending.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| NodeError::fatal("processing has stopped"))?;
         self.registry.start_attempt(store.task_id, store.attempt)?;
-        Ok(ProcessRequest {
-            task_id: store.task_id,
-            input: store.input.clone(),
-            attempt: store.attempt,
-            max_attempts: store.max_attempts,
-            history: store.history.clone(),
+        Ok(Processing {
+            request: ProcessRequest {
+                task_id: store.task_id,
+                input: store.input.clone(),
+                attempt: store.attempt,
+                max_attempts: store.max_attempts,
+                history: store.history.clone(),
+            },
+            _permit: permit,
         })
     }
 
-    #[tracing::instrument(name = "process.exec", skip_all, fields(task_id = %request.task_id, attempt = request.attempt))]
-    async fn exec(&self, request: &ProcessRequest) -> Result<String, NodeError> {
+    #[tracing::instrument(name = "process.exec", skip_all, fields(task_id = %processing.request.task_id, attempt = processing.request.attempt))]
+    async fn exec(&self, processing: &Processing) -> Result<String, NodeError> {
+        let request = &processing.request;
         let (registry, id, attempt) = (&self.registry, request.task_id, request.attempt);
+        let last = std::sync::Mutex::new(None::<Instant>);
         let progress = move |text: Arc<str>| {
+            {
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                if last.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
+                    return;
+                }
+                *last = Some(Instant::now());
+            }
             // A progress report after a cancel has nowhere to go; that is not an error.
             let _ = registry.progress(id, attempt, text);
         };
-        self.processor.process(request, &progress).await
+        let timeout = self.options.timeout;
+        match tokio::time::timeout(timeout, self.processor.process(request, &progress)).await {
+            Ok(result) => result,
+            Err(_) => Err(NodeError::new(format!(
+                "Processing took longer than {} s and was stopped.",
+                timeout.as_secs_f64()
+            ))),
+        }
     }
 
     async fn post(
         &self,
         store: &mut ReviewStore,
-        request: ProcessRequest,
+        processing: Processing,
         output: String,
     ) -> Result<Step, NodeError> {
         let output: Arc<str> = output.into();
         self.registry
-            .finish_attempt(store.task_id, request.attempt, output.clone())?;
+            .finish_attempt(store.task_id, processing.request.attempt, output.clone())?;
         store.output = Some(output);
         Ok(Step::Processed)
     }

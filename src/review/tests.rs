@@ -57,7 +57,11 @@ impl Harness {
     fn new(processor: Scripted) -> Self {
         let registry = Registry::new(EventLog::new(100));
         let processor = Arc::new(processor);
-        let flow = Arc::new(ReviewFlow::new(registry.clone(), processor.clone()));
+        let flow = Arc::new(ReviewFlow::new(
+            registry.clone(),
+            processor.clone(),
+            ProcessOptions::default(),
+        ));
         Self {
             registry,
             processor,

@@ -57,27 +57,31 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
 /// A server and the service behind it, for tests that arrange state directly (such as filling
 /// the registry with 100,000 tasks) rather than through requests.
 pub async fn spawn_app_and_service(config: Config) -> (TestApp, Hitl) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a free port");
-    let addr = listener.local_addr().expect("the bound address");
-    let shutdown = CancellationToken::new();
-    let hitl = Hitl::open(&config, shutdown.clone()).expect("the service opens");
-    let server = tokio::spawn(hitl::web::serve(listener, hitl.clone()));
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a reqwest client");
-    let app = TestApp {
-        base_url: format!("http://{addr}"),
-        client,
-        shutdown,
-        server,
-    };
-    (app, hitl)
+    let hitl = Hitl::open(&config, CancellationToken::new()).expect("the service opens");
+    (TestApp::serve(hitl.clone()).await, hitl)
 }
 
 impl TestApp {
+    /// Serves `hitl` on a free port; stopping the app stops the service.
+    pub async fn serve(hitl: Hitl) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let addr = listener.local_addr().expect("the bound address");
+        let shutdown = hitl.shutdown.clone();
+        let server = tokio::spawn(hitl::web::serve(listener, hitl));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a reqwest client");
+        TestApp {
+            base_url: format!("http://{addr}"),
+            client,
+            shutdown,
+            server,
+        }
+    }
+
     /// A client for a server that runs elsewhere (the real binary), at `base_url`.
     pub fn at(base_url: String) -> Self {
         Self {

@@ -4,6 +4,7 @@ mod api;
 mod audit;
 mod auth;
 mod binary;
+mod command;
 mod deadlines;
 mod durability;
 mod heartbeat;
