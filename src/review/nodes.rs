@@ -1,6 +1,8 @@
 //! The three nodes of the review flow.
 
-use std::{sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures_util::FutureExt;
 
 use time::OffsetDateTime;
 use tokio::{
@@ -97,8 +99,14 @@ impl Node<ReviewStore> for ProcessNode {
             let _ = registry.progress(id, attempt, text);
         };
         let timeout = self.options.timeout;
-        match tokio::time::timeout(timeout, self.processor.process(request, &progress)).await {
-            Ok(result) => result,
+        // A processor that panics fails its attempt, not the task's flow (which would leave the
+        // task running for ever) nor anything else.
+        let work = AssertUnwindSafe(self.processor.process(request, &progress)).catch_unwind();
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(NodeError::fatal(
+                "The processor failed unexpectedly (it panicked); see the server's log.",
+            )),
             Err(_) => Err(NodeError::new(format!(
                 "Processing took longer than {} s and was stopped.",
                 timeout.as_secs_f64()

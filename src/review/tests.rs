@@ -254,3 +254,43 @@ async fn a_decision_during_shutdown_is_reported_as_not_applied() {
         Err(crate::registry::TransitionError::Stopped)
     ));
 }
+
+struct Panicking;
+
+impl Processor for Panicking {
+    fn process<'a>(
+        &'a self,
+        _request: &'a ProcessRequest,
+        _progress: &'a (dyn Fn(Arc<str>) + Send + Sync),
+    ) -> ProcessFuture<'a> {
+        Box::pin(async move { panic!("a bug in the processor") })
+    }
+}
+
+#[tokio::test]
+async fn a_processor_that_panics_fails_its_task_and_nothing_else() {
+    let registry = Registry::new(EventLog::new(100));
+    let flow = Arc::new(ReviewFlow::new(
+        registry.clone(),
+        Arc::new(Panicking),
+        ProcessOptions::default(),
+    ));
+    let shutdown = CancellationToken::new();
+    let handle = registry.insert(
+        Task::new(TaskId::new(), "input".into(), 3, now()),
+        &shutdown,
+    );
+    let id = handle.task.id;
+    let mut changes = registry.watch(id).unwrap();
+    flow.spawn(handle);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !registry.get(id).unwrap().status.is_terminal() {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the task ends");
+    let task = registry.get(id).unwrap();
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(task.error.as_deref().unwrap().contains("panicked"));
+}
