@@ -85,7 +85,8 @@
       var approve = document.getElementById("approve");
       if (!approve) return;
       evt.preventDefault();
-      approve.form.requestSubmit(approve);
+      // A click, not form.requestSubmit(): htmx takes the decision from the clicked button.
+      approve.click();
     } else if (key === "e") {
       var details = document.getElementById("edit-output");
       var edit = document.getElementById("edited-output");

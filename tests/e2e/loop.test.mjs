@@ -1,0 +1,194 @@
+// The review loop as people use it: live with JavaScript, by forms and redirects without it,
+// with the keyboard alone, in two tabs at once, across a server restart.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import os from "node:os";
+import fs from "node:fs";
+import path from "node:path";
+import { launch, context, URL, submitApi, getTask, statusIs, shot, startServer } from "./lib.mjs";
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Marks the page so a reload (which would clear the mark) is detected. */
+async function mark(page) {
+  await page.evaluate(() => {
+    window.__notReloaded = true;
+  });
+}
+async function notReloaded(page) {
+  assert.equal(await page.evaluate(() => window.__notReloaded === true), true, "the page was reloaded");
+}
+
+test("a task submitted in the page reaches review, goes back with a comment and is approved, all live", async () => {
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/`);
+  await page.fill("#input", "Write a haiku about rust");
+  await page.click("button:has-text('Submit task')");
+  await page.locator("#flash a", { hasText: "Open it" }).click();
+  await mark(page);
+
+  await statusIs(page, "Waiting for review");
+  await notReloaded(page);
+  assert.match(await page.locator("#task-output pre.text").first().innerText(), /Draft 1 of 3/);
+
+  await page.fill("#comment", "Mention the crab");
+  await page.click("#request-changes");
+  await page.locator("#task-status-text", { hasText: "Attempt 2 of 3 is ready" }).waitFor();
+  assert.match(await page.locator("#task-output pre.text").first().innerText(), /- on draft 1: Mention the crab/);
+  await page.locator("#task-history", { hasText: "Changes requested" }).waitFor();
+
+  await page.click("#approve");
+  await statusIs(page, "Completed");
+  await notReloaded(page);
+  await page.locator("#task-audit td", { hasText: "Approved (attempt 2)" }).waitFor();
+  await ctx.close();
+});
+
+test("two pages on one task both follow every change", async () => {
+  const id = await submitApi(URL, "Watched twice");
+  const ctx = await context(browser);
+  const [a, b] = [await ctx.newPage(), await ctx.newPage()];
+  await a.goto(`${URL}/tasks/${id}`);
+  await b.goto(`${URL}/tasks/${id}`);
+  await statusIs(a, "Waiting for review");
+  await statusIs(b, "Waiting for review");
+
+  await a.click("#approve");
+
+  await statusIs(a, "Completed");
+  await statusIs(b, "Completed");
+  assert.equal(await b.locator("#approve").count(), 0, "the other page's form is gone");
+  await ctx.close();
+});
+
+test("a stale decision from a second tab is explained in plain words", async () => {
+  const id = await submitApi(URL, "Decided twice");
+  const live = await context(browser);
+  const still = await context(browser, { javaScriptEnabled: false });
+  const a = await live.newPage();
+  const b = await still.newPage();
+  await a.goto(`${URL}/tasks/${id}`);
+  await statusIs(a, "Waiting for review");
+  await b.goto(`${URL}/tasks/${id}`);
+  await statusIs(b, "Waiting for review");
+
+  await a.click("#approve");
+  await statusIs(a, "Completed");
+  await b.click("#approve");
+
+  const alert = b.locator("[role=alert]");
+  await alert.waitFor();
+  assert.match(await alert.innerText(), /completed, not waiting for review/i);
+  await statusIs(b, "Completed");
+  await live.close();
+  await still.close();
+});
+
+test("without JavaScript the whole loop works by forms and redirects", async () => {
+  const ctx = await context(browser, { javaScriptEnabled: false });
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/`);
+  await page.fill("#input", "No script here");
+  await page.click("button:has-text('Submit task')");
+  await page.waitForURL(/\/tasks\/[0-9a-f-]+$/);
+  const id = page.url().split("/").pop();
+
+  const reloadUntil = async (label) => {
+    for (let i = 0; i < 100; i++) {
+      if ((await page.locator("#task-status-text .badge").innerText()) === label) return;
+      await page.waitForTimeout(100); // no live updates without script: a person reloads too
+      await page.reload();
+    }
+    assert.fail(`never ${label}`);
+  };
+  await reloadUntil("Waiting for review");
+  await page.fill("#comment", "Say more");
+  await page.click("#request-changes");
+  await page.waitForURL(new RegExp(`/tasks/${id}$`));
+  await reloadUntil("Waiting for review");
+  assert.match(await page.locator("#task-status-text").innerText(), /Attempt 2 of 3/);
+
+  await page.locator("#edit-output summary").click();
+  await page.fill("#edited-output", "Edited without script");
+  await page.click("#approve");
+  await reloadUntil("Completed");
+  assert.equal((await getTask(URL, id)).final_result, "Edited without script");
+  await ctx.close();
+});
+
+test("the whole loop with the keyboard alone, focus visible and sensible after every swap", async () => {
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/`);
+  const focused = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+  const tabTo = async (test, what) => {
+    for (let i = 0; i < 60; i++) {
+      await page.keyboard.press("Tab");
+      if (await page.evaluate(test)) return;
+    }
+    assert.fail(`Tab never reached ${what}`);
+  };
+
+  await tabTo(() => document.activeElement.id === "input", "the input");
+  await page.keyboard.type("Keyboard only");
+  await tabTo(() => document.activeElement.textContent === "Submit task", "the submit button");
+  await page.keyboard.press("Enter");
+  await tabTo(() => document.activeElement.textContent === "Open it", "the new task's link");
+  await page.keyboard.press("Enter");
+  await statusIs(page, "Waiting for review");
+
+  await page.keyboard.press("r");
+  assert.equal(await focused(), "comment", "r goes to the comment");
+  await page.keyboard.type("Shorter please");
+  assert.equal(await page.inputValue("#comment"), "Shorter please", "typing r in a field does not fire");
+  await tabTo(() => document.activeElement.id === "request-changes", "Request changes");
+  await page.keyboard.press("Enter");
+  await page.locator("#task-status-text", { hasText: "Attempt 2 of 3 is ready" }).waitFor();
+  const afterSwap = await focused();
+  assert.notEqual(afterSwap, "BODY", "focus is not lost when the form it was in is replaced");
+  assert.equal(
+    await page.evaluate(() => document.activeElement.matches(":focus-visible")),
+    true,
+    `the focused element (${afterSwap}) shows it`,
+  );
+
+  await page.keyboard.press("a");
+  await statusIs(page, "Completed");
+  assert.notEqual(await focused(), "BODY");
+  await ctx.close();
+});
+
+test("a page left open while the server restarts reconnects and shows the true state", async () => {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "hitl-e2e-"));
+  const args = (addr) => ["--addr", addr, "--data-dir", data, "--process-delay-ms", "0"];
+  let server = await startServer(args("127.0.0.1:0"));
+  const addr = server.url.replace("http://", "");
+  const id = await submitApi(server.url, "Outlives a restart");
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${server.url}/tasks/${id}`);
+  await statusIs(page, "Waiting for review");
+  await mark(page);
+
+  await server.stop();
+  server = await startServer(args(addr));
+  const res = await fetch(`${server.url}/api/tasks/${id}/feedback`, {
+    method: "POST",
+    body: JSON.stringify({ decision: "approved", attempt: 1 }),
+  });
+  assert.equal(res.status, 200);
+
+  await statusIs(page, "Completed");
+  await notReloaded(page);
+  await shot(page, "restart-completed");
+  await ctx.close();
+  await server.stop();
+  fs.rmSync(data, { recursive: true, force: true });
+});
