@@ -11,6 +11,7 @@ mod helpers;
 mod hostile;
 mod html;
 mod inbox;
+mod openai;
 mod props;
 mod protect;
 mod streams;
