@@ -130,7 +130,11 @@ pub struct ProcessorConfig {
     pub max_concurrent_processing: u32,
 
     /// The OpenAI-compatible server's base URL (the part before `/chat/completions`).
-    #[arg(long, env = "HITL_LLM_BASE_URL", default_value = "http://127.0.0.1:8080/v1")]
+    #[arg(
+        long,
+        env = "HITL_LLM_BASE_URL",
+        default_value = "http://127.0.0.1:8080/v1"
+    )]
     pub llm_base_url: String,
 
     /// The model to ask for.
