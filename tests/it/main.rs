@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod html;
 mod inbox;
+mod openai;
 mod props;
 mod protect;
 mod streams;
