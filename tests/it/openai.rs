@@ -436,7 +436,6 @@ async fn the_review_loop_runs_on_the_model() {
 }
 
 #[tokio::test]
-#[ignore = "needs ProcessNode's retries (max_retries, retry wait), built on main"]
 async fn a_rate_limited_try_is_retried_by_the_service() {
     let fake = FakeLlm::start([
         Reply::Status(StatusCode::TOO_MANY_REQUESTS, "slow down".into()),
