@@ -130,6 +130,15 @@ print("second line")
         }
     };
     std::fs::write(&gate, "go").unwrap();
+    let mut later = Vec::new();
+    let last = loop {
+        let event = events.next().await;
+        let data = event.data();
+        if event.name == "status" && data.status == TaskStatus::WaitingForReview {
+            break (event.id, data);
+        }
+        later.push((event.id, event.name, data));
+    };
     let done = app.wait_for_review(&task.id, 1).await;
 
     // Assert: the progress came first, holding the first line, and the output has both
@@ -137,6 +146,16 @@ print("second line")
     assert_eq!(first.status, TaskStatus::Running);
     assert_eq!(first.output.as_deref(), Some("first line"));
     assert_eq!(done.output.as_deref(), Some("first line\nsecond line"));
+    // Every later progress event came in order, each text growing from the one before, and
+    // all before the status that ends the attempt.
+    let mut text = "first line".to_owned();
+    let mut seq = 0;
+    for (id, name, data) in later.iter().filter(|(_, name, _)| name == "progress") {
+        let next = data.output.clone().unwrap_or_default();
+        assert!(next.starts_with(&text), "{name} {next:?} after {text:?}");
+        assert!(*id > seq && *id < last.0);
+        (text, seq) = (next, *id);
+    }
 }
 
 #[tokio::test]
