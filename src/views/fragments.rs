@@ -6,6 +6,7 @@ use maud::{Markup, html};
 use super::{excerpt, task_url, time};
 use crate::{
     audit::AuditEvent,
+    auth::{Actor, Role},
     task::{AttemptRecord, Task, TaskStatus, TimeoutPolicy, sha256_hex},
 };
 use time::OffsetDateTime;
@@ -99,7 +100,10 @@ pub fn review(task: &Task, swap: bool) -> Markup {
     let url = task_url(task.id);
     html! {
         section #task-review data-seq=(task.seq) aria-labelledby="review-heading" hx-swap-oob=[oob(swap)] {
-            @if task.status == TaskStatus::WaitingForReview {
+            @if task.status == TaskStatus::WaitingForReview && !may_decide() {
+                h2 #review-heading { "Review of attempt " (task.attempt) }
+                p.muted { "Attempt " (task.attempt) " is waiting for a reviewer. You are signed in as a submitter, so you can watch it here but not decide." }
+            } @else if task.status == TaskStatus::WaitingForReview {
                 @let output = task.output.as_deref().unwrap_or_default();
                 h2 #review-heading { "Your review of attempt " (task.attempt) }
                 @if let (Some(deadline), Some(timeout)) = (task.review_deadline, task.review_timeout) {
@@ -154,13 +158,31 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                     }
                 }
             }
-            @if !task.status.is_terminal() {
+            @if !task.status.is_terminal() && may_cancel(task) {
                 form.cancel-form method="post" action={ (url) "/cancel" } hx-post={ (url) "/cancel" } hx-swap="none" {
                     button.secondary type="submit" { "Cancel task" }
                 }
             }
         }
     }
+}
+
+/// Who the fragment is rendered for (set per request, and per stream connection).
+fn viewer() -> Option<Actor> {
+    super::VIEWER.try_with(Clone::clone).ok().flatten()
+}
+
+/// May the viewer decide? Everyone without sign-in; reviewers with it. (The service checks
+/// again: this only spares a submitter buttons that would answer 403.)
+fn may_decide() -> bool {
+    viewer().is_none_or(|v| v.role == Role::Reviewer)
+}
+
+/// May the viewer cancel this task? Reviewers any task, submitters their own.
+fn may_cancel(task: &Task) -> bool {
+    viewer().is_none_or(|v| {
+        v.role == Role::Reviewer || v.anonymous || task.submitted_by.as_deref() == Some(&*v.name)
+    })
 }
 
 /// The open review's deadline, the time left, what happens then, and a form to extend it.

@@ -228,8 +228,12 @@ fn task_events(
 ) -> Result<Response, Problem> {
     let scope = scope(query)?;
     let frames = frames(hitl, scope, last_event_id(headers), Fresh::Snapshot, client)?;
+    // Fragments are rendered for this connection's viewer: a submitter is not sent forms only
+    // reviewers may use.
+    let viewer = crate::views::VIEWER.try_with(Clone::clone).ok().flatten();
     Ok(sse(frames.filter_map(move |frame| {
-        std::future::ready(html_frame(scope, frame))
+        let event = crate::views::VIEWER.sync_scope(viewer.clone(), || html_frame(scope, frame));
+        std::future::ready(event)
     })))
 }
 

@@ -477,3 +477,32 @@ async fn the_audit_trail_names_who_did_what_and_only_reviewers_extend_deadlines(
         ]
     );
 }
+
+#[tokio::test]
+async fn submitters_are_not_shown_forms_only_reviewers_may_use() {
+    // Arrange: bob's task, waiting for review
+    let app = spawn_with_users().await;
+    let id = app.submitted_by("bob", "Shown to whom?").await;
+    let path = format!("/tasks/{id}");
+
+    // Act + Assert: bob's page and bob's stream have no review form, but his cancel button
+    let bob_page = text_body(app.get_as("bob", &path).await).await;
+    assert!(!bob_page.contains(r#"id="approve""#), "{bob_page}");
+    assert!(bob_page.contains("you can watch it here but not decide"));
+    assert!(
+        bob_page.contains("cancel-form"),
+        "bob may cancel his own task"
+    );
+    let bob = app.with_authorization(&token("bob"));
+    let mut stream = bob.html_stream(&format!("?task={id}"), None).await;
+    let first = stream.next().await;
+    assert!(first.data.contains("task-review"), "{}", first.data);
+    assert!(!first.data.contains("approve-form"), "{}", first.data);
+
+    // Carol, a reviewer, gets the forms on both
+    let carol_page = text_body(app.get_as("carol", &path).await).await;
+    assert!(carol_page.contains(r#"id="approve""#));
+    let carol = app.with_authorization(&token("carol"));
+    let mut stream = carol.html_stream(&format!("?task={id}"), None).await;
+    assert!(stream.next().await.data.contains("approve-form"));
+}
