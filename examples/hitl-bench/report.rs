@@ -96,7 +96,7 @@ impl Run {
             "server_rss_kib": self.rss_kib,
             "busy": self.busy.as_ref().map(|(w, n, s)| json!({ "watchers": w, "deliveries": n, "decision_to_event": s.json() })),
             "idle": self.idle.as_ref().map(|(k, i)| json!({
-                "streams": k, "rss_before_kib": i.before, "rss_open_kib": i.open,
+                "streams": k, "server_streams_before_open_closed": i.clients, "rss_before_kib": i.before, "rss_open_kib": i.open,
                 "rss_closed_kib": i.closed, "kib_per_stream": self.idle_kib_each(),
             })),
             "errors": self.errors,
@@ -169,8 +169,9 @@ pub fn print(runs: &[Run]) {
     }
     if let Some((k, i)) = runs.last().and_then(|r| r.idle.as_ref()) {
         println!(
-            "idle (last run): {k} streams; server RSS {} KiB before, {} open, {} 11 s after closing",
-            i.before, i.open, i.closed
+            "idle (last run): {k} streams; server RSS {} KiB before, {} open, {} 11 s after closing; \
+             streams the server counts (hitl_sse_clients): {:?}",
+            i.before, i.open, i.closed, i.clients
         );
     }
 }

@@ -112,11 +112,27 @@ pub async fn busy(load: &Load, w: usize) -> Result<Busy> {
     Ok(Busy { delays, errors })
 }
 
-/// Server memory with K idle streams open, in KiB.
+/// Server memory (KiB) and the streams it counts open (`hitl_sse_clients`), before, with K idle
+/// streams open, and after closing them.
 pub struct Idle {
     pub before: u64,
     pub open: u64,
     pub closed: u64,
+    pub clients: [Option<f64>; 3],
+}
+
+/// The server's own count of open event streams, from `/metrics`.
+async fn sse_clients(base: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hitl_sse_clients "))?;
+    line.trim().parse().ok()
 }
 
 /// Opens `k` streams on finished task `id` (each gets one snapshot event, then nothing), reads
@@ -124,7 +140,7 @@ pub struct Idle {
 /// (past one keep-alive, when it writes to every socket).
 pub async fn idle(server: &Server, base: &str, id: &str, k: usize) -> Result<Idle> {
     let rss = || server.rss_kib().context("the server's RSS (give --pid)");
-    let before = rss()?;
+    let (before, clients_before) = (rss()?, sse_clients(base).await);
     let client = reqwest::Client::new();
     let url = format!("{base}/api/events?task={id}");
     let opened = stream::iter(0..k)
@@ -145,7 +161,7 @@ pub async fn idle(server: &Server, base: &str, id: &str, k: usize) -> Result<Idl
     let streams: Vec<_> = opened.collect().await;
     let streams = streams.into_iter().collect::<Result<Vec<_>>>()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let open = rss()?;
+    let (open, clients_open) = (rss()?, sse_clients(base).await);
     drop(streams);
     drop(client);
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -153,5 +169,6 @@ pub async fn idle(server: &Server, base: &str, id: &str, k: usize) -> Result<Idl
         before,
         open,
         closed: rss()?,
+        clients: [clients_before, clients_open, sse_clients(base).await],
     })
 }
