@@ -49,6 +49,18 @@ pub fn parse(event: &Event) -> Result<(u64, u64, Option<Status>), String> {
     }
 }
 
+/// A fault to inject into the shared stream as it is read, to show the checks catch it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Fault {
+    /// Lose one event.
+    Drop,
+    /// Swap one event with the next.
+    Reorder,
+}
+
+/// The event (counted from 1) a fault hits: inside the warm-up lifecycles.
+const FAULT_AT: u64 = 300;
+
 /// What the shared stream has shown of one task.
 struct Tracked {
     check: TaskCheck,
@@ -81,6 +93,7 @@ pub struct Load {
     /// Decision-to-event delays of lifecycles, and problems the stream itself showed.
     pub delays: Mutex<Vec<Duration>>,
     pub stream_errors: Mutex<Vec<String>>,
+    pub fault: Option<Fault>,
 }
 
 impl Load {
@@ -95,42 +108,56 @@ impl Load {
             contiguous: AtomicBool::new(fresh),
             delays: Mutex::default(),
             stream_errors: Mutex::default(),
+            fault: None,
         }
     }
 
     /// Reads the shared stream until it fails, checking every event and handing each status to
     /// its task. Returns why it stopped.
     pub async fn follow(&self, response: reqwest::Response) -> String {
-        let (mut events, mut ids) = (
-            response.bytes_stream().eventsource(),
-            StreamCheck::default(),
-        );
+        let mut events = response.bytes_stream().eventsource();
+        let (mut ids, mut n, mut held) = (StreamCheck::default(), 0, None);
         loop {
             let event = match events.next().await {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => return format!("stream error: {error}"),
                 None => return "the stream ended".into(),
             };
-            let (id, seq, status) = match parse(&event) {
-                Ok(parsed) => parsed,
-                Err(e) => return e,
+            n += 1;
+            let batch: Vec<Event> = match (self.fault, n) {
+                (Some(Fault::Drop), FAULT_AT) => continue,
+                (Some(Fault::Reorder), FAULT_AT) => {
+                    held = Some(event);
+                    continue;
+                }
+                _ => std::iter::once(event).chain(held.take()).collect(),
             };
-            if let Some(s) = &status
-                && self.mine.contains(&s.task_id)
-                && !self.contiguous.swap(true, Relaxed)
-            {
-                ids.arm_contiguous();
-            }
-            if self.contiguous.load(Relaxed) {
-                ids.arm_contiguous();
-            }
-            if let Err(e) = ids.see(id, seq) {
-                self.stream_errors.lock().unwrap().push(e);
-            }
-            if let Some(s) = status {
-                self.dispatch(s);
+            for event in &batch {
+                if let Err(e) = self.take(&mut ids, event) {
+                    return e;
+                }
             }
         }
+    }
+
+    /// Checks one event of the shared stream and hands a status to its task.
+    fn take(&self, ids: &mut StreamCheck, event: &Event) -> Result<(), String> {
+        let (id, seq, status) = parse(event)?;
+        if let Some(s) = &status
+            && self.mine.contains(&s.task_id)
+        {
+            self.contiguous.store(true, Relaxed);
+        }
+        if self.contiguous.load(Relaxed) {
+            ids.arm_contiguous();
+        }
+        if let Err(e) = ids.see(id, seq) {
+            self.stream_errors.lock().unwrap().push(e);
+        }
+        if let Some(s) = status {
+            self.dispatch(s);
+        }
+        Ok(())
     }
 
     fn dispatch(&self, s: Status) {

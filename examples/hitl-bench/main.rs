@@ -70,6 +70,10 @@ struct Args {
     /// Also print every run as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Corrupt the shared stream as it is read (drop or reorder one event), to see the checks
+    /// fail the run.
+    #[arg(long, hide = true, value_enum)]
+    inject_fault: Option<load::Fault>,
     /// Extra flags for a spawned server, after `--`.
     #[arg(last = true)]
     server_args: Vec<String>,
@@ -131,7 +135,8 @@ async fn main() -> Result<()> {
 /// One run against `server`: lifecycles, then busy watchers, then idle streams.
 async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
     let client = reqwest::Client::builder().timeout(WAIT).build()?;
-    let load = Load::new(client, server.base.clone(), fresh);
+    let mut load = Load::new(client, server.base.clone(), fresh);
+    load.fault = args.inject_fault;
     let events = connect(&reqwest::Client::new(), format!("{}/api/events", load.base)).await?;
     let phases = async {
         let mut errors = load.lifecycles(0..WARM_UP, args.concurrency).await;
