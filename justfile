@@ -14,6 +14,13 @@ bench:
     cargo run --release --example throughput
     cargo run --release --example inbox
 
+# The load generator against a separate server, memory then sqlite, checking every event
+# (see BENCHMARKS.md, "The load generator").
+bench-load:
+    cargo build --release --example hitl-bench --bin hitl
+    target/release/examples/hitl-bench --spawn target/release/hitl --store memory --lifecycles 2000 --concurrency 64 --busy-watchers 100 --idle-watchers 1000 --runs 3
+    target/release/examples/hitl-bench --spawn target/release/hitl --store sqlite --lifecycles 2000 --concurrency 64 --busy-watchers 100 --idle-watchers 1000 --runs 3
+
 # Everything CI runs.
 ci:
     bash .ci/run

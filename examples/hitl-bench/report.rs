@@ -1,0 +1,177 @@
+//! One run's figures, the table of runs with their medians, and the same as JSON.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::watchers::Idle;
+
+/// p50, p99 and max of a set of delays, in milliseconds (nearest rank).
+#[derive(Clone, Copy, Default)]
+pub struct Spread {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(delays: &[Duration]) -> Self {
+        let mut ms: Vec<f64> = delays.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let rank = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+        match ms.is_empty() {
+            true => Self::default(),
+            false => Self {
+                p50: rank(0.5),
+                p99: rank(0.99),
+                max: rank(1.0),
+            },
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "p50_ms": self.p50, "p99_ms": self.p99, "max_ms": self.max })
+    }
+}
+
+pub struct Run {
+    pub lifecycles: usize,
+    pub rate: f64,
+    /// Decision to the event that reflects it, on the shared stream.
+    pub decision: Spread,
+    /// Server CPU milliseconds per lifecycle, when its pid is known.
+    pub cpu_ms: Option<f64>,
+    pub rss_kib: Option<u64>,
+    /// Watchers on the busy task, and the delay from each decision to each of them.
+    pub busy: Option<(usize, usize, Spread)>,
+    pub idle: Option<(usize, Idle)>,
+    pub errors: Vec<String>,
+}
+
+impl Run {
+    pub fn new(
+        n: usize,
+        wall: f64,
+        cpu: Option<f64>,
+        rss: Option<u64>,
+        delays: &[Duration],
+    ) -> Self {
+        Self {
+            lifecycles: n,
+            rate: n as f64 / wall,
+            decision: Spread::of(delays),
+            cpu_ms: cpu.map(|s| s * 1e3 / n as f64),
+            rss_kib: rss,
+            busy: None,
+            idle: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn busy(&mut self, w: usize, delays: Vec<Duration>) {
+        self.busy = Some((w, delays.len(), Spread::of(&delays)));
+    }
+
+    pub fn idle(&mut self, k: usize, idle: Idle) {
+        self.idle = Some((k, idle));
+    }
+
+    fn idle_kib_each(&self) -> Option<f64> {
+        let (k, i) = self.idle.as_ref()?;
+        Some((i.open as f64 - i.before as f64) / *k as f64)
+    }
+
+    /// RSS after closing the idle streams, as a percentage of the RSS before opening them.
+    fn idle_back(&self) -> Option<f64> {
+        let (_, i) = self.idle.as_ref()?;
+        Some(i.closed as f64 * 100.0 / i.before as f64)
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "lifecycles": self.lifecycles,
+            "lifecycles_per_s": self.rate,
+            "decision_to_event": self.decision.json(),
+            "server_cpu_ms_per_lifecycle": self.cpu_ms,
+            "server_rss_kib": self.rss_kib,
+            "busy": self.busy.as_ref().map(|(w, n, s)| json!({ "watchers": w, "deliveries": n, "decision_to_event": s.json() })),
+            "idle": self.idle.as_ref().map(|(k, i)| json!({
+                "streams": k, "server_streams_before_open_closed": i.clients, "rss_before_kib": i.before, "rss_open_kib": i.open,
+                "rss_closed_kib": i.closed, "kib_per_stream": self.idle_kib_each(),
+            })),
+            "errors": self.errors,
+        })
+    }
+
+    /// The table's cells for this run.
+    fn cells(&self) -> Vec<Option<f64>> {
+        let busy = self.busy.as_ref().map(|b| b.2);
+        vec![
+            Some(self.rate),
+            Some(self.decision.p50),
+            Some(self.decision.p99),
+            Some(self.decision.max),
+            self.cpu_ms,
+            self.rss_kib.map(|k| k as f64 / 1024.0),
+            busy.map(|s| s.p50),
+            busy.map(|s| s.p99),
+            busy.map(|s| s.max),
+            self.idle_kib_each(),
+            self.idle_back(),
+            Some(self.errors.len() as f64),
+        ]
+    }
+}
+
+const HEADS: [&str; 12] = [
+    "lc/s",
+    "dec p50",
+    "dec p99",
+    "dec max",
+    "cpu ms/lc",
+    "rss MiB",
+    "busy p50",
+    "busy p99",
+    "busy max",
+    "KiB/idle",
+    "rss back%",
+    "errors",
+];
+
+/// One row per run and a row of medians. Delays in milliseconds.
+pub fn print(runs: &[Run]) {
+    let row = |name: &str, cells: Vec<Option<f64>>| {
+        let cells: Vec<String> = cells
+            .iter()
+            .map(|c| c.map_or("-".into(), |v| format!("{v:.2}")))
+            .map(|c| format!("{c:>10}"))
+            .collect();
+        println!("{name:<7}{}", cells.join(""));
+    };
+    println!("{:<7}{}", "", HEADS.map(|h| format!("{h:>10}")).join(""));
+    let all: Vec<Vec<Option<f64>>> = runs.iter().map(Run::cells).collect();
+    for (i, cells) in all.iter().enumerate() {
+        row(&format!("run {}", i + 1), cells.clone());
+    }
+    let medians = (0..HEADS.len())
+        .map(|c| {
+            let mut v: Vec<f64> = all.iter().filter_map(|r| r[c]).collect();
+            v.sort_by(f64::total_cmp);
+            (!v.is_empty()).then(|| match v.len() % 2 {
+                1 => v[v.len() / 2],
+                _ => (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0,
+            })
+        })
+        .collect();
+    row("median", medians);
+    if let Some((w, n, _)) = runs.first().and_then(|r| r.busy.as_ref()) {
+        println!("busy: {w} watchers on one task, {n} deliveries of 20 decisions per run");
+    }
+    if let Some((k, i)) = runs.last().and_then(|r| r.idle.as_ref()) {
+        println!(
+            "idle (last run): {k} streams; server RSS {} KiB before, {} open, {} 11 s after closing; \
+             streams the server counts (hitl_sse_clients): {:?}",
+            i.before, i.open, i.closed, i.clients
+        );
+    }
+}
