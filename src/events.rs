@@ -41,6 +41,9 @@ pub struct Event {
     pub at: OffsetDateTime,
     pub kind: EventKind,
     pub task: Arc<Task>,
+    /// The event's data on `/api/events`, serialised once for every stream that sends it (a
+    /// thousand watchers of one task would otherwise serialise it a thousand times).
+    pub json: std::sync::OnceLock<Arc<str>>,
 }
 
 impl Event {
@@ -195,6 +198,7 @@ impl EventLog {
                 at: task.updated_at,
                 kind: EventKind::Status,
                 task: task.clone(),
+                json: Default::default(),
             });
             inner.latest.insert(task.id, event);
         }
@@ -222,6 +226,7 @@ impl EventLog {
                 at: crate::task::now(),
                 kind,
                 task: task(seq),
+                json: Default::default(),
             });
             inner.issued = seq;
             inner.recent.push_back(event.clone());

@@ -254,6 +254,7 @@ fn decode_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Arc<Event>, 
             at,
             kind,
             task: decode_task(task_seq, &body)?,
+            json: Default::default(),
         }))
     })())
 }
@@ -655,6 +656,7 @@ mod tests {
                 updated_at: at,
                 ..task.clone()
             }),
+            json: Default::default(),
         })
     }
 
@@ -675,6 +677,7 @@ mod tests {
                 text: "half way".into(),
             },
             task: running.task.clone(),
+            json: Default::default(),
         });
         store
             .append(&[

@@ -166,35 +166,39 @@ pub async fn json_events(
 }
 
 fn json_frame(frame: Frame) -> SseEvent {
-    let (id, name, data) = match frame {
-        Frame::Resync { id } => (id, "resync", json!({ "seq": id })),
+    match frame {
+        Frame::Resync { id } => SseEvent::default()
+            .id(id.to_string())
+            .event("resync")
+            .data(json!({ "seq": id }).to_string()),
         Frame::Event(event) => {
-            let task = &event.task;
-            let output = match &event.kind {
-                EventKind::Status => task.output.clone(),
-                EventKind::Progress { text, .. } => Some(text.clone()),
-            };
-            let attempt = match &event.kind {
-                EventKind::Progress { attempt, .. } => *attempt,
-                EventKind::Status => task.attempt,
-            };
-            let data = json!({
-                "seq": event.seq,
-                "task_id": task.id,
-                "status": task.status,
-                "attempt": attempt,
-                "output": output,
-                "final_result": task.final_result,
-                "error": task.error,
-                "at": event.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            });
-            (event.seq, event.name(), data)
+            let data = event.json.get_or_init(|| event_json(&event).into());
+            SseEvent::default()
+                .id(event.seq.to_string())
+                .event(event.name())
+                .data(&**data)
         }
+    }
+}
+
+/// An event's data on `/api/events`, as the contract gives it.
+fn event_json(event: &Event) -> String {
+    let task = &event.task;
+    let (attempt, output) = match &event.kind {
+        EventKind::Status => (task.attempt, task.output.clone()),
+        EventKind::Progress { attempt, text } => (*attempt, Some(text.clone())),
     };
-    SseEvent::default()
-        .id(id.to_string())
-        .event(name)
-        .data(data.to_string())
+    json!({
+        "seq": event.seq,
+        "task_id": task.id,
+        "status": task.status,
+        "attempt": attempt,
+        "output": output,
+        "final_result": task.final_result,
+        "error": task.error,
+        "at": event.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    })
+    .to_string()
 }
 
 /// `GET /stream`: HTML fragments, swapped out of band by the page's one SSE sink.
