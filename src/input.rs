@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::{
+    audit::Digest,
     registry::MAX_TIMEOUT_SECS,
     task::{Decision, TimeoutPolicy},
 };
@@ -127,7 +128,7 @@ pub struct DecisionRequest {
     pub output: Option<Arc<str>>,
     /// The SHA-256 (hex) of the output the reviewer saw, if the client sent it: an approval
     /// is refused if the output under review no longer matches.
-    pub output_sha256: Option<Arc<str>>,
+    pub output_sha256: Option<Digest>,
 }
 
 /// A decision's fields as sent, before they are checked.
@@ -167,15 +168,12 @@ impl DecisionRequest {
         };
         let output_sha256 = match fields.output_sha256.map(str::trim) {
             None | Some("") => None,
-            Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Some(hash.to_ascii_lowercase().into())
-            }
-            Some(_) => {
-                return Err(InvalidField::invalid(
+            Some(hash) => Some(hash.parse::<Digest>().map_err(|_| {
+                InvalidField::invalid(
                     "output_sha256",
                     "The output_sha256 must be 64 hexadecimal digits: the SHA-256 of the output you reviewed.",
-                ));
-            }
+                )
+            })?),
         };
         Ok(Self {
             decision,
@@ -363,8 +361,8 @@ mod tests {
         };
         let upper = "AB".repeat(32);
         assert_eq!(
-            parse(&upper).unwrap().output_sha256.as_deref(),
-            Some(&*"ab".repeat(32))
+            parse(&upper).unwrap().output_sha256.map(|d| d.to_string()),
+            Some("ab".repeat(32))
         );
         assert_eq!(parse("").unwrap().output_sha256, None);
         for bad in ["abc", &"g".repeat(64), &"a".repeat(65)] {

@@ -23,7 +23,6 @@ use crate::{
     events::{EventKind, EventLog},
     task::{
         AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now, same_text,
-        sha256_hex,
     },
 };
 
@@ -349,8 +348,8 @@ impl Registry {
                 feedback.attempt, task.attempt
             )));
         }
-        if let Some(seen) = &feedback.output_sha256
-            && **seen != sha256_hex(task.output.as_deref().unwrap_or_default())
+        if let Some(seen) = feedback.output_sha256
+            && seen != Digest::of_text(task.output.as_deref().unwrap_or_default())
         {
             return Err(conflict(format!(
                 "The output of attempt {} is not the text you reviewed (its SHA-256 differs), so your decision was not applied. Reload the task and review it again.",
@@ -434,57 +433,52 @@ impl Registry {
     /// `none`, recorded as such).
     pub fn time_out(&self, id: TaskId, attempt: u32, due: OffsetDateTime) -> Result<bool> {
         const PASSED: &str = "The review deadline passed with no decision.";
+        const MOVED: &str = "The deadline was moved before it passed.";
         let moved = |task: &Task| task.review_deadline != Some(due);
-        let policy = {
-            let live = self
-                .tasks
-                .get_mut(&id)
-                .ok_or(TransitionError::NotFound(id))?;
-            if moved(&live.task) {
-                return Err(TransitionError::Conflict {
-                    message: "The deadline was moved before it passed.".into(),
-                    task: live.task.clone(),
-                });
+        let live = self
+            .tasks
+            .get_mut(&id)
+            .ok_or(TransitionError::NotFound(id))?;
+        if moved(&live.task) {
+            return Err(TransitionError::Conflict {
+                message: MOVED.into(),
+                task: live.task.clone(),
+            });
+        }
+        let policy = live.task.review_timeout.map(|t| t.policy);
+        let (decision, comment) = match policy.unwrap_or_default() {
+            TimeoutPolicy::None => {
+                // Nothing to decide: record that it passed, once the guard is let go (a
+                // transition takes it again).
+                drop(live);
+                self.transition(id, None, |task| {
+                    expect(task, &[TaskStatus::WaitingForReview], attempt)?;
+                    if moved(task) {
+                        return Err(MOVED.into());
+                    }
+                    Ok(vec![AuditEvent::DeadlinePassed { attempt }])
+                })?;
+                return Ok(false);
             }
-            let policy = live
-                .task
-                .review_timeout
-                .map(|t| t.policy)
-                .unwrap_or_default();
-            let (decision, comment) = match policy {
-                TimeoutPolicy::None => (None, None),
-                TimeoutPolicy::Approve => (Some(Decision::Approved), None),
-                TimeoutPolicy::Reject => (
-                    Some(Decision::Rejected),
-                    Some(format!("{PASSED} Try again, more carefully.")),
-                ),
-                TimeoutPolicy::Fail => (Some(Decision::RejectedFinal), Some(PASSED.to_owned())),
-            };
-            if let Some(decision) = decision {
-                let feedback = Feedback {
-                    attempt,
-                    decision,
-                    comment: comment.map(Into::into),
-                    output: None,
-                    at: now(),
-                    by: None,
-                    output_sha256: None,
-                    timed_out: true,
-                };
-                Self::hand_over(&live, feedback)?;
-                return Ok(true);
-            }
-            policy
+            TimeoutPolicy::Approve => (Decision::Approved, None),
+            TimeoutPolicy::Reject => (
+                Decision::Rejected,
+                Some(format!("{PASSED} Try again, more carefully.")),
+            ),
+            TimeoutPolicy::Fail => (Decision::RejectedFinal, Some(PASSED.to_owned())),
         };
-        debug_assert_eq!(policy, TimeoutPolicy::None);
-        self.transition(id, None, |task| {
-            expect(task, &[TaskStatus::WaitingForReview], attempt)?;
-            if moved(task) {
-                return Err("The deadline was moved before it passed.".into());
-            }
-            Ok(vec![AuditEvent::DeadlinePassed { attempt }])
-        })?;
-        Ok(false)
+        let feedback = Feedback {
+            attempt,
+            decision,
+            comment: comment.map(Into::into),
+            output: None,
+            at: now(),
+            by: None,
+            output_sha256: None,
+            timed_out: true,
+        };
+        Self::hand_over(&live, feedback)?;
+        Ok(true)
     }
 
     /// Moves the deadline of the review open on `attempt` (the one under review, if `None`)
@@ -663,8 +657,8 @@ fn record_decision(
     let output = task.output.clone().unwrap_or_default();
     let reviewed = Digest::of_text(&output);
     if result.is_some()
-        && let Some(seen) = &feedback.output_sha256
-        && **seen != *reviewed.to_string()
+        && let Some(seen) = feedback.output_sha256
+        && seen != reviewed
     {
         return Err(format!(
             "The output of attempt {} is not the text that was reviewed; it was not finalised.",

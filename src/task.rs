@@ -160,7 +160,7 @@ pub struct Feedback {
     /// Who decided (`None` without sign-in, or for the deadline).
     pub by: Option<Arc<str>>,
     /// The SHA-256 of the output the reviewer saw, when the client sent it.
-    pub output_sha256: Option<Arc<str>>,
+    pub output_sha256: Option<Digest>,
     /// The review deadline decided this, not a person.
     pub timed_out: bool,
 }
@@ -315,13 +315,6 @@ impl Task {
             .find(|a| a.attempt == attempt)
             .and_then(|a| a.decision)
     }
-}
-
-/// The SHA-256 of `text` in lowercase hex: how the review form and the history name an exact
-/// text. Line endings count as sent, so compare [`same_text`] first where a browser may have
-/// turned `\n` into `\r\n`.
-pub fn sha256_hex(text: &str) -> String {
-    Digest::of_text(text).to_string()
 }
 
 /// Are two texts the same once line endings are normalised? Browsers send a textarea's

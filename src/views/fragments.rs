@@ -5,9 +5,9 @@ use maud::{Markup, html};
 
 use super::{excerpt, task_url, time};
 use crate::{
-    audit::AuditEvent,
+    audit::{AuditEvent, Digest},
     auth::{Actor, Role},
-    task::{AttemptRecord, Task, TaskStatus, TimeoutPolicy, sha256_hex},
+    task::{AttemptRecord, Task, TaskStatus, TimeoutPolicy},
 };
 use time::OffsetDateTime;
 
@@ -117,7 +117,7 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                     hx-post={ (url) "/feedback" } hx-swap="none" aria-labelledby="approve-heading" {
                     h3 #approve-heading { "Approve" }
                     input type="hidden" name="attempt" value=(task.attempt);
-                    input type="hidden" name="output_sha256" value=(sha256_hex(output));
+                    input type="hidden" name="output_sha256" value=(Digest::of_text(output));
                     details #edit-output {
                         summary { "Edit the output before approving" }
                         label for="edited-output" { "Output to approve" }

@@ -661,7 +661,7 @@ async fn an_approval_of_a_text_other_than_the_output_under_review_is_refused() {
     let app = spawn_app().await;
     let task = app.submit_for_review("Summarise the minutes", 2).await;
     let output = task.output.clone().expect("an output under review");
-    let seen = hitl::task::sha256_hex(&format!("{output} (an older text)"));
+    let seen = hitl::audit::Digest::of_text(&format!("{output} (an older text)")).to_string();
 
     // Act: approve, naming the hash of a text that is not the output
     let response = app
@@ -682,7 +682,7 @@ async fn an_approval_of_a_text_other_than_the_output_under_review_is_refused() {
         .decide(
             &task.id,
             json!({ "decision": "approved", "attempt": 1,
-                    "output_sha256": hitl::task::sha256_hex(&output) }),
+                    "output_sha256": hitl::audit::Digest::of_text(&output).to_string() }),
         )
         .await;
     assert_eq!(done.status, TaskStatus::Completed);
