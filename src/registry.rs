@@ -6,8 +6,9 @@
 //! held across an `.await`. Lock order is always map shard, then event log.
 
 use std::{
+    collections::VecDeque,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     audit::{AuditEntry, AuditEvent, Digest},
     events::{EventKind, EventLog},
+    store::Retention,
     task::{
         AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now, same_text,
     },
@@ -73,8 +75,16 @@ pub struct Registry {
     /// How many tasks are in each status, kept as they change so the inbox can show the counts
     /// on every page and every live update without scanning the map.
     by_status: Arc<StatusCounts>,
+    /// Finished tasks in the order they finished, and how many (or how old) stay in memory.
+    finished: Arc<Mutex<Finished>>,
     /// Where every transition is published.
     pub events: EventLog,
+}
+
+#[derive(Default)]
+struct Finished {
+    order: VecDeque<(TaskId, OffsetDateTime)>,
+    keep: Option<Retention>,
 }
 
 struct LiveTask {
@@ -128,7 +138,49 @@ impl Registry {
             tasks: Arc::new(DashMap::new()),
             unfinished: Arc::default(),
             by_status: Arc::default(),
+            finished: Arc::default(),
             events,
+        }
+    }
+
+    /// Keeps only the newest (or youngest) finished tasks in memory; see
+    /// [`Self::evict_finished`].
+    pub fn keep_finished(self, keep: Option<Retention>) -> Self {
+        self.finished_order().keep = keep;
+        self
+    }
+
+    fn finished_order(&self) -> std::sync::MutexGuard<'_, Finished> {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets the oldest finished tasks go from memory once more are kept than `--keep-finished`
+    /// allows (or they finished longer ago): out of the map, the counts and the log's latest
+    /// states. A durable store still has them. A task goes only once its last event is durable,
+    /// so the log cannot bring its state back afterwards.
+    pub fn evict_finished(&self) {
+        let head = self.events.head();
+        let now = now();
+        let mut finished = self.finished_order();
+        let Some(keep) = finished.keep else {
+            return;
+        };
+        while let Some(&(id, at)) = finished.order.front() {
+            let over = match keep {
+                Retention::Count(n) => finished.order.len() as u64 > n,
+                Retention::Age(age) => now - at > age,
+            };
+            if !over || self.tasks.get(&id).is_some_and(|live| live.task.seq > head) {
+                break;
+            }
+            finished.order.pop_front();
+            if let Some((_, live)) = self
+                .tasks
+                .remove_if(&id, |_, live| live.task.status.is_terminal())
+            {
+                self.by_status.remove(live.task.status);
+                self.events.forget(id);
+            }
         }
     }
 
@@ -176,6 +228,11 @@ impl Registry {
     pub fn restore(&self, task: Arc<Task>, shutdown: &CancellationToken) -> TaskHandle {
         if !task.status.is_terminal() {
             self.unfinished.fetch_add(1, Ordering::AcqRel);
+        }
+        if task.status.is_terminal() {
+            self.finished_order()
+                .order
+                .push_back((task.id, task.updated_at));
         }
         let (live, handle) = LiveTask::new(task, shutdown);
         self.by_status.add(live.task.status);
@@ -252,7 +309,8 @@ impl Registry {
             }
         };
         task.updated_at = now();
-        if task.status.is_terminal() && !live.task.status.is_terminal() {
+        let finishes = task.status.is_terminal() && !live.task.status.is_terminal();
+        if finishes {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
         }
         self.by_status.moved(live.task.status, task.status);
@@ -263,6 +321,11 @@ impl Registry {
         });
         live.task = event.task.clone();
         live.changed.send_replace(event.seq);
+        drop(live);
+        if finishes {
+            self.finished_order().order.push_back((id, event.at));
+            self.evict_finished();
+        }
         Ok(event.task.clone())
     }
 
@@ -710,5 +773,51 @@ fn record(task: &mut Task, by: Option<Arc<str>>, happened: Vec<AuditEvent>) {
             by.clone(),
         );
         task.history.push(Arc::new(entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(hours_ago: i64) -> Arc<Task> {
+        let at = now() - time::Duration::hours(hours_ago);
+        let mut task = Task::new(TaskId::new(), "text".into(), 3, at);
+        task.status = TaskStatus::Completed;
+        task.updated_at = at;
+        Arc::new(task)
+    }
+
+    #[test]
+    fn finished_tasks_older_than_the_age_kept_leave_and_live_ones_stay() {
+        let shutdown = CancellationToken::new();
+        let registry = Registry::new(EventLog::new(10))
+            .keep_finished(Some(Retention::Age(Duration::from_secs(3600))));
+        let (old, young) = (finished(3), finished(0));
+        let mut waiting = Task::new(TaskId::new(), "text".into(), 3, now());
+        waiting.status = TaskStatus::WaitingForReview;
+        let waiting = Arc::new(waiting);
+        for task in [&old, &young, &waiting] {
+            registry.restore(task.clone(), &shutdown);
+        }
+        registry.evict_finished();
+        assert!(registry.get(old.id).is_none());
+        assert!(registry.get(young.id).is_some());
+        assert!(registry.get(waiting.id).is_some());
+        let counts = registry.count_by_status();
+        let completed = TaskStatus::ALL
+            .iter()
+            .position(|s| *s == TaskStatus::Completed);
+        assert_eq!(counts[completed.unwrap()], 1);
+    }
+
+    #[test]
+    fn without_a_limit_every_finished_task_stays() {
+        let shutdown = CancellationToken::new();
+        let registry = Registry::new(EventLog::new(10));
+        let old = finished(24 * 365);
+        registry.restore(old.clone(), &shutdown);
+        registry.evict_finished();
+        assert!(registry.get(old.id).is_some());
     }
 }

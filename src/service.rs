@@ -96,7 +96,7 @@ impl Hitl {
                 (events, Some(durable), recovered.tasks)
             }
         };
-        let registry = Registry::new(events);
+        let registry = Registry::new(events).keep_finished(config.keep_finished);
         let hitl = Self {
             flow: Arc::new(ReviewFlow::new(
                 registry.clone(),
@@ -126,7 +126,10 @@ impl Hitl {
     /// Puts recovered tasks back and carries on with the unfinished ones where they were: an
     /// attempt that was being processed runs again under the same number, and a review stays
     /// open on the same attempt.
-    fn resume(&self, tasks: Vec<Arc<Task>>) {
+    fn resume(&self, mut tasks: Vec<Arc<Task>>) {
+        // In the order they last changed, so the finished ones queue up to leave memory
+        // (`--keep-finished`) oldest first.
+        tasks.sort_unstable_by_key(|task| task.seq);
         let (mut resumed, total) = (0, tasks.len());
         for task in tasks {
             let live = !task.status.is_terminal();
@@ -136,8 +139,14 @@ impl Hitl {
                 self.flow.resume(handle);
             }
         }
+        self.registry.evict_finished();
         if total > 0 {
-            tracing::info!(tasks = total, resumed, "tasks recovered from the store");
+            tracing::info!(
+                tasks = total,
+                resumed,
+                in_memory = self.registry.len(),
+                "tasks recovered from the store"
+            );
         }
     }
 
@@ -184,11 +193,48 @@ impl Hitl {
             .await;
     }
 
-    /// A task as it stands once its latest change is durable.
+    /// A task as it stands once its latest change is durable: from memory, or for a finished
+    /// task that has left it (`--keep-finished`), from the store.
     pub async fn settled(&self, id: TaskId) -> Option<Arc<Task>> {
-        let task = self.registry.get(id)?;
+        let Some(task) = self.registry.get(id) else {
+            return self.stored(id).await;
+        };
         self.settle(Some(task.seq)).await;
         Some(task)
+    }
+
+    /// A task read back from the durable store (`None` in memory mode, or if the store cannot
+    /// be read: it is logged).
+    async fn stored(&self, id: TaskId) -> Option<Arc<Task>> {
+        let store = self.durable.as_ref()?.store.clone();
+        match tokio::task::spawn_blocking(move || store.task(id)).await {
+            Ok(Ok(task)) => task,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, %id, "cannot read a task back from the store");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, %id, "reading a task back stopped");
+                None
+            }
+        }
+    }
+
+    /// The live task, or why it cannot change: unknown, or finished and gone from memory.
+    async fn live(&self, id: TaskId) -> Result<Arc<Task>, TransitionError> {
+        if let Some(task) = self.registry.get(id) {
+            return Ok(task);
+        }
+        match self.stored(id).await {
+            Some(task) => Err(TransitionError::Conflict {
+                message: format!(
+                    "The task is {}: it no longer changes.",
+                    task.status.as_str()
+                ),
+                task,
+            }),
+            None => Err(TransitionError::NotFound(id)),
+        }
     }
 
     /// Waits until `task`'s latest change is durable, so the caller may answer.
@@ -239,7 +285,7 @@ impl Hitl {
         request: DecisionRequest,
         by: &Actor,
     ) -> Result<Arc<Task>, TransitionError> {
-        let task = self.registry.get(id).ok_or(TransitionError::NotFound(id))?;
+        let task = self.live(id).await?;
         if by.role != Role::Reviewer {
             return Err(TransitionError::Forbidden(
                 "Only reviewers can decide on tasks, and you are signed in as a submitter.".into(),
@@ -281,6 +327,7 @@ impl Hitl {
                 "Only reviewers can extend a review's deadline, and you are signed in as a submitter.".into(),
             ));
         }
+        self.live(id).await?;
         let task = self
             .registry
             .extend_deadline(id, attempt, secs, by.recorded())?;
@@ -289,7 +336,7 @@ impl Hitl {
 
     #[tracing::instrument(skip(self, by), fields(by = %by.name))]
     pub async fn cancel(&self, id: TaskId, by: &Actor) -> Result<Arc<Task>, TransitionError> {
-        let task = self.registry.get(id).ok_or(TransitionError::NotFound(id))?;
+        let task = self.live(id).await?;
         let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
         if by.role != Role::Reviewer && !own {
             return Err(TransitionError::Forbidden(
