@@ -13,6 +13,7 @@ test:
 bench:
     cargo run --release --example throughput
     cargo run --release --example inbox
+    cargo run --release --example task_memory
 
 # The load generator against a separate server, memory then sqlite, checking every event
 # (see BENCHMARKS.md, "The load generator").
