@@ -252,18 +252,6 @@ impl Registry {
         self.tasks.get(&id).map(|live| live.task.clone())
     }
 
-    /// Every task (or those with one status), newest first.
-    pub fn list(&self, status: Option<TaskStatus>) -> Vec<Arc<Task>> {
-        let mut tasks: Vec<Arc<Task>> = self
-            .tasks
-            .iter()
-            .filter(|live| status.is_none_or(|s| live.task.status == s))
-            .map(|live| live.task.clone())
-            .collect();
-        tasks.sort_unstable_by_key(|task| std::cmp::Reverse(task.id));
-        tasks
-    }
-
     /// Calls `visit` with every task and its id, in no particular order: how the inbox filters
     /// and pages without copying the map. `visit` runs under a shard's read lock, so it must be
     /// quick and must not call back into the registry.
@@ -658,8 +646,7 @@ struct StatusCounts([AtomicUsize; TaskStatus::ALL.len()]);
 
 impl StatusCounts {
     fn slot(&self, status: TaskStatus) -> &AtomicUsize {
-        let index = TaskStatus::ALL.iter().position(|s| *s == status);
-        &self.0[index.unwrap_or_default()]
+        &self.0[status.index()]
     }
 
     fn add(&self, status: TaskStatus) {
