@@ -121,6 +121,11 @@ async fn main() -> Result<()> {
     let mut runs: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
     for r in 1..=args.runs {
         for (target, runs) in targets.iter().zip(&mut runs) {
+            let load = server::load_average();
+            println!(
+                "run {r}, {}: one-minute load average {load} before",
+                target.name()
+            );
             let server = target.start(&args.server_args).await?;
             let outcome = run(&args, &server, target.fresh()).await;
             server.stop().await?;
@@ -128,6 +133,7 @@ async fn main() -> Result<()> {
             if args.json {
                 let mut json = run.json();
                 json["server"] = target.name().into();
+                json["load_average_before"] = load.into();
                 println!("{json}");
             }
             runs.push(run);

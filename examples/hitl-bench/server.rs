@@ -128,6 +128,12 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / per_second)
 }
 
+/// The machine's one-minute load average: how busy the shared cores were.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split(' ').next().unwrap_or("?").to_owned()
+}
+
 /// "2 × AMD EPYC …": the cores this process may use and the CPU's name.
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
