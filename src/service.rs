@@ -264,7 +264,7 @@ impl Hitl {
     }
 
     /// Accepts a task and starts its flow.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn submit(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
         let default = self.review_timeout;
@@ -284,13 +284,13 @@ impl Hitl {
         };
         let handle = self.registry.insert(task, &self.shutdown);
         let task = handle.task.clone();
-        tracing::info!(task_id = %task.id, "task submitted");
+        tracing::debug!(task_id = %task.id, "task submitted");
         self.flow.spawn(handle);
         self.saved(task).await
     }
 
     /// Applies a reviewer's decision and returns the task once the flow has acted on it.
-    #[tracing::instrument(skip(self, request, by), fields(decision = request.decision.as_str(), by = %by.name))]
+    #[tracing::instrument(level = "debug", skip(self, request, by), fields(decision = request.decision.as_str(), by = %by.name))]
     pub async fn decide(
         &self,
         id: TaskId,
@@ -326,7 +326,7 @@ impl Hitl {
     }
 
     /// Moves the open review's deadline `secs` later (from now, if it has passed).
-    #[tracing::instrument(skip(self, by), fields(by = %by.name))]
+    #[tracing::instrument(level = "debug", skip(self, by), fields(by = %by.name))]
     pub async fn extend_deadline(
         &self,
         id: TaskId,
@@ -346,7 +346,7 @@ impl Hitl {
         self.saved(task).await
     }
 
-    #[tracing::instrument(skip(self, by), fields(by = %by.name))]
+    #[tracing::instrument(level = "debug", skip(self, by), fields(by = %by.name))]
     pub async fn cancel(&self, id: TaskId, by: &Actor) -> Result<Arc<Task>, TransitionError> {
         let task = self.live(id).await?;
         let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
