@@ -8,13 +8,14 @@ run:
 test:
     cargo test
 
-# Lifecycles per second, in-memory store against the durable one, the inbox at 100,000 tasks,
-# and hitl against the floor (see BENCHMARKS.md).
+# Everything in BENCHMARKS.md: lifecycles per second in process, the inbox at 100,000 tasks,
+# memory per stored task, hitl against the floor, and the load generator on both stores.
 bench:
     cargo run --release --example throughput
     cargo run --release --example inbox
     cargo run --release --example task_memory
     just bench-floor
+    just bench-load
 
 # The load generator against a separate server, memory then sqlite, checking every event
 # (see BENCHMARKS.md, "The load generator").
