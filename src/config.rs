@@ -64,9 +64,22 @@ pub struct Config {
     #[arg(long, env = "HITL_RETAIN_EVENTS", default_value_t = Retention::default())]
     pub retain_events: Retention,
 
-    /// Where tasks are kept: `sqlite` (durable, in --data-dir) or `memory` (lost on exit).
+    /// Where tasks are kept: `sqlite` (durable, in --data-dir), `postgres` (durable and shared
+    /// by every instance on --database-url) or `memory` (lost on exit).
     #[arg(long, env = "HITL_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
     pub store: StoreKind,
+
+    /// The PostgreSQL database of `--store postgres`, as a URL:
+    /// `postgres://user@host:5432/db` (`?options=-csearch_path%3Dname` picks a schema).
+    #[arg(long, env = "HITL_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// With `--store postgres`: how long an instance's claim on a task's work lasts unless it
+    /// renews it (it does, every third of this). Another instance takes over work whose claim
+    /// ran out, so this is how long a dead instance's tasks wait.
+    #[arg(long, env = "HITL_CLAIM_LEASE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
+    pub claim_lease_ms: u64,
 
     /// The directory the durable store lives in; created if missing.
     #[arg(long, env = "HITL_DATA_DIR", default_value = "hitl-data")]
@@ -288,6 +301,9 @@ pub enum StoreKind {
     Sqlite,
     /// Nothing written anywhere: for demos and tests.
     Memory,
+    /// A PostgreSQL database (`--database-url`) that several instances share, behaving as one
+    /// service.
+    Postgres,
 }
 
 /// The command line's defaults, except the store: a `Config` built in code (tests, benchmarks,
@@ -301,6 +317,8 @@ impl Default for Config {
             retain_events: Retention::default(),
             store: StoreKind::Memory,
             data_dir: "hitl-data".into(),
+            database_url: None,
+            claim_lease_ms: 10_000,
             review_timeout: None,
             review_timeout_policy: TimeoutPolicy::None,
             processing: ProcessorConfig::default(),

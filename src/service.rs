@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{Actor, Auth, Role, Users},
+    cluster::{self, Shared},
     config::{AuthConfig, AuthMode, Config, Limits, StoreKind},
     events::EventLog,
     input::{DecisionRequest, NewTask},
@@ -14,6 +15,7 @@ use crate::{
     store::{
         Retention, Store, StoreError,
         journal::{self, Journal},
+        postgres::PgStore,
         sqlite::SqliteStore,
     },
     task::{Feedback, ReviewTimeout, Task, TaskId, now},
@@ -62,15 +64,70 @@ impl Hitl {
         Self::with_processor(config, processor, shutdown)
     }
 
+    /// Opens the configured store, whichever it is: [`Self::open`], or for `--store postgres`
+    /// (whose client is asynchronous) [`Self::connect`].
+    pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Self, StoreError> {
+        let processor = crate::processors::build(config).map_err(StoreError::Config)?;
+        match config.store {
+            StoreKind::Postgres => Self::connect(config, processor, shutdown).await,
+            _ => Self::with_processor(config, processor, shutdown),
+        }
+    }
+
+    /// Joins the service shared by every instance on `--database-url`: reads its tasks, starts
+    /// replicating its journal, and takes over work whose claim has run out.
+    pub async fn connect(
+        config: &Config,
+        processor: Arc<dyn Processor>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        crate::metrics::install();
+        let url = config.database_url.as_deref().ok_or_else(|| {
+            StoreError::Config(
+                "--store postgres needs --database-url (or HITL_DATABASE_URL)".into(),
+            )
+        })?;
+        let store = Arc::new(PgStore::connect(url).await?);
+        let recovered = store.load_async(Retention::DURABLE_MEMORY_CAP).await?;
+        let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
+        let lease = Duration::from_millis(config.claim_lease_ms);
+        let (shared, reports) = Shared::new(store, lease, events.clone());
+        let registry = Registry::with_shared(events, shared.clone());
+        let hitl = Self::assemble(config, registry, None, processor, shutdown)?;
+        // The tasks as they were; their work is resumed by whichever instance claims it.
+        for task in recovered.tasks {
+            hitl.registry.restore(task, &hitl.shutdown);
+        }
+        let token = hitl.shutdown.clone();
+        tokio::spawn(cluster::replicate(
+            shared.clone(),
+            hitl.registry.clone(),
+            token.clone(),
+        ));
+        tokio::spawn(cluster::write_progress(shared.clone(), reports));
+        tokio::spawn(cluster::keep_claims(
+            shared,
+            hitl.registry.clone(),
+            hitl.flow.clone(),
+            config.retain_events,
+            token,
+        ));
+        Ok(hitl)
+    }
+
     pub fn with_processor(
         config: &Config,
         processor: Arc<dyn Processor>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         crate::metrics::install();
-        let auth = auth_from(&config.auth)?.map(Arc::new);
         let (events, durable, tasks) = match config.store {
             StoreKind::Memory => (EventLog::in_memory(config.retain_events), None, Vec::new()),
+            StoreKind::Postgres => {
+                return Err(StoreError::Config(
+                    "--store postgres is opened with Hitl::start or Hitl::connect".into(),
+                ));
+            }
             StoreKind::Sqlite => {
                 let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
                 let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
@@ -96,8 +153,21 @@ impl Hitl {
                 (events, Some(durable), recovered.tasks)
             }
         };
-        let registry = Registry::new(events);
-        let hitl = Self {
+        let hitl = Self::assemble(config, Registry::new(events), durable, processor, shutdown)?;
+        hitl.resume(tasks);
+        Ok(hitl)
+    }
+
+    /// The service around its registry, whatever keeps the tasks.
+    fn assemble(
+        config: &Config,
+        registry: Registry,
+        durable: Option<Arc<Durable>>,
+        processor: Arc<dyn Processor>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let auth = auth_from(&config.auth)?.map(Arc::new);
+        Ok(Self {
             flow: Arc::new(ReviewFlow::new(
                 registry.clone(),
                 processor,
@@ -118,9 +188,7 @@ impl Hitl {
                 config.limits.max_streams,
                 config.limits.max_streams_per_client,
             ),
-        };
-        hitl.resume(tasks);
-        Ok(hitl)
+        })
     }
 
     /// Puts recovered tasks back and carries on with the unfinished ones where they were: an
@@ -144,6 +212,9 @@ impl Hitl {
     /// Writes out every accepted change, stops the journal and lets the data directory go: the
     /// last step of a shutdown. Cancel `shutdown` first, so no flow is still making changes.
     pub async fn close(&self) {
+        if let Some(shared) = self.registry.shared() {
+            shared.close().await;
+        }
         if let Some(durable) = &self.durable {
             durable.journal.close().await;
             durable.store.release();
@@ -153,6 +224,9 @@ impl Hitl {
     /// Is the service able to accept changes? In durable mode: the store answers and its
     /// last write succeeded.
     pub async fn ready(&self) -> Result<(), String> {
+        if let Some(shared) = self.registry.shared() {
+            return shared.ready().await;
+        }
         let Some(durable) = self.durable.clone() else {
             return Ok(());
         };
@@ -218,12 +292,28 @@ impl Hitl {
             .review_timeout_policy
             .or(default.map(|t| t.policy))
             .unwrap_or_default();
-        self.registry.reserve(self.limits.max_live_tasks as usize)?;
         let task = Task {
             submitted_by: by.recorded(),
             review_timeout: seconds.map(|seconds| ReviewTimeout { seconds, policy }),
             ..Task::new(TaskId::new(), new.input, max_attempts, now())
         };
+        if let Some(shared) = self.registry.shared() {
+            // The live-task limit is this instance's, counted in its replica.
+            if self.registry.unfinished() >= self.limits.max_live_tasks as usize {
+                return Err(TransitionError::Full {
+                    max: self.limits.max_live_tasks as usize,
+                });
+            }
+            let task = shared.submit(task).await?;
+            tracing::info!(task_id = %task.id, "task submitted");
+            if let Some(handle) = self.registry.claimed_handle(task.id)
+                && shared.hold(task.id, handle.cancel.clone())
+            {
+                self.flow.spawn(handle);
+            }
+            return Ok(self.registry.get(task.id).unwrap_or(task));
+        }
+        self.registry.reserve(self.limits.max_live_tasks as usize)?;
         let handle = self.registry.insert(task, &self.shutdown);
         let task = handle.task.clone();
         tracing::info!(task_id = %task.id, "task submitted");
@@ -262,8 +352,7 @@ impl Hitl {
             output_sha256: request.output_sha256,
             timed_out: false,
         };
-        let pending = self.registry.decide(id, feedback)?;
-        let task = self.registry.decision_applied(id, pending).await?;
+        let task = self.registry.decide_now(id, feedback).await?;
         self.saved(task).await
     }
 
@@ -283,7 +372,8 @@ impl Hitl {
         }
         let task = self
             .registry
-            .extend_deadline(id, attempt, secs, by.recorded())?;
+            .extend_deadline_now(id, attempt, secs, by.recorded())
+            .await?;
         self.saved(task).await
     }
 
@@ -296,7 +386,7 @@ impl Hitl {
                 "Submitters can cancel only the tasks they submitted.".into(),
             ));
         }
-        let task = self.registry.cancel(id, by.recorded())?;
+        let task = self.registry.cancel_now(id, by.recorded()).await?;
         self.saved(task).await
     }
 }
