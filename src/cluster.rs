@@ -118,11 +118,20 @@ impl Shared {
         let owner = claimed.then_some(self.instance.as_str());
         let written =
             tokio::time::timeout(WRITE_PATIENCE, self.store.write(id, by, owner, change)).await;
-        let (task, changed) = self.written(id, written)?;
-        if changed {
-            self.seen(task.seq).await;
+        match self.written(id, written) {
+            Ok((task, changed)) => {
+                if changed {
+                    self.seen(task.seq).await;
+                }
+                Ok(task)
+            }
+            Err(TransitionError::Conflict { message, task }) => {
+                // Refused for the state the database holds: show it here too before answering.
+                self.seen(task.seq).await;
+                Err(TransitionError::Conflict { message, task })
+            }
+            Err(error) => Err(error),
         }
-        Ok(task)
     }
 
     /// Adds a new task, with this instance holding the claim on its work.
@@ -174,6 +183,14 @@ impl Shared {
         self.kick.notify_one();
         if !self.events.wait_durable(seq, REPLICATION_PATIENCE).await {
             tracing::warn!(seq, "a committed change has not reached this instance yet");
+        }
+    }
+
+    /// Waits (briefly) until this instance's replica holds every change committed so far.
+    pub async fn catch_up(&self) {
+        let head = tokio::time::timeout(Duration::from_secs(2), self.store.head()).await;
+        if let Ok(Ok(head)) = head {
+            self.seen(head).await;
         }
     }
 
@@ -334,10 +351,7 @@ async fn catch_up(shared: &Shared, registry: &Registry, shutdown: &CancellationT
 }
 
 /// Writes queued progress reports in order, until the queue closes.
-pub async fn write_progress(
-    shared: Arc<Shared>,
-    mut reports: mpsc::UnboundedReceiver<Report>,
-) {
+pub async fn write_progress(shared: Arc<Shared>, mut reports: mpsc::UnboundedReceiver<Report>) {
     while let Some((id, attempt, text)) = reports.recv().await {
         // A report after its attempt finished, or from a workflow that lost its claim, has
         // nowhere to go: that is not an error.

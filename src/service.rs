@@ -8,7 +8,7 @@ use crate::{
     auth::{Actor, Auth, Role, Users},
     cluster::{self, Shared},
     config::{AuthConfig, AuthMode, Config, Limits, StoreKind},
-    events::EventLog,
+    events::{EventLog, Scope},
     input::{DecisionRequest, NewTask},
     registry::{Registry, TransitionError},
     review::{ProcessOptions, Processor, ReviewFlow},
@@ -260,9 +260,37 @@ impl Hitl {
 
     /// A task as it stands once its latest change is durable.
     pub async fn settled(&self, id: TaskId) -> Option<Arc<Task>> {
-        let task = self.registry.get(id)?;
+        if let Some(shared) = self.registry.shared() {
+            // Whatever any instance committed before this read is shown: one service.
+            shared.catch_up().await;
+        }
+        let task = self.find(id).await?;
         self.settle(Some(task.seq)).await;
         Some(task)
+    }
+
+    /// The task with this id. With a shared database, a task this instance has not heard of
+    /// yet (just submitted elsewhere) is looked for again once its replica has caught up with
+    /// the database, so a client sent from one instance to another finds what it just saw.
+    pub async fn find(&self, id: TaskId) -> Option<Arc<Task>> {
+        if let Some(task) = self.registry.get(id) {
+            return Some(task);
+        }
+        self.registry.shared()?.catch_up().await;
+        self.registry.get(id)
+    }
+
+    /// With a shared database: before a stream starts, makes sure this instance's replica is
+    /// as far as the client has seen elsewhere (the task it asks for, the last event it got).
+    pub async fn reach(&self, scope: Scope, last_event_id: Option<u64>) {
+        let Some(shared) = self.registry.shared() else {
+            return;
+        };
+        let missing = matches!(scope, Scope::Task(id) if self.registry.get(id).is_none());
+        let behind = last_event_id.is_some_and(|seq| seq > self.registry.events.head());
+        if missing || behind {
+            shared.catch_up().await;
+        }
     }
 
     /// Waits until `task`'s latest change is durable, so the caller may answer.
@@ -329,7 +357,7 @@ impl Hitl {
         request: DecisionRequest,
         by: &Actor,
     ) -> Result<Arc<Task>, TransitionError> {
-        let task = self.registry.get(id).ok_or(TransitionError::NotFound(id))?;
+        let task = self.find(id).await.ok_or(TransitionError::NotFound(id))?;
         if by.role != Role::Reviewer {
             return Err(TransitionError::Forbidden(
                 "Only reviewers can decide on tasks, and you are signed in as a submitter.".into(),
@@ -379,7 +407,7 @@ impl Hitl {
 
     #[tracing::instrument(skip(self, by), fields(by = %by.name))]
     pub async fn cancel(&self, id: TaskId, by: &Actor) -> Result<Arc<Task>, TransitionError> {
-        let task = self.registry.get(id).ok_or(TransitionError::NotFound(id))?;
+        let task = self.find(id).await.ok_or(TransitionError::NotFound(id))?;
         let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
         if by.role != Role::Reviewer && !own {
             return Err(TransitionError::Forbidden(

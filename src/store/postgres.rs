@@ -522,6 +522,16 @@ impl PgStore {
             .await?)
     }
 
+    /// The newest sequence number committed.
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let head: i64 = client
+            .query_one("SELECT seq FROM hitl_seq", &[])
+            .await?
+            .get(0);
+        Ok(head as u64)
+    }
+
     pub async fn check_async(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client.query_one("SELECT seq FROM hitl_seq", &[]).await?;

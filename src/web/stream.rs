@@ -161,7 +161,9 @@ pub async fn json_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let start = last_event_id(&headers);
-    let frames = frames(&hitl, scope(&query)?, start, Fresh::Snapshot, client)?;
+    let scope = scope(&query)?;
+    hitl.reach(scope, start).await;
+    let frames = frames(&hitl, scope, start, Fresh::Snapshot, client)?;
     Ok(sse(frames.map(json_frame)))
 }
 
@@ -209,6 +211,9 @@ pub async fn html_events(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Response {
+    if let Ok(scope) = scope(&query) {
+        hitl.reach(scope, last_event_id(&headers)).await;
+    }
     let result = match query.view.as_deref() {
         None | Some("") => task_events(&hitl, &query, &headers, client),
         Some("inbox") => super::inbox_stream::events(&hitl, &inbox, &query, &headers, client),
