@@ -74,6 +74,12 @@ pub struct Config {
     #[arg(long, env = "HITL_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// With `--store postgres`: the most connections this instance opens to the database (one
+    /// more listens for changes).
+    #[arg(long, env = "HITL_DATABASE_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_connections: u32,
+
     /// With `--store postgres`: how long an instance's claim on a task's work lasts unless it
     /// renews it (it does, every third of this). Another instance takes over work whose claim
     /// ran out, so this is how long a dead instance's tasks wait.
@@ -318,6 +324,7 @@ impl Default for Config {
             store: StoreKind::Memory,
             data_dir: "hitl-data".into(),
             database_url: None,
+            database_connections: 16,
             claim_lease_ms: 10_000,
             review_timeout: None,
             review_timeout_policy: TimeoutPolicy::None,

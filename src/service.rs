@@ -87,7 +87,7 @@ impl Hitl {
                 "--store postgres needs --database-url (or HITL_DATABASE_URL)".into(),
             )
         })?;
-        let store = Arc::new(PgStore::connect(url).await?);
+        let store = Arc::new(PgStore::connect(url, config.database_connections as usize).await?);
         let recovered = store.load_async(Retention::DURABLE_MEMORY_CAP).await?;
         let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
         let lease = Duration::from_millis(config.claim_lease_ms);

@@ -176,9 +176,12 @@ impl Node<ReviewStore> for ReviewNode {
         // With a shared database the decision is made there, by whichever instance took it;
         // this workflow learns of it as the task moves on.
         let settled = || {
+            if !shared {
+                return None;
+            }
             self.registry
                 .get(id)
-                .filter(|task| shared && !task.awaits_decision_on(attempt))
+                .filter(|task| !task.awaits_decision_on(attempt))
         };
         let mut deadline = Deadline::of(self.registry.get(id).as_deref(), attempt);
         loop {

@@ -124,8 +124,8 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` and brings the schema up to date.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Connects to `url` with at most `connections` at once, and brings the schema up to date.
+    pub async fn connect(url: &str, connections: usize) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Config(format!("--database-url is not a PostgreSQL URL: {e}"))
         })?;
@@ -143,7 +143,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(connections.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(5)))
             .create_timeout(Some(Duration::from_secs(5)))

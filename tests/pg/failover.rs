@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{TestApp, assert_error, text_body, within},
+    helpers::{TestApp, assert_error, json_body, text_body, within},
     instances::{Binary, Db},
     proxy::Proxy,
 };
@@ -56,7 +56,7 @@ async fn entries(app: &TestApp, id: &str, kind: &str, attempt: u32) -> usize {
         .count()
 }
 
-pub async fn killed_instance_is_taken_over(db: Db) {
+pub async fn a_killed_instance_s_claim_is_taken_over_without_a_duplicate(db: Db) {
     // Arrange: A processes slowly (a minute per attempt) and holds the task's claim; B is
     // quick.
     let mut a = Binary::spawn(&db, &["--process-delay-ms", "60000"]);
@@ -87,7 +87,7 @@ pub async fn killed_instance_is_taken_over(db: Db) {
     assert!(done.attempts.len() == 1, "one attempt: {done:?}");
 }
 
-pub async fn database_lost_and_back(db: Db) {
+pub async fn the_database_lost_and_back_under_a_running_instance(db: Db) {
     // Arrange: A reaches the database through a proxy the test can cut; B directly.
     let proxy = Proxy::start(db.address()).await;
     let config = hitl::config::Config {
@@ -149,4 +149,54 @@ pub async fn database_lost_and_back(db: Db) {
     assert_eq!(completed.status, TaskStatus::Completed);
     let again = a.submit("Back again", 3).await;
     b.wait_for_review(&again.id, 1).await;
+}
+
+pub async fn a_decision_while_the_claim_holder_is_dead_is_carried_on(db: Db) {
+    // Arrange: A holds the claim of a task waiting for review; B serves requests.
+    let mut a = Binary::spawn(&db, &["--process-delay-ms", "0"]);
+    let (b, _) = db.instance().await;
+    let task = a.app.submit_for_review("Orphaned review", 3).await;
+    b.wait_for_review(&task.id, 1).await;
+    a.kill();
+
+    // Act: changes are requested on B while A's claim has not yet run out.
+    let decided = b
+        .decide(
+            &task.id,
+            json!({"decision": "rejected", "attempt": 1, "comment": "again"}),
+        )
+        .await;
+
+    // Assert: the decision is taken at once; the next attempt runs on B once A's claim ran out.
+    assert_eq!((decided.status, decided.attempt), (TaskStatus::Running, 2));
+    let second = within("B processes attempt 2", b.wait_for_review(&task.id, 2)).await;
+    assert!(second.output.unwrap_or_default().contains("again"));
+    assert_eq!(entries(&b, &task.id, "attempt_started", 2).await, 1);
+}
+
+pub async fn review_deadlines_apply_once_across_instances(db: Db) {
+    let apps = db.three().await;
+    let mut ids = Vec::new();
+    for (k, app) in apps.iter().enumerate() {
+        let submitted = app
+            .submit_json(&json!({
+                "input": format!("Deadline {k}"),
+                "review_timeout_secs": 1,
+                "review_timeout_policy": "approve",
+            }))
+            .await;
+        assert_eq!(submitted.status(), StatusCode::CREATED);
+        let task: Value = submitted.json().await.unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    for (k, id) in ids.iter().enumerate() {
+        // Watched on an instance that did not submit it.
+        let done = apps[(k + 1) % 3]
+            .wait_for_status(id, TaskStatus::Completed)
+            .await;
+        assert_eq!(done.attempts.len(), 1, "decided once: {done:?}");
+        assert_eq!(entries(&apps[k], id, "decided", 1).await, 1);
+        let task: Value = json_body(apps[(k + 2) % 3].get(&format!("/api/tasks/{id}")).await).await;
+        assert_eq!(task["attempts"][0]["timed_out"], true, "{task}");
+    }
 }

@@ -94,6 +94,8 @@ impl Db {
             store: StoreKind::Postgres,
             database_url: Some(self.url.clone()),
             claim_lease_ms: LEASE_MS,
+            // Tests run side by side on one server's 100 connections.
+            database_connections: 6,
             process_delay_ms: 0,
             ..Config::default()
         }
@@ -136,6 +138,7 @@ impl Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
             .args(["--store", "postgres", "--addr", "127.0.0.1:0"])
             .args(["--claim-lease-ms", &LEASE_MS.to_string()])
+            .args(["--database-connections", "6"])
             .args(args)
             .env("HITL_DATABASE_URL", &db.url)
             .env("RUST_LOG", "warn")

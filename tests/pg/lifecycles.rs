@@ -53,7 +53,7 @@ fn ids(events: &[SseEvent]) -> Vec<u64> {
     events.iter().map(|e| e.id).collect()
 }
 
-pub async fn spread_across_three_instances(db: Db) {
+pub async fn lifecycle_spread_across_three_instances(db: Db) {
     // Arrange: three instances, each with a client watching every event.
     let [a, b, c] = db.three().await;
     let mut watchers = Vec::new();
@@ -135,7 +135,7 @@ pub async fn spread_across_three_instances(db: Db) {
     }
 }
 
-pub async fn two_hundred_across_three_instances(db: Db) {
+pub async fn two_hundred_lifecycles_across_three_instances(db: Db) {
     const TASKS: usize = 200;
     let apps = db.three().await;
     let mut watchers = Vec::new();
@@ -219,7 +219,7 @@ pub async fn two_hundred_across_three_instances(db: Db) {
     assert_eq!(all_ids[0], all_ids[2]);
 }
 
-pub async fn racing_decisions_decide_once(db: Db) {
+pub async fn racing_decisions_on_two_instances_decide_once(db: Db) {
     let (a, _) = db.instance().await;
     let (b, _) = db.instance().await;
     for round in 0..10 {

@@ -22,28 +22,23 @@ use instances::Db;
 
 type Test = fn(Db) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Every test, by name.
-const TESTS: &[(&str, Test)] = &[
-    ("lifecycle_spread_across_three_instances", |db| {
-        Box::pin(lifecycles::spread_across_three_instances(db))
-    }),
-    ("two_hundred_lifecycles_across_three_instances", |db| {
-        Box::pin(lifecycles::two_hundred_across_three_instances(db))
-    }),
-    ("racing_decisions_on_two_instances_decide_once", |db| {
-        Box::pin(lifecycles::racing_decisions_decide_once(db))
-    }),
-    ("instances_starting_at_once_migrate_once", |db| {
-        Box::pin(failover::instances_starting_at_once_migrate_once(db))
-    }),
-    (
-        "a_killed_instance_s_claim_is_taken_over_without_a_duplicate",
-        |db| Box::pin(failover::killed_instance_is_taken_over(db)),
-    ),
-    (
-        "the_database_lost_and_back_under_a_running_instance",
-        |db| Box::pin(failover::database_lost_and_back(db)),
-    ),
+/// `module::test, ...` as (name, test) pairs: each test is named by its function.
+macro_rules! tests {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        &[$((stringify!($test), |db| Box::pin($module::$test(db)))),*]
+    };
+}
+
+/// Every test.
+const TESTS: &[(&str, Test)] = tests![
+    lifecycles::lifecycle_spread_across_three_instances,
+    lifecycles::two_hundred_lifecycles_across_three_instances,
+    lifecycles::racing_decisions_on_two_instances_decide_once,
+    failover::instances_starting_at_once_migrate_once,
+    failover::a_killed_instance_s_claim_is_taken_over_without_a_duplicate,
+    failover::a_decision_while_the_claim_holder_is_dead_is_carried_on,
+    failover::review_deadlines_apply_once_across_instances,
+    failover::the_database_lost_and_back_under_a_running_instance,
 ];
 
 fn main() {
