@@ -21,7 +21,7 @@ use std::{
 
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -29,8 +29,8 @@ use crate::{
     registry::{Change, Registry, TransitionError},
     review::ReviewFlow,
     store::{
-        Retention,
-        postgres::{PgStore, WriteError},
+        Retention, StoreError,
+        postgres::{Changed, PgStore, Request, WriteError},
     },
     task::{Task, TaskId},
 };
@@ -45,8 +45,11 @@ const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 /// Journal rows read per query while catching up.
 const BATCH: i64 = 1000;
 
-/// A progress report of a running attempt: task, attempt, text.
-pub type Report = (TaskId, u32, Arc<str>);
+/// The most requests one transaction carries.
+const MAX_BATCH: usize = 512;
+
+/// The writer's end of the queue of changes.
+pub type Writes = mpsc::UnboundedReceiver<Request>;
 
 /// This instance's part in the shared service.
 pub struct Shared {
@@ -60,8 +63,8 @@ pub struct Shared {
     /// The workflows this instance runs, by task: each holds the task's claim, and its token
     /// stops it when the claim is lost.
     claims: DashMap<TaskId, CancellationToken>,
-    /// Progress reports, written in order by one task (they come from a synchronous callback).
-    progress: mpsc::UnboundedSender<Report>,
+    /// Every change this instance makes, written in batches by one task ([`write`]).
+    writes: mpsc::UnboundedSender<Request>,
     /// Wakes the replicator: a change was just committed here.
     kick: Notify,
     /// Is the listener connected (so other instances' changes arrive at once)?
@@ -72,12 +75,8 @@ pub struct Shared {
 
 impl Shared {
     /// Connects this instance's part; `events` is the replica's log, filled by [`replicate`].
-    pub fn new(
-        store: Arc<PgStore>,
-        lease: Duration,
-        events: EventLog,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Report>) {
-        let (progress, reports) = mpsc::unbounded_channel();
+    pub fn new(store: Arc<PgStore>, lease: Duration, events: EventLog) -> (Arc<Self>, Writes) {
+        let (writes, queued) = mpsc::unbounded_channel();
         let instance = format!("{}/{}", std::process::id(), uuid::Uuid::now_v7());
         let shared = Arc::new(Self {
             store,
@@ -85,12 +84,12 @@ impl Shared {
             lease,
             events,
             claims: DashMap::new(),
-            progress,
+            writes,
             kick: Notify::new(),
             listening: AtomicBool::new(false),
             failing: AtomicBool::new(false),
         });
-        (shared, reports)
+        (shared, queued)
     }
 
     fn worked(&self) {
@@ -113,11 +112,17 @@ impl Shared {
         change: F,
     ) -> Result<Arc<Task>, TransitionError>
     where
-        F: FnOnce(&mut Task) -> Change + Send,
+        F: FnOnce(&mut Task) -> Change + Send + 'static,
     {
-        let owner = claimed.then_some(self.instance.as_str());
-        let written =
-            tokio::time::timeout(WRITE_PATIENCE, self.store.write(id, by, owner, change)).await;
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Change {
+            id,
+            by,
+            claimed,
+            change: Box::new(change),
+            reply,
+        };
+        let written = self.queue(request, answer).await;
         match self.written(id, written) {
             Ok((task, changed)) => {
                 if changed {
@@ -137,29 +142,40 @@ impl Shared {
     /// Adds a new task, with this instance holding the claim on its work.
     pub async fn submit(&self, task: Task) -> Result<Arc<Task>, TransitionError> {
         let id = task.id;
-        let written = tokio::time::timeout(
-            WRITE_PATIENCE,
-            self.store.insert(task, &self.instance, self.lease),
-        )
-        .await
-        .map(|written| written.map(|task| (task, true)));
+        let (reply, answer) = oneshot::channel();
+        let written = self
+            .queue(Request::Insert { task, reply }, answer)
+            .await
+            .map(|task| (task, true));
         let (task, _) = self.written(id, written)?;
         self.seen(task.seq).await;
         Ok(task)
     }
 
-    fn written(
+    /// Queues `request` for the next batch and waits for its answer; a queue that does not
+    /// answer in time (the database hangs) or has stopped is an outage.
+    async fn queue<T>(
         &self,
-        id: TaskId,
-        written: Result<Result<(Arc<Task>, bool), WriteError>, tokio::time::error::Elapsed>,
-    ) -> Result<(Arc<Task>, bool), TransitionError> {
-        let result = match written {
-            Err(_) => {
-                self.failed(&"a change took longer than 10 s");
-                return Err(TransitionError::Unavailable);
-            }
-            Ok(result) => result,
-        };
+        request: Request,
+        answer: oneshot::Receiver<Result<T, WriteError>>,
+    ) -> Result<T, WriteError> {
+        if self.writes.send(request).is_err() {
+            return Err(WriteError::Store(StoreError::Postgres(
+                "this instance is stopping".into(),
+            )));
+        }
+        match tokio::time::timeout(WRITE_PATIENCE, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(WriteError::Store(StoreError::Postgres(
+                "the change was not written (the writer stopped)".into(),
+            ))),
+            Err(_) => Err(WriteError::Store(StoreError::Postgres(
+                "a change took longer than 10 s".into(),
+            ))),
+        }
+    }
+
+    fn written(&self, id: TaskId, result: Changed) -> Result<(Arc<Task>, bool), TransitionError> {
         match result {
             Ok(written) => {
                 self.worked();
@@ -196,7 +212,7 @@ impl Shared {
 
     /// Queues a progress report of a running attempt, to be written in order.
     pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) {
-        let _ = self.progress.send((id, attempt, text));
+        let _ = self.writes.send(Request::Progress { id, attempt, text });
     }
 
     /// Records that this instance runs `id`'s workflow under the claim it holds, stopped by
@@ -350,19 +366,36 @@ async fn catch_up(shared: &Shared, registry: &Registry, shutdown: &CancellationT
     }
 }
 
-/// Writes queued progress reports in order, until the queue closes.
-pub async fn write_progress(shared: Arc<Shared>, mut reports: mpsc::UnboundedReceiver<Report>) {
-    while let Some((id, attempt, text)) = reports.recv().await {
-        // A report after its attempt finished, or from a workflow that lost its claim, has
-        // nowhere to go: that is not an error.
-        match shared
-            .store
-            .progress(id, attempt, text, &shared.instance)
-            .await
-        {
-            Ok(()) => shared.kick.notify_one(),
-            Err(WriteError::Store(error)) => shared.failed(&error),
-            Err(_) => {}
+/// Writes what this instance queues, each batch in one transaction, until `shutdown`.
+pub async fn write(shared: Arc<Shared>, mut writes: Writes, shutdown: CancellationToken) {
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return,
+            request = writes.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        let committed = shared.store.commit(&shared.instance, shared.lease, batch);
+        match tokio::time::timeout(WRITE_PATIENCE, committed).await {
+            Ok(Ok(written)) => {
+                shared.worked();
+                metrics::histogram!("hitl_pg_batch_requests").record(size as f64);
+                if written.is_some() {
+                    shared.kick.notify_one();
+                }
+            }
+            Ok(Err(error)) => shared.failed(&error),
+            // The requests' answers were dropped with the batch: each is told of the outage.
+            Err(_) => shared.failed(&"a batch of changes took longer than 10 s"),
         }
     }
 }

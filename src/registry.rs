@@ -371,7 +371,7 @@ impl Registry {
         change: F,
     ) -> Result<Arc<Task>>
     where
-        F: FnOnce(&mut Task) -> Change + Send,
+        F: FnOnce(&mut Task) -> Change + Send + 'static,
     {
         match &self.shared {
             None => self.transition(id, by, change),

@@ -91,7 +91,7 @@ impl Hitl {
         let recovered = store.load_async(Retention::DURABLE_MEMORY_CAP).await?;
         let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
         let lease = Duration::from_millis(config.claim_lease_ms);
-        let (shared, reports) = Shared::new(store, lease, events.clone());
+        let (shared, writes) = Shared::new(store, lease, events.clone());
         let registry = Registry::with_shared(events, shared.clone());
         let hitl = Self::assemble(config, registry, None, processor, shutdown)?;
         // The tasks as they were; their work is resumed by whichever instance claims it.
@@ -104,7 +104,7 @@ impl Hitl {
             hitl.registry.clone(),
             token.clone(),
         ));
-        tokio::spawn(cluster::write_progress(shared.clone(), reports));
+        tokio::spawn(cluster::write(shared.clone(), writes, token.clone()));
         tokio::spawn(cluster::keep_claims(
             shared,
             hitl.registry.clone(),

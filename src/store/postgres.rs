@@ -7,6 +7,9 @@
 //! trail, and announces the number with `NOTIFY` (ids only, never payloads). Every instance reads
 //! the journal in order from there ([`crate::cluster`]).
 //!
+//! Changes queue up and are written in batches ([`batch`]), one transaction (and one fsync) for
+//! whatever queued while the previous batch was committing.
+//!
 //! Tables (`hitl_` prefixed, in the connection's schema): `hitl_seq` the counter, `hitl_tasks`
 //! each task's state, audit trail and work claim (`owner`, `lease_until`), `hitl_events` the
 //! journal, `hitl_migrations` the schema versions applied (under an advisory lock, so instances
@@ -17,13 +20,16 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sha2::Digest as _;
 use time::OffsetDateTime;
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::{NoTls, Row};
+
+mod batch;
+
+pub use batch::{BoxedChange, Changed, Request};
 
 use super::{Recovered, Retention, Store, StoreError};
 use crate::{
-    audit::{AuditEntry, AuditEvent, Digest},
+    audit::AuditEntry,
     events::{Event, EventKind, Scope},
-    registry::changes::{self, Change},
     task::{Task, TaskId, now},
 };
 
@@ -294,172 +300,6 @@ impl PgStore {
         rows.iter().map(decode_event).collect()
     }
 
-    /// Adds a new task (its first event) with the claim on its work held by `owner`.
-    pub async fn insert(
-        &self,
-        task: Task,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<Arc<Task>, WriteError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut task = Task {
-            seq: next_seq(&tx).await?,
-            ..task
-        };
-        let submitted = AuditEvent::Submitted {
-            input_sha256: Digest::of_text(&task.input),
-            max_attempts: task.max_attempts,
-        };
-        let by = task.submitted_by.clone();
-        changes::record(&mut task, by, vec![submitted]);
-        let (body, history) = encode_task(&task)?;
-        tx.execute(
-            "INSERT INTO hitl_tasks (id, seq, status, body, history, owner, lease_until)
-             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
-            &[
-                &task.id.to_string(),
-                &(task.seq as i64),
-                &task.status.as_str(),
-                &body,
-                &history,
-                &owner,
-                &lease.as_secs_f64(),
-            ],
-        )
-        .await?;
-        let task = Arc::new(task);
-        self.journal(
-            &tx,
-            task.seq,
-            &task,
-            &EventKind::Status,
-            &body,
-            &task.history,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(task)
-    }
-
-    /// Applies `change` to the task as the database has it, in one transaction holding its row.
-    /// With `owner`, only if that instance holds the task's claim. A change that records
-    /// nothing writes nothing.
-    pub async fn write<F>(
-        &self,
-        id: TaskId,
-        by: Option<Arc<str>>,
-        owner: Option<&str>,
-        change: F,
-    ) -> Result<(Arc<Task>, bool), WriteError>
-    where
-        F: FnOnce(&mut Task) -> Change + Send,
-    {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let before = locked_task(&tx, id, owner).await?;
-        let mut task = before.clone();
-        let happened = match change(&mut task) {
-            Err(message) => return Err(WriteError::Conflict(message, Arc::new(before))),
-            Ok(happened) if happened.is_empty() => return Ok((Arc::new(before), false)),
-            Ok(happened) => happened,
-        };
-        task.updated_at = now();
-        task.seq = next_seq(&tx).await?;
-        changes::record(&mut task, by, happened);
-        let fresh = &task.history[before.history.len()..];
-        let (body, history) = encode_task(&task)?;
-        tx.execute(
-            "UPDATE hitl_tasks SET seq = $2, status = $3, body = $4, history = $5 WHERE id = $1",
-            &[
-                &id.to_string(),
-                &(task.seq as i64),
-                &task.status.as_str(),
-                &body,
-                &history,
-            ],
-        )
-        .await?;
-        self.journal(&tx, task.seq, &task, &EventKind::Status, &body, fresh)
-            .await?;
-        tx.commit().await?;
-        Ok((Arc::new(task), true))
-    }
-
-    /// Publishes an intermediate result of a running attempt, if `owner` holds its claim.
-    pub async fn progress(
-        &self,
-        id: TaskId,
-        attempt: u32,
-        text: Arc<str>,
-        owner: &str,
-    ) -> Result<(), WriteError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let task = locked_task(&tx, id, Some(owner)).await?;
-        if let Err(message) = changes::progress(&task, attempt) {
-            return Err(WriteError::Conflict(message, Arc::new(task)));
-        }
-        let (body, _) = encode_task(&task)?;
-        let seq = next_seq(&tx).await?;
-        self.journal(
-            &tx,
-            seq,
-            &task,
-            &EventKind::Progress { attempt, text },
-            &body,
-            &[],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Writes the event numbered `seq` and announces it.
-    async fn journal(
-        &self,
-        tx: &Transaction<'_>,
-        seq: u64,
-        task: &Task,
-        kind: &EventKind,
-        body: &str,
-        fresh: &[Arc<AuditEntry>],
-    ) -> Result<(), StoreError> {
-        let (name, attempt, text) = match kind {
-            EventKind::Status => ("status", None, None),
-            EventKind::Progress { attempt, text } => {
-                ("progress", Some(*attempt as i32), Some(&**text))
-            }
-        };
-        let audit = if fresh.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(fresh).map_err(|e| StoreError::Decode(e.to_string()))?)
-        };
-        tx.execute(
-            "INSERT INTO hitl_events (seq, task_id, kind, at_ms, attempt, text, task, task_seq, audit)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &(seq as i64),
-                &task.id.to_string(),
-                &name,
-                &unix_ms(now()),
-                &attempt,
-                &text,
-                &body,
-                &(task.seq as i64),
-                &audit,
-            ],
-        )
-        .await?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&self.channel, &seq.to_string()],
-        )
-        .await?;
-        Ok(())
-    }
-
     /// Renews `owner`'s claims on `ids`; returns those it still holds.
     pub async fn renew(
         &self,
@@ -470,8 +310,11 @@ impl PgStore {
         let client = self.pool.get().await?;
         let rows = client
             .query(
+                // Rows locked in id order, as a batch of changes locks them: no deadlock.
                 "UPDATE hitl_tasks SET lease_until = now() + make_interval(secs => $3)
-                 WHERE owner = $1 AND id = ANY($2) RETURNING id",
+                 WHERE id IN (SELECT id FROM hitl_tasks WHERE owner = $1 AND id = ANY($2)
+                              ORDER BY id FOR UPDATE)
+                 RETURNING id",
                 &[&owner, &ids, &lease.as_secs_f64()],
             )
             .await?;
@@ -516,7 +359,8 @@ impl PgStore {
         let client = self.pool.get().await?;
         Ok(client
             .execute(
-                "UPDATE hitl_tasks SET owner = NULL, lease_until = NULL WHERE owner = $1",
+                "UPDATE hitl_tasks SET owner = NULL, lease_until = NULL
+                 WHERE id IN (SELECT id FROM hitl_tasks WHERE owner = $1 ORDER BY id FOR UPDATE)",
                 &[&owner],
             )
             .await?)
@@ -642,42 +486,6 @@ impl Store for PgStore {
     fn check(&self) -> Result<(), StoreError> {
         self.runtime.block_on(self.check_async())
     }
-}
-
-/// The next sequence number. The counter's row stays locked until this transaction ends, so
-/// numbers are handed out, and committed, in order; a transaction that rolls back gives its
-/// number back.
-async fn next_seq(tx: &Transaction<'_>) -> Result<u64, StoreError> {
-    let seq: i64 = tx
-        .query_one("UPDATE hitl_seq SET seq = seq + 1 RETURNING seq", &[])
-        .await?
-        .get(0);
-    Ok(seq as u64)
-}
-
-/// The task's row, locked until the transaction ends; refused if `owner` does not hold its claim.
-async fn locked_task(
-    tx: &Transaction<'_>,
-    id: TaskId,
-    owner: Option<&str>,
-) -> Result<Task, WriteError> {
-    let row = tx
-        .query_opt(
-            "SELECT seq, body, history, owner FROM hitl_tasks WHERE id = $1 FOR UPDATE",
-            &[&id.to_string()],
-        )
-        .await?
-        .ok_or(WriteError::NotFound)?;
-    if let Some(owner) = owner
-        && row.get::<_, Option<&str>>(3) != Some(owner)
-    {
-        return Err(WriteError::NotClaimed);
-    }
-    Ok(decode_task(
-        row.get::<_, i64>(0) as u64,
-        row.get(1),
-        Some(row.get(2)),
-    )?)
 }
 
 fn encode_task(task: &Task) -> Result<(String, String), StoreError> {
