@@ -289,14 +289,12 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<JournalRow>, StoreError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM hitl_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-                ),
-                &[&(after as i64), &limit],
-            )
+        let read = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM hitl_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
             .await?;
+        let rows = client.query(&read, &[&(after as i64), &limit]).await?;
         rows.iter().map(decode_event).collect()
     }
 
@@ -369,10 +367,8 @@ impl PgStore {
     /// The newest sequence number committed.
     pub async fn head(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
-        let head: i64 = client
-            .query_one("SELECT seq FROM hitl_seq", &[])
-            .await?
-            .get(0);
+        let read = client.prepare_cached("SELECT seq FROM hitl_seq").await?;
+        let head: i64 = client.query_one(&read, &[]).await?.get(0);
         Ok(head as u64)
     }
 

@@ -159,23 +159,23 @@ impl PgStore {
         // The task rows in id order, then the counter: the same order in every transaction.
         let mut tasks: HashMap<TaskId, (Task, Option<String>)> = HashMap::new();
         if !ids.is_empty() {
-            let rows = tx
-                .query(
+            let lock = tx
+                .prepare_cached(
                     "SELECT id, seq, body, history, owner FROM hitl_tasks
                      WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                    &[&ids],
                 )
                 .await?;
+            let rows = tx.query(&lock, &[&ids]).await?;
             for row in rows {
                 let task =
                     super::decode_task(row.get::<_, i64>(1) as u64, row.get(2), Some(row.get(3)))?;
                 tasks.insert(task.id, (task, row.get(4)));
             }
         }
-        let head: i64 = tx
-            .query_one("SELECT seq FROM hitl_seq FOR UPDATE", &[])
-            .await?
-            .get(0);
+        let counter = tx
+            .prepare_cached("SELECT seq FROM hitl_seq FOR UPDATE")
+            .await?;
+        let head: i64 = tx.query_one(&counter, &[]).await?.get(0);
         let mut seq = head as u64;
         let mut events = Events::default();
         let (mut touched, mut inserted) = (HashSet::new(), Vec::new());
@@ -249,48 +249,27 @@ impl PgStore {
             tx.commit().await?;
             return Ok(None);
         }
-        self.write_rows(&tx, owner, lease, &tasks, &touched, &inserted, &events)
+        self.write_rows(&tx, owner, lease, &tasks, &touched, &inserted, &events, seq)
             .await?;
-        tx.execute("UPDATE hitl_seq SET seq = $1", &[&(seq as i64)])
-            .await?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&self.channel, &seq.to_string()],
-        )
-        .await?;
         tx.commit().await?;
         Ok(Some(seq))
     }
 
-    /// The batch's events, its new tasks and the final state of the tasks it changed.
+    /// The batch's events, its new tasks, the final state of the tasks it changed, the counter
+    /// at `head` and the notification: sent together (pipelined on the connection), with
+    /// statements prepared once per connection, so the counter is held for about one round trip.
     #[allow(clippy::too_many_arguments)]
     async fn write_rows(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &deadpool_postgres::Transaction<'_>,
         owner: &str,
         lease: Duration,
         tasks: &HashMap<TaskId, (Task, Option<String>)>,
         touched: &HashSet<TaskId>,
         inserted: &[TaskId],
         events: &Events,
+        head: u64,
     ) -> Result<(), StoreError> {
-        tx.execute(
-            "INSERT INTO hitl_events (seq, task_id, kind, at_ms, attempt, text, task, task_seq, audit)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::int[],
-                                  $6::text[], $7::text[], $8::bigint[], $9::text[])",
-            &[
-                &events.seq,
-                &events.task_id,
-                &events.kind,
-                &events.at_ms,
-                &events.attempt,
-                &events.text,
-                &events.task,
-                &events.task_seq,
-                &events.audit,
-            ],
-        )
-        .await?;
         let rows = |ids: &mut dyn Iterator<Item = &TaskId>| -> Result<_, StoreError> {
             let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for id in ids {
@@ -304,38 +283,80 @@ impl PgStore {
             }
             Ok(columns)
         };
-        if !inserted.is_empty() {
-            let (id, seq, status, body, history) = rows(&mut inserted.iter())?;
-            tx.execute(
+        let new = rows(&mut inserted.iter())?;
+        let fresh: HashSet<&TaskId> = inserted.iter().collect();
+        let changed = rows(&mut touched.iter().filter(|id| !fresh.contains(id)))?;
+        let (insert_new, update_changed) = (!new.0.is_empty(), !changed.0.is_empty());
+        let (head, channel, seconds) = (head as i64, head.to_string(), lease.as_secs_f64());
+        let statements = futures_util::future::try_join5(
+            tx.prepare_cached(
+                "INSERT INTO hitl_events (seq, task_id, kind, at_ms, attempt, text, task, task_seq, audit)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::int[],
+                                      $6::text[], $7::text[], $8::bigint[], $9::text[])",
+            ),
+            tx.prepare_cached(
                 "INSERT INTO hitl_tasks (id, seq, status, body, history, owner, lease_until)
                  SELECT u.*, $6, now() + make_interval(secs => $7)
                  FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u",
-                &[
-                    &id,
-                    &seq,
-                    &status,
-                    &body,
-                    &history,
-                    &owner,
-                    &lease.as_secs_f64(),
-                ],
-            )
-            .await?;
-        }
-        let fresh: HashSet<&TaskId> = inserted.iter().collect();
-        let mut changed = touched.iter().filter(|id| !fresh.contains(id));
-        let (id, seq, status, body, history) = rows(&mut changed)?;
-        if !id.is_empty() {
-            tx.execute(
+            ),
+            tx.prepare_cached(
                 "UPDATE hitl_tasks AS t
                  SET seq = u.seq, status = u.status, body = u.body, history = u.history
                  FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
                      AS u (id, seq, status, body, history)
                  WHERE t.id = u.id",
-                &[&id, &seq, &status, &body, &history],
-            )
-            .await?;
-        }
+            ),
+            tx.prepare_cached("UPDATE hitl_seq SET seq = $1"),
+            tx.prepare_cached("SELECT pg_notify($1, $2)"),
+        );
+        let (insert_events, insert_tasks, update_tasks, counter, notify) = statements.await?;
+        let events = [
+            &events.seq as &(dyn tokio_postgres::types::ToSql + Sync),
+            &events.task_id,
+            &events.kind,
+            &events.at_ms,
+            &events.attempt,
+            &events.text,
+            &events.task,
+            &events.task_seq,
+            &events.audit,
+        ];
+        let new = [
+            &new.0 as &(dyn tokio_postgres::types::ToSql + Sync),
+            &new.1,
+            &new.2,
+            &new.3,
+            &new.4,
+            &owner,
+            &seconds,
+        ];
+        let changed = [
+            &changed.0 as &(dyn tokio_postgres::types::ToSql + Sync),
+            &changed.1,
+            &changed.2,
+            &changed.3,
+            &changed.4,
+        ];
+        futures_util::future::try_join5(
+            tx.execute(&insert_events, &events),
+            async {
+                if insert_new {
+                    tx.execute(&insert_tasks, &new).await
+                } else {
+                    Ok(0)
+                }
+            },
+            async {
+                if update_changed {
+                    tx.execute(&update_tasks, &changed).await
+                } else {
+                    Ok(0)
+                }
+            },
+            tx.execute(&counter, &[&head]),
+            tx.execute(&notify, &[&self.channel, &channel]),
+        )
+        .await?;
         Ok(())
     }
 }
