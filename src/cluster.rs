@@ -69,6 +69,8 @@ pub struct Shared {
     kick: Notify,
     /// Is the listener connected (so other instances' changes arrive at once)?
     listening: AtomicBool,
+    /// Is the replica still being kept up to date (false once shutdown stopped it)?
+    replicating: AtomicBool,
     /// Did the last database call fail? Errors are logged once per outage.
     failing: AtomicBool,
 }
@@ -87,6 +89,7 @@ impl Shared {
             writes,
             kick: Notify::new(),
             listening: AtomicBool::new(false),
+            replicating: AtomicBool::new(true),
             failing: AtomicBool::new(false),
         });
         (shared, queued)
@@ -196,6 +199,9 @@ impl Shared {
 
     /// Waits until the replica holds event `seq` (it was committed, so it will).
     async fn seen(&self, seq: u64) {
+        if !self.replicating.load(Ordering::Relaxed) {
+            return;
+        }
         self.kick.notify_one();
         if !self.events.wait_durable(seq, REPLICATION_PATIENCE).await {
             tracing::warn!(seq, "a committed change has not reached this instance yet");
@@ -268,6 +274,12 @@ impl Shared {
 
 /// Keeps this instance's replica up to date with the shared journal until `shutdown`.
 pub async fn replicate(shared: Arc<Shared>, registry: Registry, shutdown: CancellationToken) {
+    replicate_until(&shared, &registry, &shutdown).await;
+    shared.replicating.store(false, Ordering::Relaxed);
+    shared.listening.store(false, Ordering::Relaxed);
+}
+
+async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &CancellationToken) {
     let mut wait = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let (client, connection) = match shared.store.listener().await {
@@ -281,7 +293,7 @@ pub async fn replicate(shared: Arc<Shared>, registry: Registry, shutdown: Cancel
                 }
                 wait = (wait * 2).min(Duration::from_secs(2));
                 // Catch up from the pool all the same: the listener may be what fails.
-                catch_up(&shared, &registry, &shutdown).await;
+                catch_up(shared, registry, shutdown).await;
                 continue;
             }
         };
@@ -316,7 +328,7 @@ pub async fn replicate(shared: Arc<Shared>, registry: Registry, shutdown: Cancel
         wait = Duration::from_millis(100);
         tracing::debug!(channel = %shared.store.channel, "listening for changes");
         // Whatever happened while not listening is read now.
-        catch_up(&shared, &registry, &shutdown).await;
+        catch_up(shared, registry, shutdown).await;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -325,7 +337,7 @@ pub async fn replicate(shared: Arc<Shared>, registry: Registry, shutdown: Cancel
                 () = shared.kick.notified() => {}
                 () = tokio::time::sleep(CATCH_UP_EVERY) => {}
             }
-            catch_up(&shared, &registry, &shutdown).await;
+            catch_up(shared, registry, shutdown).await;
         }
         shared.listening.store(false, Ordering::Relaxed);
         driver.abort();
@@ -366,15 +378,14 @@ async fn catch_up(shared: &Shared, registry: &Registry, shutdown: &CancellationT
     }
 }
 
-/// Writes what this instance queues, each batch in one transaction, until `shutdown`.
-pub async fn write(shared: Arc<Shared>, mut writes: Writes, shutdown: CancellationToken) {
-    loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return,
-            request = writes.recv() => match request {
-                Some(request) => request,
-                None => return,
-            },
+/// Writes what this instance queues, each batch in one transaction.
+///
+/// It runs until the instance is gone (its queue closes), not until shutdown: a request still
+/// in flight when shutdown begins is written, not refused.
+pub async fn write(shared: std::sync::Weak<Shared>, mut writes: Writes) {
+    while let Some(first) = writes.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
         };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

@@ -104,7 +104,7 @@ impl Hitl {
             hitl.registry.clone(),
             token.clone(),
         ));
-        tokio::spawn(cluster::write(shared.clone(), writes, token.clone()));
+        tokio::spawn(cluster::write(Arc::downgrade(&shared), writes));
         tokio::spawn(cluster::keep_claims(
             shared,
             hitl.registry.clone(),
