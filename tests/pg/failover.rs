@@ -200,3 +200,24 @@ pub async fn review_deadlines_apply_once_across_instances(db: Db) {
         assert_eq!(task["attempts"][0]["timed_out"], true, "{task}");
     }
 }
+
+pub async fn a_stopped_instance_hands_its_work_over_at_once(db: Db) {
+    // Arrange: A's claims would last a minute; B looks for free work every 300 ms.
+    let mut a = Binary::spawn_with_lease(&db, 60_000, &["--process-delay-ms", "60000"]);
+    let (b, _) = db
+        .instance_with(hitl::config::Config {
+            claim_lease_ms: 900,
+            ..db.config()
+        })
+        .await;
+    let task = a.app.submit("Deploy under me", 3).await;
+    b.wait_for_status(&task.id, TaskStatus::Running).await;
+
+    // Act: A is stopped for a deploy (SIGTERM) mid-attempt.
+    a.stop();
+
+    // Assert: B carries the attempt on well before A's claim would have run out.
+    let waiting = within("B takes over", b.wait_for_review(&task.id, 1)).await;
+    assert_eq!(waiting.attempt, 1);
+    assert_eq!(entries(&b, &task.id, "attempt_started", 1).await, 1);
+}

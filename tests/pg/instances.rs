@@ -135,9 +135,14 @@ pub struct Binary {
 
 impl Binary {
     pub fn spawn(db: &Db, args: &[&str]) -> Self {
+        Self::spawn_with_lease(db, LEASE_MS, args)
+    }
+
+    /// With claims that last `lease_ms` unless renewed.
+    pub fn spawn_with_lease(db: &Db, lease_ms: u64, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
             .args(["--store", "postgres", "--addr", "127.0.0.1:0"])
-            .args(["--claim-lease-ms", &LEASE_MS.to_string()])
+            .args(["--claim-lease-ms", &lease_ms.to_string()])
             .args(["--database-connections", "6"])
             .args(args)
             .env("HITL_DATABASE_URL", &db.url)
@@ -161,6 +166,15 @@ impl Binary {
             child,
             app: TestApp::at(url),
         }
+    }
+
+    /// SIGTERM: a graceful shutdown; waits for the process to exit.
+    pub fn stop(&mut self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+        let status = self.child.wait().expect("reap it");
+        assert!(status.success(), "a graceful stop exits 0: {status}");
     }
 
     /// SIGKILL: no graceful shutdown, no claims let go.

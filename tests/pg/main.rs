@@ -37,6 +37,7 @@ const TESTS: &[(&str, Test)] = tests![
     failover::instances_starting_at_once_migrate_once,
     failover::a_killed_instance_s_claim_is_taken_over_without_a_duplicate,
     failover::a_decision_while_the_claim_holder_is_dead_is_carried_on,
+    failover::a_stopped_instance_hands_its_work_over_at_once,
     failover::review_deadlines_apply_once_across_instances,
     failover::the_database_lost_and_back_under_a_running_instance,
 ];
