@@ -71,6 +71,9 @@ pub struct Shared {
     listening: AtomicBool,
     /// Is the replica still being kept up to date (false once shutdown stopped it)?
     replicating: AtomicBool,
+    /// Did this instance fall further behind than the journal keeps? Then only a restart
+    /// brings its replica up to date, and readiness says so.
+    behind: AtomicBool,
     /// Did the last database call fail? Errors are logged once per outage.
     failing: AtomicBool,
 }
@@ -90,6 +93,7 @@ impl Shared {
             kick: Notify::new(),
             listening: AtomicBool::new(false),
             replicating: AtomicBool::new(true),
+            behind: AtomicBool::new(false),
             failing: AtomicBool::new(false),
         });
         (shared, queued)
@@ -249,6 +253,11 @@ impl Shared {
             Ok(Err(error)) => return Err(format!("the database is not answering ({error})")),
             Err(_) => return Err("the database is not answering (no reply in 3 s)".into()),
         }
+        if self.behind.load(Ordering::Relaxed) {
+            return Err(
+                "this instance missed changes the journal no longer keeps; restart it".into(),
+            );
+        }
         if !self.listening.load(Ordering::Relaxed) {
             return Err("not yet listening for other instances' changes".into());
         }
@@ -361,6 +370,18 @@ async fn catch_up(shared: &Shared, registry: &Registry, shutdown: &CancellationT
             let seq = row.event.seq;
             if seq <= registry.events.issued() {
                 continue;
+            }
+            if seq > registry.events.issued() + 1 {
+                // The journal no longer holds what this instance missed (pruned by
+                // --retain-events while it was cut off): its replica cannot be brought up to date.
+                if !shared.behind.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        seq,
+                        head = registry.events.issued(),
+                        "this instance missed events the journal no longer keeps; restart it"
+                    );
+                }
+                return;
             }
             if !registry.replicate(row.event, row.fresh, shutdown) {
                 // A gap: the rows after it are read again next time.

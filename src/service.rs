@@ -251,6 +251,13 @@ impl Hitl {
     /// that does not answer within two seconds is not waited for: reads go on while writes are
     /// refused.
     pub async fn settle(&self, seq: Option<u64>) {
+        if seq.is_none()
+            && let Some(shared) = self.registry.shared()
+        {
+            // Whatever any instance committed before this read is shown: one service.
+            shared.catch_up().await;
+            return;
+        }
         let seq = seq.unwrap_or_else(|| self.registry.events.issued());
         self.registry
             .events
