@@ -221,3 +221,38 @@ pub async fn a_stopped_instance_hands_its_work_over_at_once(db: Db) {
     assert_eq!(waiting.attempt, 1);
     assert_eq!(entries(&b, &task.id, "attempt_started", 1).await, 1);
 }
+
+/// Restarts the PostgreSQL server itself (run alone: every other test's connections go too).
+pub async fn the_database_restarted_under_a_running_instance(db: Db) {
+    let (a, _) = db.instance().await;
+    let task = a.submit_for_review("Restart", 3).await;
+    let mut watching = a.events(&format!("?task={}", task.id), None).await;
+    let (_, snapshot) = watching.next_status().await;
+    assert_eq!(snapshot.status, TaskStatus::WaitingForReview);
+
+    let command = std::env::var("HITL_TEST_PG_RESTART_CMD").unwrap_or_else(|_| {
+        "pg_ctlcluster 15 main restart || service postgresql restart".to_owned()
+    });
+    let restarted = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .args(["-c", &command])
+            .status()
+    })
+    .await
+    .unwrap()
+    .expect("the restart command runs");
+    assert!(restarted.success(), "PostgreSQL restarted");
+
+    // The instance finds the database again by itself, and so does its stream.
+    eventually("A is ready again", Duration::from_secs(30), || async {
+        a.get("/readyz").await.status() == StatusCode::OK
+    })
+    .await;
+    let decision = json!({"decision": "approved", "attempt": 1});
+    let done = a.decide(&task.id, decision).await;
+    assert_eq!(done.status, TaskStatus::Completed);
+    let (_, completed) = watching.next_status().await;
+    assert_eq!(completed.status, TaskStatus::Completed);
+    let again = a.submit_for_review("After the restart", 3).await;
+    assert_eq!(again.attempt, 1);
+}

@@ -42,6 +42,10 @@ const TESTS: &[(&str, Test)] = tests![
     failover::the_database_lost_and_back_under_a_running_instance,
 ];
 
+/// Tests that restart the PostgreSQL server: run only when `HITL_TEST_PG_RESTART=1` says that
+/// is allowed, and then alone (`.ci/run` does), since every other test's connections go too.
+const RESTARTS: &[(&str, Test)] = tests![failover::the_database_restarted_under_a_running_instance];
+
 fn main() {
     let args = Arguments::from_args();
     let base = std::env::var("HITL_TEST_DATABASE_URL")
@@ -54,15 +58,21 @@ fn main() {
             TESTS.len()
         );
     }
+    let may_restart = std::env::var("HITL_TEST_PG_RESTART").is_ok_and(|v| v == "1");
     let trials = TESTS
         .iter()
-        .map(|&(name, test)| {
+        .map(|test| (test, true))
+        .chain(RESTARTS.iter().map(|test| (test, may_restart)))
+        .map(|(&(name, test), allowed)| {
             let base = base.clone();
             let reachable = reachable.clone();
             Trial::ignorable_test(name, move || match reachable {
                 Err(why) => Ok(Completion::ignored_with(format!(
                     "no PostgreSQL at {base}: {why}"
                 ))),
+                Ok(()) if !allowed => Ok(Completion::ignored_with(
+                    "restarts PostgreSQL; run alone with HITL_TEST_PG_RESTART=1 (.ci/run does)",
+                )),
                 Ok(()) => run(&base, test).map(|()| Completion::Completed),
             })
         })
