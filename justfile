@@ -8,11 +8,13 @@ run:
 test:
     cargo test
 
-# Lifecycles per second, in-memory store against the durable one, and the inbox at 100,000
-# tasks (see BENCHMARKS.md).
+# Lifecycles per second, in-memory store against the durable one, the inbox at 100,000 tasks,
+# and hitl against the floor (see BENCHMARKS.md).
 bench:
     cargo run --release --example throughput
     cargo run --release --example inbox
+    cargo run --release --example task_memory
+    just bench-floor
 
 # The load generator against a separate server, memory then sqlite, checking every event
 # (see BENCHMARKS.md, "The load generator").
@@ -20,6 +22,13 @@ bench-load:
     cargo build --release --example hitl-bench --bin hitl
     target/release/examples/hitl-bench --spawn target/release/hitl --store memory --lifecycles 2000 --concurrency 64 --busy-watchers 100 --idle-watchers 1000 --runs 3
     target/release/examples/hitl-bench --spawn target/release/hitl --store sqlite --lifecycles 2000 --concurrency 64 --busy-watchers 100 --idle-watchers 1000 --runs 3
+
+# The floor: hitl (memory) and bare axum of the same shape (examples/floor.rs) taking turns,
+# run by run, at both sizes of BENCHMARKS.md ("The floor: bare axum on the same machine").
+bench-floor:
+    cargo build --release --example hitl-bench --example floor --bin hitl
+    target/release/examples/hitl-bench --spawn target/release/hitl --store memory --floor target/release/examples/floor --lifecycles 2000 --concurrency 64 --busy-watchers 100 --idle-watchers 1000 --runs 3
+    target/release/examples/hitl-bench --spawn target/release/hitl --store memory --floor target/release/examples/floor --lifecycles 2000 --concurrency 64 --busy-watchers 1000 --idle-watchers 10000 --runs 3
 
 # Everything CI runs.
 ci:

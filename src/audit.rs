@@ -37,12 +37,20 @@ impl Digest {
     }
 }
 
+impl Digest {
+    /// The 64 lower-case hex digits, without formatting machinery: every audit entry's JSON
+    /// holds two or three, and `{:02x}` per byte showed in profiles.
+    fn hex(&self) -> [u8; 64] {
+        let mut out = [0; 64];
+        hex::encode_to_slice(self.0, &mut out).expect("64 digits for 32 bytes");
+        out
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        let hex = self.hex();
+        f.write_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 
@@ -55,22 +63,18 @@ impl fmt::Debug for Digest {
 impl FromStr for Digest {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?} is not a SHA-256 (64 hex digits)");
-        if s.len() != 64 {
-            return Err(bad());
-        }
         let mut out = [0; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
-                .map_err(|_| bad())?;
+        match hex::decode_to_slice(s, &mut out) {
+            Ok(()) => Ok(Self(out)),
+            Err(_) => Err(format!("{s:?} is not a SHA-256 (64 hex digits)")),
         }
-        Ok(Self(out))
     }
 }
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let hex = self.hex();
+        serializer.serialize_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 

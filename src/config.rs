@@ -64,6 +64,12 @@ pub struct Config {
     #[arg(long, env = "HITL_RETAIN_EVENTS", default_value_t = Retention::default())]
     pub retain_events: Retention,
 
+    /// Finished tasks kept in memory: a count (10000) or an age (24h, 7d). Older ones leave
+    /// memory (and the home page); with the durable store they are still served by id, read
+    /// back from disk. Unset: every task stays in memory.
+    #[arg(long, env = "HITL_KEEP_FINISHED")]
+    pub keep_finished: Option<Retention>,
+
     /// Where tasks are kept: `sqlite` (durable, in --data-dir), `postgres` (durable and shared
     /// by every instance on --database-url) or `memory` (lost on exit).
     #[arg(long, env = "HITL_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
@@ -321,6 +327,7 @@ impl Default for Config {
             process_delay_ms: 1500,
             max_attempts: 3,
             retain_events: Retention::default(),
+            keep_finished: None,
             store: StoreKind::Memory,
             data_dir: "hitl-data".into(),
             database_url: None,

@@ -315,6 +315,15 @@ impl EventLog {
         )
     }
 
+    /// Lets a task's latest state go (it left memory; see `Registry::evict_finished`).
+    pub fn forget(&self, id: TaskId) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .latest
+            .remove(&id);
+    }
+
     /// The newest sequence number issued, durable or not.
     pub fn issued(&self) -> u64 {
         self.read().issued

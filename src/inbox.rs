@@ -67,10 +67,6 @@ pub struct InboxFields<'a> {
     pub per_page: Option<&'a str>,
 }
 
-fn invalid(field: &'static str, message: String) -> InvalidField {
-    InvalidField::Invalid { field, message }
-}
-
 impl InboxQuery {
     /// Reads the fields; a field left out (or sent empty) takes its default, and `per_page`
     /// defaults to `per_page`. A bad value is refused with words that say what to send.
@@ -79,12 +75,12 @@ impl InboxQuery {
             None | Some("") => None,
             Some(text) => Some(
                 text.parse::<TaskStatus>()
-                    .map_err(|message| invalid("status", message))?,
+                    .map_err(|message| InvalidField::invalid("status", message))?,
             ),
         };
         let q = match fields.q {
             Some(q) if q.len() > MAX_SEARCH_BYTES => {
-                return Err(invalid(
+                return Err(InvalidField::invalid(
                     "q",
                     format!(
                         "The search is {} bytes long; searches are limited to {MAX_SEARCH_BYTES} bytes.",
@@ -137,7 +133,7 @@ fn whole(
     let n = text.parse::<usize>().ok().or(digits.then_some(usize::MAX));
     match n {
         Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-        _ => Err(invalid(
+        _ => Err(InvalidField::invalid(
             field,
             format!("The {field} must be a whole number {range}, not {text:?}."),
         )),
@@ -155,10 +151,7 @@ impl Counts {
     }
 
     pub fn get(&self, status: TaskStatus) -> usize {
-        TaskStatus::ALL
-            .iter()
-            .position(|s| *s == status)
-            .map_or(0, |i| self.0[i])
+        self.0[status.index()]
     }
 
     pub fn total(&self) -> usize {

@@ -33,7 +33,7 @@ pub enum InvalidField {
 }
 
 impl InvalidField {
-    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field,
             message: message.into(),

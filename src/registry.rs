@@ -6,8 +6,9 @@
 //! held across an `.await`. Lock order is always map shard, then event log.
 
 use std::{
+    collections::VecDeque,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -22,6 +23,7 @@ use crate::{
     audit::{AuditEvent, Digest},
     cluster::Shared,
     events::{Event, EventKind, EventLog},
+    store::Retention,
     task::{Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now},
 };
 
@@ -83,11 +85,19 @@ pub struct Registry {
     /// How many tasks are in each status, kept as they change so the inbox can show the counts
     /// on every page and every live update without scanning the map.
     by_status: Arc<StatusCounts>,
+    /// Finished tasks in the order they finished, and how many (or how old) stay in memory.
+    finished: Arc<Mutex<Finished>>,
     /// Where every transition is published.
     pub events: EventLog,
     /// With `--store postgres`: the database every change is decided in; the map is then a
     /// replica, filled in order from the shared journal.
     shared: Option<Arc<Shared>>,
+}
+
+#[derive(Default)]
+struct Finished {
+    order: VecDeque<(TaskId, OffsetDateTime)>,
+    keep: Option<Retention>,
 }
 
 struct LiveTask {
@@ -141,6 +151,7 @@ impl Registry {
             tasks: Arc::new(DashMap::new()),
             unfinished: Arc::default(),
             by_status: Arc::default(),
+            finished: Arc::default(),
             events,
             shared: None,
         }
@@ -165,6 +176,7 @@ impl Registry {
         shutdown: &CancellationToken,
     ) -> bool {
         let id = event.task_id();
+        let mut finished = None;
         match self.tasks.entry(id) {
             dashmap::Entry::Occupied(mut slot) => {
                 let live = slot.get_mut();
@@ -184,6 +196,7 @@ impl Registry {
                     let (old, new) = (live.task.status, event.task.status);
                     if new.is_terminal() && !old.is_terminal() {
                         self.unfinished.fetch_sub(1, Ordering::AcqRel);
+                        finished = Some(event.at);
                     }
                     self.by_status.moved(old, new);
                     live.task = event.task.clone();
@@ -201,13 +214,20 @@ impl Registry {
                 if !self.events.replicate(event.clone()) {
                     return false;
                 }
-                if !event.task.status.is_terminal() {
+                if event.task.status.is_terminal() {
+                    finished = Some(event.at);
+                } else {
                     self.unfinished.fetch_add(1, Ordering::AcqRel);
                 }
                 let (live, _) = LiveTask::new(event.task.clone(), shutdown);
                 self.by_status.add(live.task.status);
                 slot.insert(live);
             }
+        }
+        // Once the shard is let go: eviction looks tasks up.
+        if let Some(at) = finished {
+            self.finished_order().order.push_back((id, at));
+            self.evict_finished();
         }
         true
     }
@@ -221,6 +241,47 @@ impl Registry {
             feedback: live.feedback.subscribe(),
             cancel: live.cancel.child_token(),
         })
+    }
+
+    /// Keeps only the newest (or youngest) finished tasks in memory; see
+    /// [`Self::evict_finished`].
+    pub fn keep_finished(self, keep: Option<Retention>) -> Self {
+        self.finished_order().keep = keep;
+        self
+    }
+
+    fn finished_order(&self) -> std::sync::MutexGuard<'_, Finished> {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets the oldest finished tasks go from memory once more are kept than `--keep-finished`
+    /// allows (or they finished longer ago): out of the map, the counts and the log's latest
+    /// states. A durable store still has them. A task goes only once its last event is durable,
+    /// so the log cannot bring its state back afterwards.
+    pub fn evict_finished(&self) {
+        let head = self.events.head();
+        let now = now();
+        let mut finished = self.finished_order();
+        let Some(keep) = finished.keep else {
+            return;
+        };
+        while let Some(&(id, at)) = finished.order.front() {
+            let over = match keep {
+                Retention::Count(n) => finished.order.len() as u64 > n,
+                Retention::Age(age) => now - at > age,
+            };
+            if !over || self.tasks.get(&id).is_some_and(|live| live.task.seq > head) {
+                break;
+            }
+            finished.order.pop_front();
+            if let Some((_, live)) = self
+                .tasks
+                .remove_if(&id, |_, live| live.task.status.is_terminal())
+            {
+                self.by_status.remove(live.task.status);
+                self.events.forget(id);
+            }
+        }
     }
 
     /// Adds a new pending task and publishes its first event. Its place among the unfinished
@@ -268,6 +329,11 @@ impl Registry {
         if !task.status.is_terminal() {
             self.unfinished.fetch_add(1, Ordering::AcqRel);
         }
+        if task.status.is_terminal() {
+            self.finished_order()
+                .order
+                .push_back((task.id, task.updated_at));
+        }
         let (live, handle) = LiveTask::new(task, shutdown);
         self.by_status.add(live.task.status);
         if let Some(replaced) = self.tasks.insert(handle.task.id, live) {
@@ -284,18 +350,6 @@ impl Registry {
 
     pub fn get(&self, id: TaskId) -> Option<Arc<Task>> {
         self.tasks.get(&id).map(|live| live.task.clone())
-    }
-
-    /// Every task (or those with one status), newest first.
-    pub fn list(&self, status: Option<TaskStatus>) -> Vec<Arc<Task>> {
-        let mut tasks: Vec<Arc<Task>> = self
-            .tasks
-            .iter()
-            .filter(|live| status.is_none_or(|s| live.task.status == s))
-            .map(|live| live.task.clone())
-            .collect();
-        tasks.sort_unstable_by_key(|task| std::cmp::Reverse(task.id));
-        tasks
     }
 
     /// Calls `visit` with every task and its id, in no particular order: how the inbox filters
@@ -345,7 +399,8 @@ impl Registry {
             }
         };
         task.updated_at = now();
-        if task.status.is_terminal() && !live.task.status.is_terminal() {
+        let finishes = task.status.is_terminal() && !live.task.status.is_terminal();
+        if finishes {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
         }
         self.by_status.moved(live.task.status, task.status);
@@ -356,6 +411,11 @@ impl Registry {
         });
         live.task = event.task.clone();
         live.changed.send_replace(event.seq);
+        drop(live);
+        if finishes {
+            self.finished_order().order.push_back((id, event.at));
+            self.evict_finished();
+        }
         Ok(event.task.clone())
     }
 
@@ -658,8 +718,7 @@ struct StatusCounts([AtomicUsize; TaskStatus::ALL.len()]);
 
 impl StatusCounts {
     fn slot(&self, status: TaskStatus) -> &AtomicUsize {
-        let index = TaskStatus::ALL.iter().position(|s| *s == status);
-        &self.0[index.unwrap_or_default()]
+        &self.0[status.index()]
     }
 
     fn add(&self, status: TaskStatus) {
@@ -679,5 +738,51 @@ impl StatusCounts {
 
     fn read(&self) -> [usize; TaskStatus::ALL.len()] {
         std::array::from_fn(|i| self.0[i].load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(hours_ago: i64) -> Arc<Task> {
+        let at = now() - time::Duration::hours(hours_ago);
+        let mut task = Task::new(TaskId::new(), "text".into(), 3, at);
+        task.status = TaskStatus::Completed;
+        task.updated_at = at;
+        Arc::new(task)
+    }
+
+    #[test]
+    fn finished_tasks_older_than_the_age_kept_leave_and_live_ones_stay() {
+        let shutdown = CancellationToken::new();
+        let registry = Registry::new(EventLog::new(10))
+            .keep_finished(Some(Retention::Age(Duration::from_secs(3600))));
+        let (old, young) = (finished(3), finished(0));
+        let mut waiting = Task::new(TaskId::new(), "text".into(), 3, now());
+        waiting.status = TaskStatus::WaitingForReview;
+        let waiting = Arc::new(waiting);
+        for task in [&old, &young, &waiting] {
+            registry.restore(task.clone(), &shutdown);
+        }
+        registry.evict_finished();
+        assert!(registry.get(old.id).is_none());
+        assert!(registry.get(young.id).is_some());
+        assert!(registry.get(waiting.id).is_some());
+        let counts = registry.count_by_status();
+        let completed = TaskStatus::ALL
+            .iter()
+            .position(|s| *s == TaskStatus::Completed);
+        assert_eq!(counts[completed.unwrap()], 1);
+    }
+
+    #[test]
+    fn without_a_limit_every_finished_task_stays() {
+        let shutdown = CancellationToken::new();
+        let registry = Registry::new(EventLog::new(10));
+        let old = finished(24 * 365);
+        registry.restore(old.clone(), &shutdown);
+        registry.evict_finished();
+        assert!(registry.get(old.id).is_some());
     }
 }

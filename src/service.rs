@@ -25,9 +25,21 @@ use crate::{
 /// How long a request waits for its change to reach the disk before it is answered 503.
 const DURABLE_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Cheap-clone state of the running service.
+/// Cheap-clone handle to the running service: every request's handler gets a clone, so it is
+/// one reference count, not one per field (profiles showed the field-by-field clone and drop).
 #[derive(Clone)]
-pub struct Hitl {
+pub struct Hitl(Arc<Service>);
+
+impl std::ops::Deref for Hitl {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.0
+    }
+}
+
+/// The state of the running service, shared behind [`Hitl`].
+pub struct Service {
     /// The live tasks, their guarded transitions and the event log.
     pub registry: Registry,
     /// The review flow every task runs.
@@ -92,12 +104,17 @@ impl Hitl {
         let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
         let lease = Duration::from_millis(config.claim_lease_ms);
         let (shared, writes) = Shared::new(store, lease, events.clone());
-        let registry = Registry::with_shared(events, shared.clone());
+        let registry =
+            Registry::with_shared(events, shared.clone()).keep_finished(config.keep_finished);
         let hitl = Self::assemble(config, registry, None, processor, shutdown)?;
         // The tasks as they were; their work is resumed by whichever instance claims it.
-        for task in recovered.tasks {
+        let mut tasks = recovered.tasks;
+        // In the order they last changed, so finished ones leave memory oldest first.
+        tasks.sort_unstable_by_key(|task| task.seq);
+        for task in tasks {
             hitl.registry.restore(task, &hitl.shutdown);
         }
+        hitl.registry.evict_finished();
         let token = hitl.shutdown.clone();
         tokio::spawn(cluster::replicate(
             shared.clone(),
@@ -153,7 +170,13 @@ impl Hitl {
                 (events, Some(durable), recovered.tasks)
             }
         };
-        let hitl = Self::assemble(config, Registry::new(events), durable, processor, shutdown)?;
+        let hitl = Self::assemble(
+            config,
+            Registry::new(events).keep_finished(config.keep_finished),
+            durable,
+            processor,
+            shutdown,
+        )?;
         hitl.resume(tasks);
         Ok(hitl)
     }
@@ -167,7 +190,7 @@ impl Hitl {
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let auth = auth_from(&config.auth)?.map(Arc::new);
-        Ok(Self {
+        Ok(Self(Arc::new(Service {
             flow: Arc::new(ReviewFlow::new(
                 registry.clone(),
                 processor,
@@ -188,13 +211,16 @@ impl Hitl {
                 config.limits.max_streams,
                 config.limits.max_streams_per_client,
             ),
-        })
+        })))
     }
 
     /// Puts recovered tasks back and carries on with the unfinished ones where they were: an
     /// attempt that was being processed runs again under the same number, and a review stays
     /// open on the same attempt.
-    fn resume(&self, tasks: Vec<Arc<Task>>) {
+    fn resume(&self, mut tasks: Vec<Arc<Task>>) {
+        // In the order they last changed, so the finished ones queue up to leave memory
+        // (`--keep-finished`) oldest first.
+        tasks.sort_unstable_by_key(|task| task.seq);
         let (mut resumed, total) = (0, tasks.len());
         for task in tasks {
             let live = !task.status.is_terminal();
@@ -204,8 +230,14 @@ impl Hitl {
                 self.flow.resume(handle);
             }
         }
+        self.registry.evict_finished();
         if total > 0 {
-            tracing::info!(tasks = total, resumed, "tasks recovered from the store");
+            tracing::info!(
+                tasks = total,
+                resumed,
+                in_memory = self.registry.len(),
+                "tasks recovered from the store"
+            );
         }
     }
 
@@ -265,13 +297,16 @@ impl Hitl {
             .await;
     }
 
-    /// A task as it stands once its latest change is durable.
+    /// A task as it stands once its latest change is durable: from memory, or for a finished
+    /// task that has left it (`--keep-finished`), from the store.
     pub async fn settled(&self, id: TaskId) -> Option<Arc<Task>> {
         if let Some(shared) = self.registry.shared() {
             // Whatever any instance committed before this read is shown: one service.
             shared.catch_up().await;
         }
-        let task = self.find(id).await?;
+        let Some(task) = self.find(id).await else {
+            return self.stored(id).await;
+        };
         self.settle(Some(task.seq)).await;
         Some(task)
     }
@@ -300,6 +335,44 @@ impl Hitl {
         }
     }
 
+    /// A task read back from the durable store (`None` in memory mode, or if the store cannot
+    /// be read: it is logged).
+    async fn stored(&self, id: TaskId) -> Option<Arc<Task>> {
+        let store: Arc<dyn Store> = match (&self.durable, self.registry.shared()) {
+            (Some(durable), _) => durable.store.clone(),
+            (None, Some(shared)) => shared.store.clone(),
+            (None, None) => return None,
+        };
+        match tokio::task::spawn_blocking(move || store.task(id)).await {
+            Ok(Ok(task)) => task,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, %id, "cannot read a task back from the store");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, %id, "reading a task back stopped");
+                None
+            }
+        }
+    }
+
+    /// The live task, or why it cannot change: unknown, or finished and gone from memory.
+    async fn live(&self, id: TaskId) -> Result<Arc<Task>, TransitionError> {
+        if let Some(task) = self.find(id).await {
+            return Ok(task);
+        }
+        match self.stored(id).await {
+            Some(task) => Err(TransitionError::Conflict {
+                message: format!(
+                    "The task is {}: it no longer changes.",
+                    task.status.as_str()
+                ),
+                task,
+            }),
+            None => Err(TransitionError::NotFound(id)),
+        }
+    }
+
     /// Waits until `task`'s latest change is durable, so the caller may answer.
     async fn saved(&self, task: Arc<Task>) -> Result<Arc<Task>, TransitionError> {
         if self
@@ -315,7 +388,7 @@ impl Hitl {
     }
 
     /// Accepts a task and starts its flow.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn submit(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
         let default = self.review_timeout;
@@ -351,20 +424,20 @@ impl Hitl {
         self.registry.reserve(self.limits.max_live_tasks as usize)?;
         let handle = self.registry.insert(task, &self.shutdown);
         let task = handle.task.clone();
-        tracing::info!(task_id = %task.id, "task submitted");
+        tracing::debug!(task_id = %task.id, "task submitted");
         self.flow.spawn(handle);
         self.saved(task).await
     }
 
     /// Applies a reviewer's decision and returns the task once the flow has acted on it.
-    #[tracing::instrument(skip(self, request, by), fields(decision = request.decision.as_str(), by = %by.name))]
+    #[tracing::instrument(level = "debug", skip(self, request, by), fields(decision = request.decision.as_str(), by = %by.name))]
     pub async fn decide(
         &self,
         id: TaskId,
         request: DecisionRequest,
         by: &Actor,
     ) -> Result<Arc<Task>, TransitionError> {
-        let task = self.find(id).await.ok_or(TransitionError::NotFound(id))?;
+        let task = self.live(id).await?;
         if by.role != Role::Reviewer {
             return Err(TransitionError::Forbidden(
                 "Only reviewers can decide on tasks, and you are signed in as a submitter.".into(),
@@ -392,7 +465,7 @@ impl Hitl {
     }
 
     /// Moves the open review's deadline `secs` later (from now, if it has passed).
-    #[tracing::instrument(skip(self, by), fields(by = %by.name))]
+    #[tracing::instrument(level = "debug", skip(self, by), fields(by = %by.name))]
     pub async fn extend_deadline(
         &self,
         id: TaskId,
@@ -405,6 +478,7 @@ impl Hitl {
                 "Only reviewers can extend a review's deadline, and you are signed in as a submitter.".into(),
             ));
         }
+        self.live(id).await?;
         let task = self
             .registry
             .extend_deadline_now(id, attempt, secs, by.recorded())
@@ -412,9 +486,9 @@ impl Hitl {
         self.saved(task).await
     }
 
-    #[tracing::instrument(skip(self, by), fields(by = %by.name))]
+    #[tracing::instrument(level = "debug", skip(self, by), fields(by = %by.name))]
     pub async fn cancel(&self, id: TaskId, by: &Actor) -> Result<Arc<Task>, TransitionError> {
-        let task = self.find(id).await.ok_or(TransitionError::NotFound(id))?;
+        let task = self.live(id).await?;
         let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
         if by.role != Role::Reviewer && !own {
             return Err(TransitionError::Forbidden(

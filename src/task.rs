@@ -64,6 +64,12 @@ impl TaskStatus {
         Self::Cancelled,
     ];
 
+    /// Its place in [`Self::ALL`], for per-status arrays (the declaration order, which `ALL`
+    /// follows; a test holds them together).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The wire name, as in the contract.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -339,4 +345,16 @@ pub fn excerpt(text: &str, max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskStatus;
+
+    #[test]
+    fn each_status_index_is_its_place_in_all() {
+        for (i, status) in TaskStatus::ALL.iter().enumerate() {
+            assert_eq!(status.index(), i, "{status:?}");
+        }
+    }
 }

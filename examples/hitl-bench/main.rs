@@ -17,7 +17,15 @@
 //!         [--lifecycles N] [--concurrency C] [--idle-watchers K] [--busy-watchers W] [--runs R]
 //!     target/release/examples/hitl-bench --url http://127.0.0.1:3000 --pid PID ...
 //!
-//! Results are in BENCHMARKS.md ("The load generator").
+//! With `--floor target/release/examples/floor` (as well as, or instead of, a hitl) each run also
+//! goes to the floor, a bare axum server of hitl's shape (`examples/floor.rs`), the two taking
+//! turns, and the report ends with hitl's medians over the floor's.
+//!
+//!     cargo build --release --example hitl-bench --example floor --bin hitl
+//!     target/release/examples/hitl-bench --spawn target/release/hitl --store memory \
+//!         --floor target/release/examples/floor ...
+//!
+//! Results are in BENCHMARKS.md ("The load generator", "The floor").
 
 mod check;
 mod load;
@@ -41,7 +49,7 @@ use crate::{
     name = "hitl-bench",
     about = "Load and check a running hitl over HTTP and SSE"
 )]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["url", "spawn"])))]
+#[command(group(clap::ArgGroup::new("target").args(["url", "spawn"])))]
 struct Args {
     /// A running server's URL.
     #[arg(long)]
@@ -59,6 +67,10 @@ struct Args {
     /// Start this hitl binary for each run, on a free port, with processing delay 0.
     #[arg(long)]
     spawn: Option<String>,
+    /// Also start this floor server (`examples/floor.rs`) for each run, taking turns with the
+    /// server above, and compare the two.
+    #[arg(long)]
+    floor: Option<String>,
     /// The store of a spawned server.
     #[arg(long, default_value = "sqlite", value_parser = ["memory", "sqlite"])]
     store: String,
@@ -101,38 +113,51 @@ async fn main() -> Result<()> {
         files >= wanted,
         "the open-file limit is {files}, {wanted} needed"
     );
-    let target = match (&args.url, &args.spawn) {
-        (Some(url), _) => format!(
-            "{url} (pid {:?}) and {} more instances {:?}",
-            args.pid,
-            args.also_url.len(),
-            args.also_url
-        ),
-        (_, Some(binary)) => format!("{binary} --store {}", args.store),
-        _ => unreachable!("clap requires one"),
-    };
-    println!("machine: {}; server: {target}", server::machine());
+    let targets = Target::all(&args);
+    ensure!(!targets.is_empty(), "give --url, --spawn or --floor");
+    let names: Vec<String> = targets.iter().map(Target::name).collect();
+    println!(
+        "machine: {}; servers, taking turns: {}",
+        server::machine(),
+        names.join(", then ")
+    );
+    if !args.also_url.is_empty() {
+        println!("requests spread over the first and {:?}", args.also_url);
+    }
     println!(
         "N = {} lifecycles after {WARM_UP} warm-up, C = {}, W = {} busy watchers, K = {} idle, {} runs",
         args.lifecycles, args.concurrency, args.busy_watchers, args.idle_watchers, args.runs
     );
-    let mut runs = Vec::new();
+    let mut runs: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
     for r in 1..=args.runs {
-        let server = match (&args.url, &args.spawn) {
-            (Some(url), _) => Server::given(url, args.pid),
-            (_, Some(binary)) => Server::spawn(binary, &args.store, &args.server_args).await?,
-            _ => unreachable!(),
-        };
-        let fresh = args.spawn.is_some();
-        let outcome = run(&args, &server, fresh).await;
-        server.stop().await?;
-        let run = outcome.with_context(|| format!("run {r}"))?;
-        if args.json {
-            println!("{}", run.json());
+        for (target, runs) in targets.iter().zip(&mut runs) {
+            let load = server::load_average();
+            println!(
+                "run {r}, {}: one-minute load average {load} before",
+                target.name()
+            );
+            let server = target.start(&args.server_args).await?;
+            let outcome = run(&args, &server, target.fresh()).await;
+            server.stop().await?;
+            let run = outcome.with_context(|| format!("{}, run {r}", target.name()))?;
+            if args.json {
+                let mut json = run.json();
+                json["server"] = target.name().into();
+                json["load_average_before"] = load.into();
+                println!("{json}");
+            }
+            runs.push(run);
         }
-        runs.push(run);
     }
-    report::print(&runs);
+    for (name, runs) in names.iter().zip(&runs) {
+        println!("\n{name}:");
+        report::print(runs);
+    }
+    if let [hitl, floor] = &runs[..] {
+        println!("\n{} over {}, median over median:", names[0], names[1]);
+        report::ratios(hitl, floor);
+    }
+    let runs: Vec<Run> = runs.into_iter().flatten().collect();
     let errors: usize = runs.iter().map(|r| r.errors.len()).sum();
     for error in runs.iter().flat_map(|r| &r.errors).take(10) {
         eprintln!("error: {error}");
@@ -142,6 +167,53 @@ async fn main() -> Result<()> {
         "{errors} errors: the server's answers cannot be trusted"
     );
     Ok(())
+}
+
+/// A server the runs go to.
+enum Target {
+    Given { url: String, pid: Option<u32> },
+    Hitl { binary: String, store: String },
+    Floor { binary: String },
+}
+
+impl Target {
+    /// The server under test first, then the floor.
+    fn all(args: &Args) -> Vec<Self> {
+        let first = match (&args.url, &args.spawn) {
+            (Some(url), _) => Some(Self::Given {
+                url: url.clone(),
+                pid: args.pid,
+            }),
+            (_, Some(binary)) => Some(Self::Hitl {
+                binary: binary.clone(),
+                store: args.store.clone(),
+            }),
+            _ => None,
+        };
+        let floor = args.floor.clone().map(|binary| Self::Floor { binary });
+        first.into_iter().chain(floor).collect()
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Self::Given { url, pid } => format!("{url} (pid {pid:?})"),
+            Self::Hitl { binary, store } => format!("{binary} --store {store}"),
+            Self::Floor { binary } => format!("{binary} (the floor)"),
+        }
+    }
+
+    async fn start(&self, hitl_args: &[String]) -> Result<Server> {
+        match self {
+            Self::Given { url, pid } => Ok(Server::given(url, *pid)),
+            Self::Hitl { binary, store } => Server::spawn(binary, Some((store, hitl_args))).await,
+            Self::Floor { binary } => Server::spawn(binary, None).await,
+        }
+    }
+
+    /// A server this process started has no tasks yet.
+    fn fresh(&self) -> bool {
+        !matches!(self, Self::Given { .. })
+    }
 }
 
 /// One run against `server`: lifecycles, then busy watchers, then idle streams.
@@ -171,6 +243,7 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
         let mut errors = load.lifecycles(0..WARM_UP, args.concurrency).await;
         load.delays.lock().unwrap().clear();
         let (cpu, started) = (cpu_seconds(), Instant::now());
+        let own_cpu = server::cpu_seconds("self");
         let n = args.lifecycles;
         errors.extend(
             load.lifecycles(WARM_UP..WARM_UP + n, args.concurrency)
@@ -178,7 +251,9 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
         );
         let wall = started.elapsed().as_secs_f64();
         let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
-        let mut run = Run::new(n, wall, cpu, server.rss_kib(), &load.delays.lock().unwrap());
+        let own_cpu = own_cpu.zip(server::cpu_seconds("self")).map(|(a, b)| b - a);
+        let delays = load.delays.lock().unwrap().clone();
+        let mut run = Run::new(n, wall, [cpu, own_cpu], server.rss_kib(), &delays);
         if args.busy_watchers > 0 {
             let busy = watchers::busy(&load, args.busy_watchers).await?;
             run.busy(args.busy_watchers, busy.delays);

@@ -41,6 +41,8 @@ pub struct Run {
     pub decision: Spread,
     /// Server CPU milliseconds per lifecycle, when its pid is known.
     pub cpu_ms: Option<f64>,
+    /// This generator's own CPU milliseconds per lifecycle (all its threads), over the same time.
+    pub own_cpu_ms: Option<f64>,
     pub rss_kib: Option<u64>,
     /// Watchers on the busy task, and the delay from each decision to each of them.
     pub busy: Option<(usize, usize, Spread)>,
@@ -49,18 +51,21 @@ pub struct Run {
 }
 
 impl Run {
+    /// `cpu`: the server's CPU seconds over the timed lifecycles, and this process's.
     pub fn new(
         n: usize,
         wall: f64,
-        cpu: Option<f64>,
+        cpu: [Option<f64>; 2],
         rss: Option<u64>,
         delays: &[Duration],
     ) -> Self {
+        let per_lifecycle = |s: Option<f64>| s.map(|s| s * 1e3 / n as f64);
         Self {
             lifecycles: n,
             rate: n as f64 / wall,
             decision: Spread::of(delays),
-            cpu_ms: cpu.map(|s| s * 1e3 / n as f64),
+            cpu_ms: per_lifecycle(cpu[0]),
+            own_cpu_ms: per_lifecycle(cpu[1]),
             rss_kib: rss,
             busy: None,
             idle: None,
@@ -93,6 +98,7 @@ impl Run {
             "lifecycles_per_s": self.rate,
             "decision_to_event": self.decision.json(),
             "server_cpu_ms_per_lifecycle": self.cpu_ms,
+            "generator_cpu_ms_per_lifecycle": self.own_cpu_ms,
             "server_rss_kib": self.rss_kib,
             "busy": self.busy.as_ref().map(|(w, n, s)| json!({ "watchers": w, "deliveries": n, "decision_to_event": s.json() })),
             "idle": self.idle.as_ref().map(|(k, i)| json!({
@@ -112,6 +118,7 @@ impl Run {
             Some(self.decision.p99),
             Some(self.decision.max),
             self.cpu_ms,
+            self.own_cpu_ms,
             self.rss_kib.map(|k| k as f64 / 1024.0),
             busy.map(|s| s.p50),
             busy.map(|s| s.p99),
@@ -123,12 +130,13 @@ impl Run {
     }
 }
 
-const HEADS: [&str; 12] = [
+const HEADS: [&str; 13] = [
     "lc/s",
     "dec p50",
     "dec p99",
     "dec max",
     "cpu ms/lc",
+    "gen ms/lc",
     "rss MiB",
     "busy p50",
     "busy p99",
@@ -138,22 +146,23 @@ const HEADS: [&str; 12] = [
     "errors",
 ];
 
-/// One row per run and a row of medians. Delays in milliseconds.
-pub fn print(runs: &[Run]) {
-    let row = |name: &str, cells: Vec<Option<f64>>| {
-        let cells: Vec<String> = cells
-            .iter()
-            .map(|c| c.map_or("-".into(), |v| format!("{v:.2}")))
-            .map(|c| format!("{c:>10}"))
-            .collect();
-        println!("{name:<7}{}", cells.join(""));
-    };
+fn row(name: &str, cells: &[Option<f64>]) {
+    let cells: Vec<String> = cells
+        .iter()
+        .map(|c| c.map_or("-".into(), |v| format!("{v:.2}")))
+        .map(|c| format!("{c:>10}"))
+        .collect();
+    println!("{name:<7}{}", cells.join(""));
+}
+
+fn heads() {
     println!("{:<7}{}", "", HEADS.map(|h| format!("{h:>10}")).join(""));
+}
+
+/// Each column's median over the runs.
+fn medians(runs: &[Run]) -> Vec<Option<f64>> {
     let all: Vec<Vec<Option<f64>>> = runs.iter().map(Run::cells).collect();
-    for (i, cells) in all.iter().enumerate() {
-        row(&format!("run {}", i + 1), cells.clone());
-    }
-    let medians = (0..HEADS.len())
+    (0..HEADS.len())
         .map(|c| {
             let mut v: Vec<f64> = all.iter().filter_map(|r| r[c]).collect();
             v.sort_by(f64::total_cmp);
@@ -162,8 +171,27 @@ pub fn print(runs: &[Run]) {
                 _ => (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0,
             })
         })
+        .collect()
+}
+
+/// One row: each median of `a` over the same median of `b`.
+pub fn ratios(a: &[Run], b: &[Run]) {
+    let cells: Vec<Option<f64>> = medians(a)
+        .into_iter()
+        .zip(medians(b))
+        .map(|(a, b)| a.zip(b).filter(|&(_, b)| b != 0.0).map(|(a, b)| a / b))
         .collect();
-    row("median", medians);
+    heads();
+    row("ratio", &cells);
+}
+
+/// One row per run and a row of medians. Delays in milliseconds.
+pub fn print(runs: &[Run]) {
+    heads();
+    for (i, run) in runs.iter().enumerate() {
+        row(&format!("run {}", i + 1), &run.cells());
+    }
+    row("median", &medians(runs));
     if let Some((w, n, _)) = runs.first().and_then(|r| r.busy.as_ref()) {
         println!("busy: {w} watchers on one task, {n} deliveries of 20 decisions per run");
     }

@@ -1,5 +1,6 @@
-//! The server under load: one this process started, or one it was pointed at, and what
-//! `/proc/<pid>` says about it (CPU seconds and resident memory).
+//! The server under load: one this process started (hitl, or the floor of `examples/floor.rs`),
+//! or one it was pointed at, and what `/proc/<pid>` says about it (CPU seconds and resident
+//! memory).
 
 use std::{process::Stdio, time::Duration};
 
@@ -10,8 +11,8 @@ use tokio::{
     time::timeout,
 };
 
-/// A running hitl: its URL, its pid when known, and the child and data directory when this
-/// process started it (both cleaned up on `stop`).
+/// A running hitl (or the floor): its URL, its pid when known, and the child and data directory
+/// when this process started it (both cleaned up on `stop`).
 pub struct Server {
     pub base: String,
     pub pid: Option<u32>,
@@ -29,28 +30,31 @@ impl Server {
         }
     }
 
-    /// Starts `binary` on a free port with a fresh data directory and waits for its
-    /// `listening on` line.
-    pub async fn spawn(binary: &str, store: &str, extra: &[String]) -> Result<Self> {
-        let data = tempfile::tempdir()?;
-        let mut child = Command::new(binary)
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--store",
-                store,
-                "--process-delay-ms",
-                "0",
-            ])
-            .args([
-                "--max-streams-per-client",
-                "100000",
-                "--max-streams",
-                "100000",
-            ])
-            .arg("--data-dir")
-            .arg(data.path().join("data"))
-            .args(extra)
+    /// Starts `binary` on a free port and waits for its `listening on` line. A hitl (`hitl`
+    /// gives its store and extra flags) gets processing delay 0, no stream limits and a fresh
+    /// data directory; the floor (`examples/floor.rs`) only `--addr`.
+    pub async fn spawn(binary: &str, hitl: Option<(&str, &[String])>) -> Result<Self> {
+        let mut command = Command::new(binary);
+        command.args(["--addr", "127.0.0.1:0"]);
+        let data = match hitl {
+            Some((store, extra)) => {
+                let data = tempfile::tempdir()?;
+                command
+                    .args(["--store", store, "--process-delay-ms", "0"])
+                    .args([
+                        "--max-streams-per-client",
+                        "100000",
+                        "--max-streams",
+                        "100000",
+                    ])
+                    .arg("--data-dir")
+                    .arg(data.path().join("data"))
+                    .args(extra);
+                Some(data)
+            }
+            None => None,
+        };
+        let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
@@ -76,7 +80,7 @@ impl Server {
             base,
             pid: child.id(),
             child: Some(child),
-            _data: Some(data),
+            _data: data,
         })
     }
 
@@ -100,16 +104,7 @@ impl Server {
 
     /// User plus system CPU seconds the server has used so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // SAFETY: sysconf only reads a configuration value.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Some(ticks as f64 / per_second)
+        cpu_seconds(&self.pid?.to_string())
     }
 
     /// The server's resident memory, in KiB.
@@ -118,6 +113,25 @@ impl Server {
         let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
         line.trim().trim_end_matches("kB").trim().parse().ok()
     }
+}
+
+/// User plus system CPU seconds process `pid` (a number, or `self`) has used so far.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks as f64 / per_second)
+}
+
+/// The machine's one-minute load average: how busy the shared cores were.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split(' ').next().unwrap_or("?").to_owned()
 }
 
 /// "2 × AMD EPYC …": the cores this process may use and the CPU's name.

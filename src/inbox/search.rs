@@ -185,6 +185,9 @@ impl TextIndex {
         if seen != self.tasks.len() {
             seen = self.index_changed(registry, None);
         }
+        if seen < self.tasks.len() {
+            self.forget_gone(registry);
+        }
         self.watermark = (seen == self.tasks.len()).then_some(watermark);
         if self.dead_bytes > self.text.len() / 2 {
             self.compact();
@@ -209,6 +212,21 @@ impl TextIndex {
             self.add(task);
         }
         seen
+    }
+
+    /// Drops the tasks that have left the registry (`--keep-finished`): their text becomes dead
+    /// bytes, which compaction reclaims.
+    fn forget_gone(&mut self, registry: &Registry) {
+        let (segments, dead_bytes) = (&mut self.segments, &mut self.dead_bytes);
+        self.tasks.retain(|id, indexed| {
+            let kept = registry.get(*id).is_some();
+            if !kept {
+                let gone = &mut segments[indexed.segment];
+                gone.live = false;
+                *dead_bytes += gone.end - gone.start;
+            }
+            kept
+        });
     }
 
     fn add(&mut self, task: Arc<Task>) {

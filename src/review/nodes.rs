@@ -63,7 +63,7 @@ impl Node<ReviewStore> for ProcessNode {
         (self.options.retry_wait * 2u32.pow(doublings)).min(Duration::from_secs(30))
     }
 
-    #[tracing::instrument(name = "process.prep", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
+    #[tracing::instrument(level = "debug", name = "process.prep", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
     async fn prep(&self, store: &ReviewStore) -> Result<Processing, NodeError> {
         // Waits for a place while the task stays pending.
         let permit = self
@@ -90,7 +90,7 @@ impl Node<ReviewStore> for ProcessNode {
         })
     }
 
-    #[tracing::instrument(name = "process.exec", skip_all, fields(task_id = %processing.request.task_id, attempt = processing.request.attempt))]
+    #[tracing::instrument(level = "debug", name = "process.exec", skip_all, fields(task_id = %processing.request.task_id, attempt = processing.request.attempt))]
     async fn exec(&self, processing: &Processing) -> Result<String, NodeError> {
         let request = &processing.request;
         let (registry, id, attempt) = (&self.registry, request.task_id, request.attempt);
@@ -226,7 +226,7 @@ impl Node<ReviewStore> for ReviewNode {
         }
     }
 
-    #[tracing::instrument(name = "review.post", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
+    #[tracing::instrument(level = "debug", name = "review.post", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
     async fn post(
         &self,
         store: &mut ReviewStore,
@@ -365,7 +365,7 @@ impl Node<ReviewStore> for ResultNode {
         Ok(())
     }
 
-    #[tracing::instrument(name = "result.post", skip_all, fields(task_id = %store.task_id))]
+    #[tracing::instrument(level = "debug", name = "result.post", skip_all, fields(task_id = %store.task_id))]
     async fn post(
         &self,
         store: &mut ReviewStore,
@@ -374,7 +374,8 @@ impl Node<ReviewStore> for ResultNode {
     ) -> Result<Step, NodeError> {
         self.registry
             .complete(store.task_id, &feedback, result.clone())?;
-        tracing::info!(
+        tracing::debug!(
+            task_id = %store.task_id,
             attempt = feedback.attempt,
             result = %crate::task::excerpt(&result, 120),
             result_bytes = result.len(),

@@ -19,7 +19,7 @@ use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use crate::{
     events::{Event, Scope},
-    task::Task,
+    task::{Task, TaskId},
 };
 
 /// Why the store could not do what was asked, in words an operator can act on.
@@ -151,6 +151,10 @@ pub trait Store: Send + Sync + 'static {
         upto: u64,
         scope: Scope,
     ) -> Result<Option<Vec<Arc<Event>>>, StoreError>;
+
+    /// One task as last stored, with its audit trail; `None` if the store never had it. Serves
+    /// finished tasks that have left memory (`--keep-finished`).
+    fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError>;
 
     /// Drops the events `retention` no longer keeps; returns how many.
     fn prune(&self, retention: Retention) -> Result<u64, StoreError>;

@@ -364,6 +364,19 @@ impl PgStore {
             .await?)
     }
 
+    /// One task as the database has it, with its audit trail.
+    pub async fn task_async(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
+        let client = self.pool.get().await?;
+        let read = client
+            .prepare_cached("SELECT seq, body, history FROM hitl_tasks WHERE id = $1")
+            .await?;
+        let Some(row) = client.query_opt(&read, &[&id.to_string()]).await? else {
+            return Ok(None);
+        };
+        let task = decode_task(row.get::<_, i64>(0) as u64, row.get(1), Some(row.get(2)))?;
+        Ok(Some(Arc::new(task)))
+    }
+
     /// The newest sequence number committed.
     pub async fn head(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
@@ -473,6 +486,10 @@ impl Store for PgStore {
     ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
         self.runtime
             .block_on(self.events_between_async(after, upto, scope))
+    }
+
+    fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
+        self.runtime.block_on(self.task_async(id))
     }
 
     fn prune(&self, retention: Retention) -> Result<u64, StoreError> {

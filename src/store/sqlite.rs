@@ -367,6 +367,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
+        let conn = self.reader();
+        let key = id.to_string();
+        let Some((seq, body)) = conn
+            .prepare_cached("SELECT seq, body FROM tasks WHERE id = ?1")?
+            .query_row([&key], |row| {
+                Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?))
+            })
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut task = decode_task(seq, &body)?;
+        let history = conn
+            .prepare_cached("SELECT n, entry FROM audit WHERE task_id = ?1 ORDER BY n")?
+            .query_map([&key], |row| {
+                Ok((row.get::<_, u32>(0)?, row.get::<_, String>(1)?))
+            })?
+            .map(|row| {
+                let (n, line) = row?;
+                decode_entry(id, n, &line).map(Arc::new)
+            })
+            .collect::<Result<_, _>>()?;
+        Arc::make_mut(&mut task).history = history;
+        Ok(Some(task))
+    }
+
     fn events_between(
         &self,
         after: u64,

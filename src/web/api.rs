@@ -36,7 +36,7 @@ pub struct SubmitBody {
     review_timeout_policy: Option<String>,
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn submit(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
@@ -101,7 +101,7 @@ pub async fn list(
     })))
 }
 
-#[tracing::instrument(skip(hitl))]
+#[tracing::instrument(level = "debug", skip(hitl))]
 pub async fn get(
     State(hitl): State<Hitl>,
     Path(id): Path<String>,
@@ -115,7 +115,7 @@ pub async fn get(
 
 /// `GET /api/tasks/{id}/history`: the task's audit trail as JSON Lines, oldest first, each
 /// entry holding the hash of the one before.
-#[tracing::instrument(skip(hitl))]
+#[tracing::instrument(level = "debug", skip(hitl))]
 pub async fn history(
     State(hitl): State<Hitl>,
     Path(id): Path<String>,
@@ -147,7 +147,7 @@ pub struct DeadlineBody {
 }
 
 /// `POST /api/tasks/{id}/deadline`: gives the open review `extend_secs` more.
-#[tracing::instrument(skip(hitl, body), fields(task_id = %id))]
+#[tracing::instrument(level = "debug", skip(hitl, body), fields(task_id = %id))]
 pub async fn extend_deadline(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
@@ -169,7 +169,7 @@ pub struct FeedbackBody {
     output_sha256: Option<String>,
 }
 
-#[tracing::instrument(skip(hitl, body), fields(task_id = %id))]
+#[tracing::instrument(level = "debug", skip(hitl, body), fields(task_id = %id))]
 pub async fn feedback(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
@@ -188,7 +188,7 @@ pub async fn feedback(
     Ok(Json(hitl.decide(id, request, &actor).await?))
 }
 
-#[tracing::instrument(skip(hitl), fields(task_id = %id))]
+#[tracing::instrument(level = "debug", skip(hitl), fields(task_id = %id))]
 pub async fn cancel(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,

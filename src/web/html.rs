@@ -87,7 +87,7 @@ pub struct SubmitFields {
     review_timeout_policy: Option<String>,
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn submit(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
@@ -180,7 +180,7 @@ pub struct FeedbackFields {
     output_sha256: Option<String>,
 }
 
-#[tracing::instrument(skip(hitl, form), fields(task_id = %id))]
+#[tracing::instrument(level = "debug", skip(hitl, form), fields(task_id = %id))]
 pub async fn feedback(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
@@ -219,7 +219,7 @@ pub async fn feedback(
     }
 }
 
-#[tracing::instrument(skip(hitl), fields(task_id = %id))]
+#[tracing::instrument(level = "debug", skip(hitl), fields(task_id = %id))]
 pub async fn cancel(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
@@ -246,7 +246,7 @@ pub struct DeadlineFields {
 }
 
 /// `POST /tasks/{id}/deadline`: a reviewer gives the open review more time.
-#[tracing::instrument(skip(hitl, form), fields(task_id = %id))]
+#[tracing::instrument(level = "debug", skip(hitl, form), fields(task_id = %id))]
 pub async fn extend_deadline(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,

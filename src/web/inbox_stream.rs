@@ -21,6 +21,7 @@ use super::{
 use crate::{
     events::{EventKind, Scope},
     inbox::{Counts, Inbox, InboxFields, InboxQuery, PER_PAGE, Screen},
+    input::InvalidField,
     registry::Registry,
     service::Hitl,
     views::inbox as views,
@@ -61,27 +62,32 @@ pub fn events(
     })))
 }
 
-/// The event a page reflects, from `since`.
+/// The event a page reflects, from `since`: any u64 (an id from the future just resyncs), so
+/// not `input::parse_number`, which stops at i64.
 fn since(query: &StreamQuery) -> Result<Option<u64>, Problem> {
     match query.since.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(n) => n.parse().map(Some).map_err(|_| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
+            InvalidField::invalid(
+                "since",
                 format!("since must be an event number (0 or more), not {n:?}."),
             )
+            .into()
         }),
     }
 }
 
 /// One frame as fragments for the page: a change placed on its screen, or a resync.
 fn push(registry: &Registry, screen: &mut Screen, frame: Frame) -> Option<SseEvent> {
-    let counts = Counts::of(registry);
     let (id, name, body) = match frame {
-        Frame::Resync { id } => (id, "resync", views::resync(screen, &counts, id)),
+        Frame::Resync { id } => (
+            id,
+            "resync",
+            views::resync(screen, &Counts::of(registry), id),
+        ),
         Frame::Event(event) if event.kind == EventKind::Status => {
             let placement = screen.place(&event.task);
+            let counts = Counts::of(registry);
             let body = views::live_update(&event.task, event.seq, placement, screen, &counts);
             (event.seq, "status", body)
         }

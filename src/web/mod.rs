@@ -17,9 +17,8 @@ use axum::{
     http::{HeaderName, HeaderValue, header},
     middleware,
     routing::{get, post},
-    serve::ListenerExt,
 };
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 use axum::http::StatusCode;
@@ -122,20 +121,57 @@ pub fn app(hitl: Hitl) -> Router {
 
 /// Serves until `hitl.shutdown` is cancelled; open event streams end then too, so shutdown is
 /// prompt, and requests in flight finish.
+///
+/// This is `axum::serve` spelled out with hyper's HTTP/1 connection builder, without the
+/// protocol sniffing of hyper-util's `auto` builder (browsers reach us over HTTP/1.1; HTTP/2
+/// needs TLS, which a proxy in front ends). With it an idle event stream held less memory
+/// (BENCHMARKS.md, "Memory per idle stream").
 pub async fn serve(listener: TcpListener, hitl: Hitl) -> std::io::Result<()> {
+    use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
+    use tower::Service as _;
+
     let shutdown = hitl.shutdown.clone();
-    // Event streams are many small writes to a client that never writes back; with Nagle's
-    // algorithm on they wait for delayed ACKs (about 40 ms on Linux). BENCHMARKS.md has the
-    // before and after.
-    let listener = listener.tap_io(|tcp| {
+    let app = app(hitl);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning,
+                    // as axum::serve does.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // Event streams are many small writes to a client that never writes back; with Nagle's
+        // algorithm on they wait for delayed ACKs (about 40 ms on Linux).
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        app(hitl).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                app.clone().call(request)
+            },
+        );
+        let connection = http.serve_connection(TokioIo::new(tcp), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -67,6 +67,18 @@ pub enum Fresh {
     ResyncOnly,
 }
 
+/// Is there such a task: live, or finished and read back from the store? A stream of a task
+/// that has left memory starts with nothing (its page already shows how it ended) and stays
+/// open like any other.
+async fn known(hitl: &Hitl, scope: Scope) -> Result<(), Problem> {
+    match scope {
+        Scope::Task(id) if hitl.registry.get(id).is_none() && hitl.settled(id).await.is_none() => {
+            Err(Problem::not_found())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The frames for one client: where it starts, then everything after, until shutdown.
 pub fn frames(
     hitl: &Hitl,
@@ -75,9 +87,6 @@ pub fn frames(
     fresh: Fresh,
     client: Option<IpAddr>,
 ) -> Result<impl Stream<Item = Frame> + use<>, Problem> {
-    if let Scope::Task(id) = scope {
-        hitl.registry.get(id).ok_or_else(Problem::not_found)?;
-    }
     let pass = hitl.streams.admit(client)?;
     // Watch before reading the log, so nothing that becomes visible in between is missed. Every
     // stream wakes on the log's durable head: a task's own change signal fires before its event
@@ -163,6 +172,7 @@ pub async fn json_events(
     let start = last_event_id(&headers);
     let scope = scope(&query)?;
     hitl.reach(scope, start).await;
+    known(&hitl, scope).await?;
     let frames = frames(&hitl, scope, start, Fresh::Snapshot, client)?;
     Ok(sse(frames.map(json_frame)))
 }
@@ -215,7 +225,14 @@ pub async fn html_events(
         hitl.reach(scope, last_event_id(&headers)).await;
     }
     let result = match query.view.as_deref() {
-        None | Some("") => task_events(&hitl, &query, &headers, client),
+        None | Some("") => {
+            async {
+                let scope = scope(&query)?;
+                known(&hitl, scope).await?;
+                task_events(&hitl, scope, &headers, client)
+            }
+            .await
+        }
         Some("inbox") => super::inbox_stream::events(&hitl, &inbox, &query, &headers, client),
         Some(_) => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -231,11 +248,10 @@ pub async fn html_events(
 /// Every task's fragments (or one task's, with `task`), as the contract describes.
 fn task_events(
     hitl: &Hitl,
-    query: &StreamQuery,
+    scope: Scope,
     headers: &HeaderMap,
     client: Option<IpAddr>,
 ) -> Result<Response, Problem> {
-    let scope = scope(query)?;
     let frames = frames(hitl, scope, last_event_id(headers), Fresh::Snapshot, client)?;
     // Fragments are rendered for this connection's viewer: a submitter is not sent forms only
     // reviewers may use.

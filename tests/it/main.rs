@@ -15,5 +15,6 @@ mod inbox;
 mod openai;
 mod props;
 mod protect;
+mod retention;
 mod streams;
 mod views;

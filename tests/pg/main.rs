@@ -66,6 +66,9 @@ fn main() {
         .map(|(&(name, test), allowed)| {
             let base = base.clone();
             let reachable = reachable.clone();
+            // Ignored when listed, too, so runners that list first (cargo nextest) skip them
+            // rather than count the runtime "ignored" below as a pass.
+            let ignored = reachable.is_err() || !allowed;
             Trial::ignorable_test(name, move || match reachable {
                 Err(why) => Ok(Completion::ignored_with(format!(
                     "no PostgreSQL at {base}: {why}"
@@ -75,6 +78,7 @@ fn main() {
                 )),
                 Ok(()) => run(&base, test).map(|()| Completion::Completed),
             })
+            .with_ignored_flag(ignored)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
