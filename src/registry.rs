@@ -4,6 +4,10 @@
 //! checks the status the change expects, swaps in the new task and publishes the event, so no two
 //! changes to one task interleave and each task's events are in sequence order. The lock is never
 //! held across an `.await`. Lock order is always map shard, then event log.
+//!
+//! The rules themselves are pure functions in [`changes`]. With `--store postgres` the same rules
+//! run in the shared database instead ([`Registry::apply`] sends them there), and the map is a
+//! replica that [`Registry::replicate`] fills from the database's journal, in order.
 
 use std::{
     collections::VecDeque,
