@@ -1,7 +1,8 @@
 //! Several instances on one PostgreSQL database, behaving as one service (`--store postgres`).
 //!
-//! - Changes are decided in the database ([`Shared::transition`]): one transaction per change,
-//!   numbered by the database, so racing instances decide an attempt once.
+//! - Changes are decided in the database ([`Shared::transition`]): each instance queues its
+//!   changes and [`write`]s them in batches, one transaction per batch that locks the rows it
+//!   changes, so racing instances decide an attempt once; the database numbers every event.
 //! - Every instance keeps a replica of the tasks and the event log, filled in sequence order
 //!   from the shared journal ([`replicate`]): woken by `NOTIFY` (which carries only the new
 //!   number), by its own writes, and by a periodic catch-up, and after reconnecting. Streams,
