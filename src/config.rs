@@ -70,9 +70,28 @@ pub struct Config {
     #[arg(long, env = "HITL_KEEP_FINISHED")]
     pub keep_finished: Option<Retention>,
 
-    /// Where tasks are kept: `sqlite` (durable, in --data-dir) or `memory` (lost on exit).
+    /// Where tasks are kept: `sqlite` (durable, in --data-dir), `postgres` (durable and shared
+    /// by every instance on --database-url) or `memory` (lost on exit).
     #[arg(long, env = "HITL_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
     pub store: StoreKind,
+
+    /// The PostgreSQL database of `--store postgres`, as a URL:
+    /// `postgres://user@host:5432/db` (`?options=-csearch_path%3Dname` picks a schema).
+    #[arg(long, env = "HITL_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// With `--store postgres`: the most connections this instance opens to the database (one
+    /// more listens for changes).
+    #[arg(long, env = "HITL_DATABASE_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_connections: u32,
+
+    /// With `--store postgres`: how long an instance's claim on a task's work lasts unless it
+    /// renews it (it does, every third of this). Another instance takes over work whose claim
+    /// ran out, so this is how long a dead instance's tasks wait.
+    #[arg(long, env = "HITL_CLAIM_LEASE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
+    pub claim_lease_ms: u64,
 
     /// The directory the durable store lives in; created if missing.
     #[arg(long, env = "HITL_DATA_DIR", default_value = "hitl-data")]
@@ -294,6 +313,9 @@ pub enum StoreKind {
     Sqlite,
     /// Nothing written anywhere: for demos and tests.
     Memory,
+    /// A PostgreSQL database (`--database-url`) that several instances share, behaving as one
+    /// service.
+    Postgres,
 }
 
 /// The command line's defaults, except the store: a `Config` built in code (tests, benchmarks,
@@ -308,6 +330,9 @@ impl Default for Config {
             keep_finished: None,
             store: StoreKind::Memory,
             data_dir: "hitl-data".into(),
+            database_url: None,
+            database_connections: 16,
+            claim_lease_ms: 10_000,
             review_timeout: None,
             review_timeout_policy: TimeoutPolicy::None,
             processing: ProcessorConfig::default(),

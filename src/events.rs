@@ -190,6 +190,21 @@ impl EventLog {
         journal: JournalSender,
         recovered: &Recovered,
     ) -> Self {
+        let mut log = Self::durable_inner(retention, recovered);
+        log.journal = Some(journal);
+        log.store = Some(store);
+        log
+    }
+
+    /// A replica of a shared journal (`--store postgres`): it starts where `recovered` ends and
+    /// grows only by [`Self::replicate`], in the database's order; nothing is published here.
+    pub fn replicated(retention: Retention, store: Arc<dyn Store>, recovered: &Recovered) -> Self {
+        let mut log = Self::durable_inner(retention, recovered);
+        log.store = Some(store);
+        log
+    }
+
+    fn durable_inner(retention: Retention, recovered: &Recovered) -> Self {
         let mut inner = Inner::new(retention, Retention::DURABLE_MEMORY_CAP, recovered.head);
         inner.recent.extend(recovered.recent.iter().cloned());
         for task in &recovered.tasks {
@@ -206,9 +221,28 @@ impl EventLog {
         Self {
             inner: Arc::new(RwLock::new(inner)),
             head: watch::Sender::new(recovered.head),
-            journal: Some(journal),
-            store: Some(store),
+            journal: None,
+            store: None,
         }
+    }
+
+    /// Appends an event numbered elsewhere (the shared journal), durable already. Only the next
+    /// in sequence is taken: false for one already here or one that would leave a gap.
+    pub fn replicate(&self, event: Arc<Event>) -> bool {
+        let seq = event.seq;
+        {
+            let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            if seq != inner.issued + 1 {
+                return false;
+            }
+            inner.issued = seq;
+            inner.recent.push_back(event);
+            inner.advance(seq);
+            inner.trim(crate::task::now());
+        }
+        metrics::counter!("hitl_events_replicated_total").increment(1);
+        self.advance_head(seq);
+        true
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {

@@ -14,8 +14,10 @@
 //! - [`audit`]: the hash-chained audit trail of each task, and how a chain is verified.
 //! - [`registry`]: the live tasks in a `DashMap`, and the guarded transitions that change them.
 //! - [`events`]: the numbered event log every stream reads from, with replay and snapshots.
-//! - [`store`]: the durable store (SQLite) tasks are rebuilt from, and the group-commit journal
+//! - [`store`]: the durable stores (SQLite, PostgreSQL) tasks are rebuilt from, and the group-commit journal
 //!   that writes every event to it before anyone is told of it.
+//! - [`cluster`]: several instances on one PostgreSQL database (`--store postgres`): the
+//!   database decides, every instance replicates its journal, work is claimed with leases.
 //! - [`inbox`]: the home page's list at scale: status counts, filter, search, pages, and the
 //!   task to review next.
 //! - [`input`]: parsing what people send into values the service can trust.
@@ -28,6 +30,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod events;

@@ -50,7 +50,9 @@ async fn run() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     // The store first: a locked or damaged data directory stops us before we take the port.
-    let hitl = Hitl::open(&config, shutdown.clone()).context("cannot open the store")?;
+    let hitl = Hitl::start(&config, shutdown.clone())
+        .await
+        .context("cannot open the store")?;
     let listener = TcpListener::bind(&config.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;

@@ -4,6 +4,10 @@
 //! checks the status the change expects, swaps in the new task and publishes the event, so no two
 //! changes to one task interleave and each task's events are in sequence order. The lock is never
 //! held across an `.await`. Lock order is always map shard, then event log.
+//!
+//! The rules themselves are pure functions in [`changes`]. With `--store postgres` the same rules
+//! run in the shared database instead ([`Registry::apply`] sends them there), and the map is a
+//! replica that [`Registry::replicate`] fills from the database's journal, in order.
 
 use std::{
     collections::VecDeque,
@@ -20,13 +24,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    audit::{AuditEntry, AuditEvent, Digest},
-    events::{EventKind, EventLog},
+    audit::{AuditEvent, Digest},
+    cluster::Shared,
+    events::{Event, EventKind, EventLog},
     store::Retention,
-    task::{
-        AttemptRecord, Decision, Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now, same_text,
-    },
+    task::{Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now},
 };
+
+pub mod changes;
+pub use changes::Change;
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +63,14 @@ pub enum TransitionError {
         "The change could not be saved: the store is not answering. It may be lost if the server stops; try again shortly."
     )]
     NotSaved,
+    /// The shared database did not answer, so nothing was changed.
+    #[error(
+        "The database is not answering, so nothing was changed. Try again shortly; this page keeps showing the latest it knows."
+    )]
+    Unavailable,
+    /// Another instance holds the claim on this task's work: this one must not change it.
+    #[error("another instance has taken over this task's work")]
+    NotClaimed,
 }
 
 type Result<T, E = TransitionError> = std::result::Result<T, E>;
@@ -79,6 +93,9 @@ pub struct Registry {
     finished: Arc<Mutex<Finished>>,
     /// Where every transition is published.
     pub events: EventLog,
+    /// With `--store postgres`: the database every change is decided in; the map is then a
+    /// replica, filled in order from the shared journal.
+    shared: Option<Arc<Shared>>,
 }
 
 #[derive(Default)]
@@ -140,7 +157,94 @@ impl Registry {
             by_status: Arc::default(),
             finished: Arc::default(),
             events,
+            shared: None,
         }
+    }
+
+    /// A replica of the tasks in a shared database: changes are decided there, and `events`
+    /// is filled from its journal by [`Self::replicate`].
+    pub fn with_shared(events: EventLog, shared: Arc<Shared>) -> Self {
+        Self {
+            shared: Some(shared),
+            ..Self::new(events)
+        }
+    }
+
+    /// Takes in one event from the shared journal, the next in sequence: the task's new state
+    /// (its audit trail grown by `fresh`), or a progress report. False if it is not the next
+    /// (the caller reads the journal again).
+    pub fn replicate(
+        &self,
+        mut event: Event,
+        fresh: Vec<Arc<crate::audit::AuditEntry>>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let id = event.task_id();
+        let mut finished = None;
+        match self.tasks.entry(id) {
+            dashmap::Entry::Occupied(mut slot) => {
+                let live = slot.get_mut();
+                if event.kind == EventKind::Status {
+                    let mut task = (*event.task).clone();
+                    task.history = live.task.history.clone();
+                    task.history.extend(fresh);
+                    event.task = Arc::new(task);
+                } else {
+                    event.task = live.task.clone();
+                }
+                let event = Arc::new(event);
+                if !self.events.replicate(event.clone()) {
+                    return false;
+                }
+                if event.kind == EventKind::Status {
+                    let (old, new) = (live.task.status, event.task.status);
+                    if new.is_terminal() && !old.is_terminal() {
+                        self.unfinished.fetch_sub(1, Ordering::AcqRel);
+                        finished = Some(event.at);
+                    }
+                    self.by_status.moved(old, new);
+                    live.task = event.task.clone();
+                    if new == TaskStatus::Cancelled {
+                        live.cancel.cancel();
+                    }
+                }
+                live.changed.send_replace(event.seq);
+            }
+            dashmap::Entry::Vacant(slot) => {
+                let mut task = (*event.task).clone();
+                task.history = fresh;
+                event.task = Arc::new(task);
+                let event = Arc::new(event);
+                if !self.events.replicate(event.clone()) {
+                    return false;
+                }
+                if event.task.status.is_terminal() {
+                    finished = Some(event.at);
+                } else {
+                    self.unfinished.fetch_add(1, Ordering::AcqRel);
+                }
+                let (live, _) = LiveTask::new(event.task.clone(), shutdown);
+                self.by_status.add(live.task.status);
+                slot.insert(live);
+            }
+        }
+        // Once the shard is let go: eviction looks tasks up.
+        if let Some(at) = finished {
+            self.finished_order().order.push_back((id, at));
+            self.evict_finished();
+        }
+        true
+    }
+
+    /// A handle to follow a task with, for a workflow this instance runs because it holds the
+    /// task's claim: `stop` ends that workflow (the claim was lost) without touching the task.
+    pub fn claimed_handle(&self, id: TaskId) -> Option<TaskHandle> {
+        let live = self.tasks.get(&id)?;
+        Some(TaskHandle {
+            task: live.task.clone(),
+            feedback: live.feedback.subscribe(),
+            cancel: live.cancel.child_token(),
+        })
     }
 
     /// Keeps only the newest (or youngest) finished tasks in memory; see
@@ -199,7 +303,7 @@ impl Registry {
         let by = task.submitted_by.clone();
         let event = self.events.publish(EventKind::Status, |seq| {
             let mut task = Task { seq, ..task };
-            record(&mut task, by, vec![submitted]);
+            changes::record(&mut task, by, vec![submitted]);
             Arc::new(task)
         });
         let (live, handle) = LiveTask::new(event.task.clone(), shutdown);
@@ -275,12 +379,13 @@ impl Registry {
     }
 
     /// Applies `change` to the task if it allows it, then publishes the new state with what
-    /// `change` says happened added to the task's audit trail, as done `by` someone.
+    /// `change` says happened added to the task's audit trail, as done `by` someone. A change
+    /// that records nothing publishes nothing.
     fn transition(
         &self,
         id: TaskId,
         by: Option<Arc<str>>,
-        change: impl FnOnce(&mut Task) -> Result<Vec<AuditEvent>, String>,
+        change: impl FnOnce(&mut Task) -> Change,
     ) -> Result<Arc<Task>> {
         let mut live = self
             .tasks
@@ -288,6 +393,7 @@ impl Registry {
             .ok_or(TransitionError::NotFound(id))?;
         let mut task = (*live.task).clone();
         let happened = match change(&mut task) {
+            Ok(happened) if happened.is_empty() => return Ok(live.task.clone()),
             Ok(happened) => happened,
             Err(message) => {
                 return Err(TransitionError::Conflict {
@@ -304,7 +410,7 @@ impl Registry {
         self.by_status.moved(live.task.status, task.status);
         let event = self.events.publish(EventKind::Status, |seq| {
             let mut task = Task { seq, ..task };
-            record(&mut task, by, happened);
+            changes::record(&mut task, by, happened);
             Arc::new(task)
         });
         live.task = event.task.clone();
@@ -317,6 +423,31 @@ impl Registry {
         Ok(event.task.clone())
     }
 
+    /// Applies `change` where this service's tasks are decided: here, under the task's guard,
+    /// or (with `--store postgres`) in the shared database, where a change `claimed` for the
+    /// task's workflow is refused unless this instance holds the task's claim. Returns once the
+    /// change is visible here.
+    pub async fn apply<F>(
+        &self,
+        id: TaskId,
+        by: Option<Arc<str>>,
+        claimed: bool,
+        change: F,
+    ) -> Result<Arc<Task>>
+    where
+        F: FnOnce(&mut Task) -> Change + Send + 'static,
+    {
+        match &self.shared {
+            None => self.transition(id, by, change),
+            Some(shared) => Box::pin(shared.transition(id, by, claimed, change)).await,
+        }
+    }
+
+    /// The shared database this service's tasks are decided in, with `--store postgres`.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
+    }
+
     /// `pending -> running` for the attempt about to be processed (already `running` after a
     /// request for changes, which is fine and publishes nothing).
     pub fn start_attempt(&self, id: TaskId, attempt: u32) -> Result<Arc<Task>> {
@@ -326,19 +457,19 @@ impl Registry {
         {
             return Ok(task);
         }
-        self.transition(id, None, |task| {
-            expect(task, &[TaskStatus::Pending], attempt)?;
-            task.status = TaskStatus::Running;
-            Ok(vec![AuditEvent::AttemptStarted { attempt }])
-        })
+        self.transition(id, None, |task| changes::start_attempt(task, attempt))
     }
 
     /// Publishes an intermediate result of a running attempt.
     pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) -> Result<()> {
+        if let Some(shared) = &self.shared {
+            shared.progress(id, attempt, text);
+            return Ok(());
+        }
         let live = self.tasks.get(&id).ok_or(TransitionError::NotFound(id))?;
-        if live.task.status != TaskStatus::Running || live.task.attempt != attempt {
+        if let Err(message) = changes::progress(&live.task, attempt) {
             return Err(TransitionError::Conflict {
-                message: format!("attempt {attempt} is not running"),
+                message,
                 task: live.task.clone(),
             });
         }
@@ -352,18 +483,7 @@ impl Registry {
     /// `running -> waiting_for_review` with the attempt's output.
     pub fn finish_attempt(&self, id: TaskId, attempt: u32, output: Arc<str>) -> Result<Arc<Task>> {
         self.transition(id, None, |task| {
-            expect(task, &[TaskStatus::Running], attempt)?;
-            task.status = TaskStatus::WaitingForReview;
-            task.review_deadline = task
-                .review_timeout
-                .map(|timeout| now() + Duration::from_secs(timeout.seconds.min(MAX_TIMEOUT_SECS)));
-            let finished = AuditEvent::AttemptFinished {
-                attempt,
-                output_sha256: Digest::of_text(&output),
-                output_bytes: output.len(),
-            };
-            task.output = Some(output);
-            Ok(vec![finished])
+            changes::finish_attempt(task, attempt, output)
         })
     }
 
@@ -380,6 +500,19 @@ impl Registry {
         Self::hand_over(&live, feedback)
     }
 
+    /// Decides `attempt` and returns the task once the decision took effect: handed to the
+    /// task's workflow here, or in one compare-and-set in the shared database.
+    pub async fn decide_now(&self, id: TaskId, feedback: Feedback) -> Result<Arc<Task>> {
+        if self.shared.is_some() {
+            let by = feedback.by.clone();
+            return self
+                .apply(id, by, false, move |task| changes::decide(task, &feedback))
+                .await;
+        }
+        let pending = self.decide(id, feedback)?;
+        self.decision_applied(id, pending).await
+    }
+
     /// The checks and the hand-over of [`Self::decide`], under the task's write guard.
     fn hand_over(live: &LiveTask, feedback: Feedback) -> Result<PendingDecision> {
         let task = &live.task;
@@ -387,26 +520,7 @@ impl Registry {
             message,
             task: task.clone(),
         };
-        if task.status != TaskStatus::WaitingForReview {
-            return Err(conflict(format!(
-                "This task is {}, not waiting for review, so it takes no decision now.",
-                task.status.label().to_lowercase()
-            )));
-        }
-        if feedback.attempt != task.attempt {
-            return Err(conflict(format!(
-                "Your decision was for attempt {}, but attempt {} is the one under review.",
-                feedback.attempt, task.attempt
-            )));
-        }
-        if let Some(seen) = feedback.output_sha256
-            && seen != Digest::of_text(task.output.as_deref().unwrap_or_default())
-        {
-            return Err(conflict(format!(
-                "The output of attempt {} is not the text you reviewed (its SHA-256 differs), so your decision was not applied. Reload the task and review it again.",
-                feedback.attempt
-            )));
-        }
+        changes::check_decision(task, &feedback).map_err(conflict)?;
         if live
             .feedback
             .borrow()
@@ -426,7 +540,6 @@ impl Registry {
             flow: live.cancel.clone(),
         })
     }
-
     /// Waits until the workflow has moved the task on from reviewing the decided attempt, then
     /// returns the task if the decision is what moved it (a cancel did not come first).
     pub async fn decision_applied(
@@ -481,52 +594,41 @@ impl Registry {
     /// workflow through the same guard as a person's, so exactly one of them wins. Refused (a
     /// conflict) when a decision came first, or when the deadline is no longer `due` (it was
     /// extended at the same moment). `Ok(false)` when there is nothing to decide (policy
-    /// `none`, recorded as such).
-    pub fn time_out(&self, id: TaskId, attempt: u32, due: OffsetDateTime) -> Result<bool> {
-        const PASSED: &str = "The review deadline passed with no decision.";
-        const MOVED: &str = "The deadline was moved before it passed.";
-        let moved = |task: &Task| task.review_deadline != Some(due);
+    /// `none`, recorded as such). With `--store postgres` the policy is applied at once, in the
+    /// database, by the same compare-and-set as a person's decision.
+    pub async fn time_out(&self, id: TaskId, attempt: u32, due: OffsetDateTime) -> Result<bool> {
+        if self.shared.is_some() {
+            let decides = self
+                .get(id)
+                .and_then(|task| task.review_timeout)
+                .is_some_and(|t| t.policy != TimeoutPolicy::None);
+            self.apply(id, None, true, move |task| {
+                changes::time_out(task, attempt, due)
+            })
+            .await?;
+            return Ok(decides);
+        }
         let live = self
             .tasks
             .get_mut(&id)
             .ok_or(TransitionError::NotFound(id))?;
-        if moved(&live.task) {
-            return Err(TransitionError::Conflict {
-                message: MOVED.into(),
-                task: live.task.clone(),
-            });
-        }
-        let policy = live.task.review_timeout.map(|t| t.policy);
-        let (decision, comment) = match policy.unwrap_or_default() {
-            TimeoutPolicy::None => {
+        let feedback = match changes::deadline_decision(&live.task, attempt, due) {
+            Err(message) => {
+                return Err(TransitionError::Conflict {
+                    message,
+                    task: live.task.clone(),
+                });
+            }
+            Ok(Some(feedback)) => feedback,
+            Ok(None) => {
                 // Nothing to decide: record that it passed, once the guard is let go (a
                 // transition takes it again).
                 drop(live);
                 self.transition(id, None, |task| {
-                    expect(task, &[TaskStatus::WaitingForReview], attempt)?;
-                    if moved(task) {
-                        return Err(MOVED.into());
-                    }
-                    Ok(vec![AuditEvent::DeadlinePassed { attempt }])
+                    changes::deadline_passed(task, attempt, due)
                 })?;
                 return Ok(false);
             }
-            TimeoutPolicy::Approve => (Decision::Approved, None),
-            TimeoutPolicy::Reject => (
-                Decision::Rejected,
-                Some(format!("{PASSED} Try again, more carefully.")),
-            ),
-            TimeoutPolicy::Fail => (Decision::RejectedFinal, Some(PASSED.to_owned())),
-        };
-        let feedback = Feedback {
-            attempt,
-            decision,
-            comment: comment.map(Into::into),
-            output: None,
-            at: now(),
-            by: None,
-            output_sha256: None,
-            timed_out: true,
         };
         Self::hand_over(&live, feedback)?;
         Ok(true)
@@ -541,43 +643,13 @@ impl Registry {
         secs: u64,
         by: Option<Arc<str>>,
     ) -> Result<Arc<Task>> {
-        self.transition(id, by, |task| {
-            let attempt = attempt.unwrap_or(task.attempt);
-            if task.status != TaskStatus::WaitingForReview || task.attempt != attempt {
-                return Err(format!(
-                    "Attempt {attempt} is not under review, so it has no deadline to extend."
-                ));
-            }
-            let Some(deadline) = task.review_deadline else {
-                return Err("This review has no deadline to extend.".into());
-            };
-            let latest = now() + Duration::from_secs(MAX_TIMEOUT_SECS);
-            let deadline = deadline
-                .max(now())
-                .checked_add(time::Duration::seconds(secs.min(MAX_TIMEOUT_SECS) as i64))
-                .filter(|deadline| *deadline <= latest)
-                .ok_or_else(|| {
-                    "A review deadline can be at most a year away; this extension would pass that."
-                        .to_owned()
-                })?;
-            task.review_deadline = Some(deadline);
-            Ok(vec![AuditEvent::DeadlineExtended { attempt, deadline }])
-        })
+        self.transition(id, by, |task| changes::extend_deadline(task, attempt, secs))
     }
 
     /// `waiting_for_review -> running`, the next attempt: the reviewer asked for changes.
     pub fn request_changes(&self, id: TaskId, feedback: &Feedback) -> Result<Arc<Task>> {
         self.transition(id, feedback.by.clone(), |task| {
-            let decided = record_decision(task, feedback, None)?;
-            task.attempt += 1;
-            task.output = None;
-            task.status = TaskStatus::Running;
-            Ok(vec![
-                decided,
-                AuditEvent::AttemptStarted {
-                    attempt: task.attempt,
-                },
-            ])
+            changes::request_changes(task, feedback)
         })
     }
 
@@ -589,53 +661,57 @@ impl Registry {
         final_result: Arc<str>,
     ) -> Result<Arc<Task>> {
         self.transition(id, feedback.by.clone(), |task| {
-            let decided = record_decision(task, feedback, Some(&final_result))?;
-            task.final_result = Some(final_result);
-            task.status = TaskStatus::Completed;
-            Ok(vec![decided])
+            changes::complete(task, feedback, final_result)
         })
     }
 
     /// `waiting_for_review -> failed`: rejected for good, or at the attempt limit.
     pub fn reject(&self, id: TaskId, feedback: &Feedback, reason: String) -> Result<Arc<Task>> {
         self.transition(id, feedback.by.clone(), |task| {
-            let decided = record_decision(task, feedback, None)?;
-            task.error = Some(reason.into());
-            task.status = TaskStatus::Failed;
-            Ok(vec![decided])
+            changes::reject(task, feedback, reason)
         })
     }
 
     /// Any non-terminal status `-> failed`: processing could not produce an output.
     pub fn fail(&self, id: TaskId, message: String) -> Result<Arc<Task>> {
-        self.transition(id, None, |task| {
-            expect_live(task)?;
-            let error: Arc<str> = message.into();
-            task.error = Some(error.clone());
-            task.status = TaskStatus::Failed;
-            task.review_deadline = None;
-            Ok(vec![AuditEvent::Failed {
-                attempt: task.attempt,
-                error,
-            }])
-        })
+        self.transition(id, None, |task| changes::fail(task, message))
     }
 
     /// Any non-terminal status `-> cancelled`; stops the task's workflow.
     pub fn cancel(&self, id: TaskId, by: Option<Arc<str>>) -> Result<Arc<Task>> {
-        let task = self.transition(id, by.clone(), |task| {
-            expect_live(task)?;
-            task.status = TaskStatus::Cancelled;
-            task.cancelled_by = by;
-            task.review_deadline = None;
-            Ok(vec![AuditEvent::Cancelled {
-                attempt: task.attempt,
-            }])
-        })?;
+        let task = self.transition(id, by.clone(), |task| changes::cancel(task, by))?;
         if let Some(live) = self.tasks.get(&id) {
             live.cancel.cancel();
         }
         Ok(task)
+    }
+
+    /// [`Self::cancel`], here or in the shared database (whose every instance stops the task's
+    /// workflow when it learns of the cancel).
+    pub async fn cancel_now(&self, id: TaskId, by: Option<Arc<str>>) -> Result<Arc<Task>> {
+        if self.shared.is_none() {
+            return self.cancel(id, by);
+        }
+        let who = by.clone();
+        self.apply(id, who, false, move |task| changes::cancel(task, by))
+            .await
+    }
+
+    /// [`Self::extend_deadline`], here or in the shared database.
+    pub async fn extend_deadline_now(
+        &self,
+        id: TaskId,
+        attempt: Option<u32>,
+        secs: u64,
+        by: Option<Arc<str>>,
+    ) -> Result<Arc<Task>> {
+        if self.shared.is_none() {
+            return self.extend_deadline(id, attempt, secs, by);
+        }
+        self.apply(id, by, false, move |task| {
+            changes::extend_deadline(task, attempt, secs)
+        })
+        .await
     }
 }
 
@@ -666,100 +742,6 @@ impl StatusCounts {
 
     fn read(&self) -> [usize; TaskStatus::ALL.len()] {
         std::array::from_fn(|i| self.0[i].load(Ordering::Acquire))
-    }
-}
-
-fn expect(task: &Task, statuses: &[TaskStatus], attempt: u32) -> Result<(), String> {
-    if !statuses.contains(&task.status) || task.attempt != attempt {
-        return Err(format!(
-            "task is {} at attempt {}, not {} at attempt {attempt}",
-            task.status.as_str(),
-            task.attempt,
-            statuses
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" or "),
-        ));
-    }
-    Ok(())
-}
-
-fn expect_live(task: &Task) -> Result<(), String> {
-    if task.status.is_terminal() {
-        return Err(format!(
-            "This task is already {}, so it cannot be changed.",
-            task.status.label().to_lowercase()
-        ));
-    }
-    Ok(())
-}
-
-/// Moves the output under review into the attempt history with its decision, and says what
-/// the audit trail records: the decision, the text decided on and, for an approval, the result.
-/// Refuses an approval whose result is not the output or the reviewer's edit of it.
-fn record_decision(
-    task: &mut Task,
-    feedback: &Feedback,
-    result: Option<&Arc<str>>,
-) -> Result<AuditEvent, String> {
-    expect(task, &[TaskStatus::WaitingForReview], feedback.attempt)?;
-    let output = task.output.clone().unwrap_or_default();
-    let reviewed = Digest::of_text(&output);
-    if result.is_some()
-        && let Some(seen) = feedback.output_sha256
-        && seen != reviewed
-    {
-        return Err(format!(
-            "The output of attempt {} is not the text that was reviewed; it was not finalised.",
-            feedback.attempt
-        ));
-    }
-    let edited_output = match (&feedback.decision, &feedback.output) {
-        (Decision::Approved, Some(edit)) if !same_text(edit, &output) => Some(edit.clone()),
-        _ => None,
-    };
-    if let Some(result) = result
-        && **result != **edited_output.as_ref().unwrap_or(&output)
-    {
-        return Err("The result to record is neither the output nor the reviewer's edit.".into());
-    }
-    let decided = AuditEvent::Decided {
-        attempt: feedback.attempt,
-        decision: feedback.decision,
-        comment: feedback.comment.clone(),
-        reviewed_sha256: reviewed,
-        result_sha256: result.map(|r| Digest::of_text(r)),
-        edited: edited_output.is_some(),
-        timed_out: feedback.timed_out,
-    };
-    task.attempts.push(AttemptRecord {
-        attempt: feedback.attempt,
-        output,
-        decision: Some(feedback.decision),
-        comment: feedback.comment.clone(),
-        edited_output,
-        decided_at: Some(feedback.at),
-        decided_by: feedback.by.clone(),
-        timed_out: feedback.timed_out,
-    });
-    task.review_deadline = None;
-    Ok(decided)
-}
-
-/// Adds what happened to the task's audit trail, each entry chained to the one before.
-fn record(task: &mut Task, by: Option<Arc<str>>, happened: Vec<AuditEvent>) {
-    for event in happened {
-        let entry = AuditEntry::chain(
-            task.history.last().map(|e| &**e),
-            task.id,
-            task.seq,
-            task.updated_at,
-            event,
-            task.status,
-            by.clone(),
-        );
-        task.history.push(Arc::new(entry));
     }
 }
 

@@ -6,14 +6,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{Actor, Auth, Role, Users},
+    cluster::{self, Shared},
     config::{AuthConfig, AuthMode, Config, Limits, StoreKind},
-    events::EventLog,
+    events::{EventLog, Scope},
     input::{DecisionRequest, NewTask},
     registry::{Registry, TransitionError},
     review::{ProcessOptions, Processor, ReviewFlow},
     store::{
         Retention, Store, StoreError,
         journal::{self, Journal},
+        postgres::PgStore,
         sqlite::SqliteStore,
     },
     task::{Feedback, ReviewTimeout, Task, TaskId, now},
@@ -74,15 +76,75 @@ impl Hitl {
         Self::with_processor(config, processor, shutdown)
     }
 
+    /// Opens the configured store, whichever it is: [`Self::open`], or for `--store postgres`
+    /// (whose client is asynchronous) [`Self::connect`].
+    pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Self, StoreError> {
+        let processor = crate::processors::build(config).map_err(StoreError::Config)?;
+        match config.store {
+            StoreKind::Postgres => Self::connect(config, processor, shutdown).await,
+            _ => Self::with_processor(config, processor, shutdown),
+        }
+    }
+
+    /// Joins the service shared by every instance on `--database-url`: reads its tasks, starts
+    /// replicating its journal, and takes over work whose claim has run out.
+    pub async fn connect(
+        config: &Config,
+        processor: Arc<dyn Processor>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        crate::metrics::install();
+        let url = config.database_url.as_deref().ok_or_else(|| {
+            StoreError::Config(
+                "--store postgres needs --database-url (or HITL_DATABASE_URL)".into(),
+            )
+        })?;
+        let store = Arc::new(PgStore::connect(url, config.database_connections as usize).await?);
+        let recovered = store.load_async(Retention::DURABLE_MEMORY_CAP).await?;
+        let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
+        let lease = Duration::from_millis(config.claim_lease_ms);
+        let (shared, writes) = Shared::new(store, lease, events.clone());
+        let registry =
+            Registry::with_shared(events, shared.clone()).keep_finished(config.keep_finished);
+        let hitl = Self::assemble(config, registry, None, processor, shutdown)?;
+        // The tasks as they were; their work is resumed by whichever instance claims it.
+        let mut tasks = recovered.tasks;
+        // In the order they last changed, so finished ones leave memory oldest first.
+        tasks.sort_unstable_by_key(|task| task.seq);
+        for task in tasks {
+            hitl.registry.restore(task, &hitl.shutdown);
+        }
+        hitl.registry.evict_finished();
+        let token = hitl.shutdown.clone();
+        tokio::spawn(cluster::replicate(
+            shared.clone(),
+            hitl.registry.clone(),
+            token.clone(),
+        ));
+        tokio::spawn(cluster::write(Arc::downgrade(&shared), writes));
+        tokio::spawn(cluster::keep_claims(
+            shared,
+            hitl.registry.clone(),
+            hitl.flow.clone(),
+            config.retain_events,
+            token,
+        ));
+        Ok(hitl)
+    }
+
     pub fn with_processor(
         config: &Config,
         processor: Arc<dyn Processor>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         crate::metrics::install();
-        let auth = auth_from(&config.auth)?.map(Arc::new);
         let (events, durable, tasks) = match config.store {
             StoreKind::Memory => (EventLog::in_memory(config.retain_events), None, Vec::new()),
+            StoreKind::Postgres => {
+                return Err(StoreError::Config(
+                    "--store postgres is opened with Hitl::start or Hitl::connect".into(),
+                ));
+            }
             StoreKind::Sqlite => {
                 let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
                 let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
@@ -108,8 +170,27 @@ impl Hitl {
                 (events, Some(durable), recovered.tasks)
             }
         };
-        let registry = Registry::new(events).keep_finished(config.keep_finished);
-        let hitl = Self(Arc::new(Service {
+        let hitl = Self::assemble(
+            config,
+            Registry::new(events).keep_finished(config.keep_finished),
+            durable,
+            processor,
+            shutdown,
+        )?;
+        hitl.resume(tasks);
+        Ok(hitl)
+    }
+
+    /// The service around its registry, whatever keeps the tasks.
+    fn assemble(
+        config: &Config,
+        registry: Registry,
+        durable: Option<Arc<Durable>>,
+        processor: Arc<dyn Processor>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let auth = auth_from(&config.auth)?.map(Arc::new);
+        Ok(Self(Arc::new(Service {
             flow: Arc::new(ReviewFlow::new(
                 registry.clone(),
                 processor,
@@ -130,9 +211,7 @@ impl Hitl {
                 config.limits.max_streams,
                 config.limits.max_streams_per_client,
             ),
-        }));
-        hitl.resume(tasks);
-        Ok(hitl)
+        })))
     }
 
     /// Puts recovered tasks back and carries on with the unfinished ones where they were: an
@@ -165,6 +244,9 @@ impl Hitl {
     /// Writes out every accepted change, stops the journal and lets the data directory go: the
     /// last step of a shutdown. Cancel `shutdown` first, so no flow is still making changes.
     pub async fn close(&self) {
+        if let Some(shared) = self.registry.shared() {
+            shared.close().await;
+        }
         if let Some(durable) = &self.durable {
             durable.journal.close().await;
             durable.store.release();
@@ -174,6 +256,9 @@ impl Hitl {
     /// Is the service able to accept changes? In durable mode: the store answers and its
     /// last write succeeded.
     pub async fn ready(&self) -> Result<(), String> {
+        if let Some(shared) = self.registry.shared() {
+            return shared.ready().await;
+        }
         let Some(durable) = self.durable.clone() else {
             return Ok(());
         };
@@ -198,6 +283,13 @@ impl Hitl {
     /// that does not answer within two seconds is not waited for: reads go on while writes are
     /// refused.
     pub async fn settle(&self, seq: Option<u64>) {
+        if seq.is_none()
+            && let Some(shared) = self.registry.shared()
+        {
+            // Whatever any instance committed before this read is shown: one service.
+            shared.catch_up().await;
+            return;
+        }
         let seq = seq.unwrap_or_else(|| self.registry.events.issued());
         self.registry
             .events
@@ -208,17 +300,49 @@ impl Hitl {
     /// A task as it stands once its latest change is durable: from memory, or for a finished
     /// task that has left it (`--keep-finished`), from the store.
     pub async fn settled(&self, id: TaskId) -> Option<Arc<Task>> {
-        let Some(task) = self.registry.get(id) else {
+        if let Some(shared) = self.registry.shared() {
+            // Whatever any instance committed before this read is shown: one service.
+            shared.catch_up().await;
+        }
+        let Some(task) = self.find(id).await else {
             return self.stored(id).await;
         };
         self.settle(Some(task.seq)).await;
         Some(task)
     }
 
+    /// The task with this id. With a shared database, a task this instance has not heard of
+    /// yet (just submitted elsewhere) is looked for again once its replica has caught up with
+    /// the database, so a client sent from one instance to another finds what it just saw.
+    pub async fn find(&self, id: TaskId) -> Option<Arc<Task>> {
+        if let Some(task) = self.registry.get(id) {
+            return Some(task);
+        }
+        self.registry.shared()?.catch_up().await;
+        self.registry.get(id)
+    }
+
+    /// With a shared database: before a stream starts, makes sure this instance's replica is
+    /// as far as the client has seen elsewhere (the task it asks for, the last event it got).
+    pub async fn reach(&self, scope: Scope, last_event_id: Option<u64>) {
+        let Some(shared) = self.registry.shared() else {
+            return;
+        };
+        let missing = matches!(scope, Scope::Task(id) if self.registry.get(id).is_none());
+        let behind = last_event_id.is_some_and(|seq| seq > self.registry.events.head());
+        if missing || behind {
+            shared.catch_up().await;
+        }
+    }
+
     /// A task read back from the durable store (`None` in memory mode, or if the store cannot
     /// be read: it is logged).
     async fn stored(&self, id: TaskId) -> Option<Arc<Task>> {
-        let store = self.durable.as_ref()?.store.clone();
+        let store: Arc<dyn Store> = match (&self.durable, self.registry.shared()) {
+            (Some(durable), _) => durable.store.clone(),
+            (None, Some(shared)) => shared.store.clone(),
+            (None, None) => return None,
+        };
         match tokio::task::spawn_blocking(move || store.task(id)).await {
             Ok(Ok(task)) => task,
             Ok(Err(error)) => {
@@ -234,7 +358,7 @@ impl Hitl {
 
     /// The live task, or why it cannot change: unknown, or finished and gone from memory.
     async fn live(&self, id: TaskId) -> Result<Arc<Task>, TransitionError> {
-        if let Some(task) = self.registry.get(id) {
+        if let Some(task) = self.find(id).await {
             return Ok(task);
         }
         match self.stored(id).await {
@@ -276,12 +400,28 @@ impl Hitl {
             .review_timeout_policy
             .or(default.map(|t| t.policy))
             .unwrap_or_default();
-        self.registry.reserve(self.limits.max_live_tasks as usize)?;
         let task = Task {
             submitted_by: by.recorded(),
             review_timeout: seconds.map(|seconds| ReviewTimeout { seconds, policy }),
             ..Task::new(TaskId::new(), new.input, max_attempts, now())
         };
+        if let Some(shared) = self.registry.shared() {
+            // The live-task limit is this instance's, counted in its replica.
+            if self.registry.unfinished() >= self.limits.max_live_tasks as usize {
+                return Err(TransitionError::Full {
+                    max: self.limits.max_live_tasks as usize,
+                });
+            }
+            let task = shared.submit(task).await?;
+            tracing::info!(task_id = %task.id, "task submitted");
+            if let Some(handle) = self.registry.claimed_handle(task.id)
+                && shared.hold(task.id, handle.cancel.clone())
+            {
+                self.flow.spawn(handle);
+            }
+            return Ok(self.registry.get(task.id).unwrap_or(task));
+        }
+        self.registry.reserve(self.limits.max_live_tasks as usize)?;
         let handle = self.registry.insert(task, &self.shutdown);
         let task = handle.task.clone();
         tracing::debug!(task_id = %task.id, "task submitted");
@@ -320,8 +460,7 @@ impl Hitl {
             output_sha256: request.output_sha256,
             timed_out: false,
         };
-        let pending = self.registry.decide(id, feedback)?;
-        let task = self.registry.decision_applied(id, pending).await?;
+        let task = self.registry.decide_now(id, feedback).await?;
         self.saved(task).await
     }
 
@@ -342,7 +481,8 @@ impl Hitl {
         self.live(id).await?;
         let task = self
             .registry
-            .extend_deadline(id, attempt, secs, by.recorded())?;
+            .extend_deadline_now(id, attempt, secs, by.recorded())
+            .await?;
         self.saved(task).await
     }
 
@@ -355,7 +495,7 @@ impl Hitl {
                 "Submitters can cancel only the tasks they submitted.".into(),
             ));
         }
-        let task = self.registry.cancel(id, by.recorded())?;
+        let task = self.registry.cancel_now(id, by.recorded()).await?;
         self.saved(task).await
     }
 }

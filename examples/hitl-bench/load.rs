@@ -83,6 +83,9 @@ impl Default for Tracked {
 pub struct Load {
     pub client: reqwest::Client,
     pub base: String,
+    /// Other instances of the same service: requests go to `base` and these in turn.
+    pub others: Vec<String>,
+    turn: std::sync::atomic::AtomicUsize,
     /// Every task the stream has shown (ours and anyone else's), checked as it goes.
     tasks: DashMap<String, Tracked>,
     /// The tasks this process submitted, and those whose lifecycle passed its checks.
@@ -102,6 +105,8 @@ impl Load {
         Self {
             client,
             base,
+            others: Vec::new(),
+            turn: Default::default(),
             tasks: DashMap::new(),
             mine: DashSet::new(),
             passed: DashSet::new(),
@@ -176,11 +181,13 @@ impl Load {
 
     /// POSTs `body` and returns the JSON answer, which must come with `expected`.
     pub async fn post(&self, path: &str, body: Value, expected: StatusCode) -> Result<Value> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send();
+        let turn = self.turn.fetch_add(1, Relaxed) % (self.others.len() + 1);
+        let base = if turn == 0 {
+            &self.base
+        } else {
+            &self.others[turn - 1]
+        };
+        let response = self.client.post(format!("{base}{path}")).json(&body).send();
         let response = response.await.with_context(|| format!("POST {path}"))?;
         let status = response.status();
         let text = response.text().await?;

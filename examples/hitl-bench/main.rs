@@ -57,6 +57,13 @@ struct Args {
     /// The running server's process id, for its CPU time and memory.
     #[arg(long, requires = "url")]
     pid: Option<u32>,
+    /// Other instances of the same service (`--store postgres`): requests are spread over
+    /// `--url` and these, round robin; the shared stream is read from `--url`.
+    #[arg(long, requires = "url")]
+    also_url: Vec<String>,
+    /// Their process ids, for the CPU time of the whole service.
+    #[arg(long, requires = "url")]
+    also_pid: Vec<u32>,
     /// Start this hitl binary for each run, on a free port, with processing delay 0.
     #[arg(long)]
     spawn: Option<String>,
@@ -114,6 +121,9 @@ async fn main() -> Result<()> {
         server::machine(),
         names.join(", then ")
     );
+    if !args.also_url.is_empty() {
+        println!("requests spread over the first and {:?}", args.also_url);
+    }
     println!(
         "N = {} lifecycles after {WARM_UP} warm-up, C = {}, W = {} busy watchers, K = {} idle, {} runs",
         args.lifecycles, args.concurrency, args.busy_watchers, args.idle_watchers, args.runs
@@ -211,11 +221,28 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
     let client = reqwest::Client::builder().timeout(WAIT).build()?;
     let mut load = Load::new(client, server.base.clone(), fresh);
     load.fault = args.inject_fault;
+    load.others = args
+        .also_url
+        .iter()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .collect();
+    let others: Vec<Server> = args
+        .also_pid
+        .iter()
+        .map(|&pid| Server::given("", Some(pid)))
+        .collect();
+    let cpu_seconds = || {
+        let mut total = server.cpu_seconds()?;
+        for other in &others {
+            total += other.cpu_seconds()?;
+        }
+        Some(total)
+    };
     let events = connect(&reqwest::Client::new(), format!("{}/api/events", load.base)).await?;
     let phases = async {
         let mut errors = load.lifecycles(0..WARM_UP, args.concurrency).await;
         load.delays.lock().unwrap().clear();
-        let (cpu, started) = (server.cpu_seconds(), Instant::now());
+        let (cpu, started) = (cpu_seconds(), Instant::now());
         let own_cpu = server::cpu_seconds("self");
         let n = args.lifecycles;
         errors.extend(
@@ -223,7 +250,7 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
                 .await,
         );
         let wall = started.elapsed().as_secs_f64();
-        let cpu = cpu.zip(server.cpu_seconds()).map(|(a, b)| b - a);
+        let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
         let own_cpu = own_cpu.zip(server::cpu_seconds("self")).map(|(a, b)| b - a);
         let delays = load.delays.lock().unwrap().clone();
         let mut run = Run::new(n, wall, [cpu, own_cpu], server.rss_kib(), &delays);

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::{
     config::ProcessorConfig,
     engine::{Action, Flow, FlowError},
-    registry::{Registry, TaskHandle, TransitionError},
+    registry::{Registry, TaskHandle, TransitionError, changes},
     task::{Decision, Feedback, TaskId, TaskStatus},
 };
 pub use nodes::{ProcessNode, ResultNode, ReviewNode};
@@ -201,17 +201,23 @@ impl ReviewFlow {
                 let mut store = ReviewStore::new(&handle);
                 // Cancel first: a decision that arrives as the server stops is answered "not
                 // applied", so the flow must not go on to apply it.
+                let token = handle.cancel.clone();
                 tokio::select! {
                     biased;
-                    () = handle.cancel.cancelled() => tracing::debug!("flow stopped"),
-                    result = this.flow.run_from(node, &mut store) => this.finish(id, result),
+                    () = token.cancelled() => tracing::debug!("flow stopped"),
+                    result = this.flow.run_from(node, &mut store) => this.finish(id, result).await,
+                }
+                if let Some(shared) = this.registry.shared() {
+                    // The workflow's own token (a child of the task's): its claim is let go.
+                    token.cancel();
+                    shared.ended(id);
                 }
             }
             .instrument(span),
         );
     }
 
-    fn finish(&self, id: TaskId, result: Result<Step, FlowError>) {
+    async fn finish(&self, id: TaskId, result: Result<Step, FlowError>) {
         let Err(error) = result else { return };
         if self
             .registry
@@ -223,8 +229,14 @@ impl ReviewFlow {
             return;
         }
         tracing::warn!(%error, "task failed");
-        match self.registry.fail(id, error.to_string()) {
-            Ok(_) | Err(TransitionError::Conflict { .. }) => {}
+        let message = error.to_string();
+        let failed = self
+            .registry
+            .apply(id, None, true, move |task| changes::fail(task, message))
+            .await;
+        match failed {
+            // A cancel came first, or (shared) another instance has taken the work over.
+            Ok(_) | Err(TransitionError::Conflict { .. } | TransitionError::NotClaimed) => {}
             Err(e) => tracing::error!(%e, "could not mark the task failed"),
         }
     }

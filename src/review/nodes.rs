@@ -13,8 +13,11 @@ use tokio::{
 use crate::{
     audit::AuditEvent,
     engine::{Node, NodeError},
-    registry::{Registry, TransitionError},
-    task::{Decision, Feedback, Task, TaskId, now, same_text},
+    registry::{
+        Registry, TransitionError,
+        changes::{self, Outcome},
+    },
+    task::{Feedback, Task, TaskId, TaskStatus, now},
 };
 
 use super::{PriorAttempt, ProcessOptions, ProcessRequest, Processor, ReviewStore, Step};
@@ -69,7 +72,12 @@ impl Node<ReviewStore> for ProcessNode {
             .acquire_owned()
             .await
             .map_err(|_| NodeError::fatal("processing has stopped"))?;
-        self.registry.start_attempt(store.task_id, store.attempt)?;
+        let attempt = store.attempt;
+        self.registry
+            .apply(store.task_id, None, true, move |task| {
+                changes::start_attempt(task, attempt)
+            })
+            .await?;
         Ok(Processing {
             request: ProcessRequest {
                 task_id: store.task_id,
@@ -121,8 +129,12 @@ impl Node<ReviewStore> for ProcessNode {
         output: String,
     ) -> Result<Step, NodeError> {
         let output: Arc<str> = output.into();
+        let (attempt, finished) = (processing.request.attempt, output.clone());
         self.registry
-            .finish_attempt(store.task_id, processing.request.attempt, output.clone())?;
+            .apply(store.task_id, None, true, move |task| {
+                changes::finish_attempt(task, attempt, finished)
+            })
+            .await?;
         store.output = Some(output);
         Ok(Step::Processed)
     }
@@ -133,9 +145,17 @@ pub struct ReviewNode {
     pub registry: Registry,
 }
 
+/// How a review ended.
+pub enum Reviewed {
+    /// A decision handed to this workflow, for it to apply.
+    Decision(Feedback),
+    /// Decided already, in the shared database (by any instance): the task as it is now.
+    Settled(Arc<Task>),
+}
+
 impl Node<ReviewStore> for ReviewNode {
     type Prep = (TaskId, u32, watch::Receiver<Option<Feedback>>);
-    type Output = Feedback;
+    type Output = Reviewed;
     type Action = Step;
 
     async fn prep(&self, store: &ReviewStore) -> Result<Self::Prep, NodeError> {
@@ -145,15 +165,29 @@ impl Node<ReviewStore> for ReviewNode {
     /// Waits for the decision; if the review has a deadline, applies its policy when it passes,
     /// through the registry's guard, so a person's decision at the same moment and the
     /// deadline's cannot both count. A deadline moved later (extended) is followed.
-    async fn exec(&self, (id, attempt, signal): &Self::Prep) -> Result<Feedback, NodeError> {
+    async fn exec(&self, (id, attempt, signal): &Self::Prep) -> Result<Reviewed, NodeError> {
         let (id, attempt) = (*id, *attempt);
         let mut signal = signal.clone();
         let mut changes = self
             .registry
             .watch(id)
             .ok_or_else(|| NodeError::new("the task is gone"))?;
+        let shared = self.registry.shared().is_some();
+        // With a shared database the decision is made there, by whichever instance took it;
+        // this workflow learns of it as the task moves on.
+        let settled = || {
+            if !shared {
+                return None;
+            }
+            self.registry
+                .get(id)
+                .filter(|task| !task.awaits_decision_on(attempt))
+        };
         let mut deadline = Deadline::of(self.registry.get(id).as_deref(), attempt);
         loop {
+            if let Some(task) = settled() {
+                return Ok(Reviewed::Settled(task));
+            }
             let due = deadline.due();
             let sleep = async {
                 match due {
@@ -163,53 +197,55 @@ impl Node<ReviewStore> for ReviewNode {
             };
             // Biased: a decision, then a moved deadline, are seen before the timer, so an
             // extension that lands as the deadline passes is not overtaken by it.
-            tokio::select! {
+            let passed = tokio::select! {
                 biased;
                 feedback = signal.wait_for(|f| f.as_ref().is_some_and(|f| f.attempt == attempt)) => {
                     let feedback = feedback.map_err(|_| NodeError::new("the review was abandoned"))?;
-                    return Ok(feedback.clone().expect("wait_for checked it is there"));
+                    return Ok(Reviewed::Decision(feedback.clone().expect("wait_for checked it is there")));
                 }
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return Err(NodeError::new("the task is gone"));
                     }
                     deadline.follow(self.registry.get(id).as_deref());
+                    None
                 }
                 () = sleep => {
                     deadline.fired = true;
-                    let Some((_, wall)) = due else { continue };
-                    match self.registry.time_out(id, attempt, wall) {
-                        Ok(decided) => tracing::info!(%id, attempt, decided, "review deadline passed"),
-                        // A decision (or a cancel) came first: it stands.
-                        Err(TransitionError::Conflict { .. }) => {}
-                        Err(error) => return Err(error.into()),
-                    }
+                    due.map(|(_, wall)| wall)
+                }
+            };
+            if let Some(wall) = passed {
+                match self.registry.time_out(id, attempt, wall).await {
+                    Ok(decided) => tracing::info!(%id, attempt, decided, "review deadline passed"),
+                    // A decision (or a cancel) came first: it stands.
+                    Err(TransitionError::Conflict { .. }) => {}
+                    Err(error) => return Err(error.into()),
                 }
             }
         }
     }
 
-    #[tracing::instrument(level = "debug", name = "review.post", skip_all, fields(task_id = %store.task_id, attempt = feedback.attempt, decision = feedback.decision.as_str()))]
+    #[tracing::instrument(level = "debug", name = "review.post", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
     async fn post(
         &self,
         store: &mut ReviewStore,
         _: Self::Prep,
-        feedback: Feedback,
+        reviewed: Reviewed,
     ) -> Result<Step, NodeError> {
+        let feedback = match reviewed {
+            Reviewed::Decision(feedback) => feedback,
+            Reviewed::Settled(task) => return Ok(settled(store, &task)),
+        };
         let id = store.task_id;
         store.feedback = Some(feedback.clone());
         let output = store.output.clone().unwrap_or_default();
-        let step = match feedback.decision {
-            Decision::Approved => {
-                // An unedited output sent back by a browser differs only in line endings.
-                let result = match &feedback.output {
-                    Some(edit) if !same_text(edit, &output) => edit.clone(),
-                    _ => output,
-                };
+        let step = match changes::outcome(&feedback, store.attempt, store.max_attempts, &output) {
+            Outcome::Complete(result) => {
                 store.final_result = Some(result);
                 Step::Approved
             }
-            Decision::Rejected if store.attempt < store.max_attempts => {
+            Outcome::Retry => {
                 self.registry.request_changes(id, &feedback)?;
                 store.history.push(PriorAttempt {
                     attempt: store.attempt,
@@ -220,25 +256,33 @@ impl Node<ReviewStore> for ReviewNode {
                 store.output = None;
                 Step::Rejected
             }
-            Decision::Rejected => {
-                let reason = format!(
-                    "Changes were requested on the last allowed attempt ({} of {}).",
-                    store.attempt, store.max_attempts
-                );
-                self.registry.reject(id, &feedback, reason)?;
-                Step::Failed
-            }
-            Decision::RejectedFinal => {
-                let reason = match &feedback.comment {
-                    Some(comment) if feedback.timed_out => comment.to_string(),
-                    Some(comment) => format!("Rejected by the reviewer: {comment}"),
-                    None => "Rejected by the reviewer.".to_owned(),
-                };
+            Outcome::Fail(reason) => {
                 self.registry.reject(id, &feedback, reason)?;
                 Step::Failed
             }
         };
         Ok(step)
+    }
+}
+
+/// Where the workflow goes after a review decided in the shared database: on to the next
+/// attempt when changes were requested, or nowhere (the task has ended; the decision recorded
+/// everything already).
+fn settled(store: &mut ReviewStore, task: &Task) -> Step {
+    if task.status == TaskStatus::Running && task.attempt == store.attempt + 1 {
+        let decided = task.attempts.iter().find(|a| a.attempt == store.attempt);
+        store.history.push(PriorAttempt {
+            attempt: store.attempt,
+            output: decided.map(|a| a.output.clone()).unwrap_or_default(),
+            comment: decided.and_then(|a| a.comment.clone()),
+        });
+        store.attempt += 1;
+        store.output = None;
+        Step::Rejected
+    } else if task.status == TaskStatus::Completed {
+        Step::Done
+    } else {
+        Step::Failed
     }
 }
 

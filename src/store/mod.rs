@@ -8,8 +8,11 @@
 //!
 //! - [`sqlite`]: the embedded store, one SQLite file in WAL mode (the default).
 //! - [`journal`]: the group-commit writer and its handle.
+//! - [`postgres`]: the shared store several instances use at once (`--store postgres`); it
+//!   decides every change itself, so it writes through transactions of its own, not the journal.
 
 pub mod journal;
+pub mod postgres;
 pub mod sqlite;
 
 use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
@@ -46,6 +49,8 @@ pub enum StoreError {
     },
     #[error("the database failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("the database failed: {0}")]
+    Postgres(String),
     #[error("a stored record could not be read: {0}")]
     Decode(String),
     /// The configuration does not let the service start (it is reported the same way).

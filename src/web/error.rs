@@ -106,6 +106,20 @@ impl From<TransitionError> for Problem {
                 "store_unavailable",
                 TransitionError::NotSaved.to_string(),
             ),
+            TransitionError::Unavailable => Self {
+                retry_after: Some(5),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    TransitionError::Unavailable.to_string(),
+                )
+            },
+            // Only a workflow's own changes are refused this way; a request never is.
+            TransitionError::NotClaimed => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Another instance is working on this task; reload it to see its state.",
+            ),
         }
     }
 }

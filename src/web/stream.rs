@@ -171,6 +171,7 @@ pub async fn json_events(
 ) -> Result<Response, ApiError> {
     let start = last_event_id(&headers);
     let scope = scope(&query)?;
+    hitl.reach(scope, start).await;
     known(&hitl, scope).await?;
     let frames = frames(&hitl, scope, start, Fresh::Snapshot, client)?;
     Ok(sse(frames.map(json_frame)))
@@ -220,6 +221,9 @@ pub async fn html_events(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Response {
+    if let Ok(scope) = scope(&query) {
+        hitl.reach(scope, last_event_id(&headers)).await;
+    }
     let result = match query.view.as_deref() {
         None | Some("") => {
             async {

@@ -1,0 +1,537 @@
+//! Several instances on one PostgreSQL database, behaving as one service (`--store postgres`).
+//!
+//! - Changes are decided in the database ([`Shared::transition`]): each instance queues its
+//!   changes and [`write`]s them in batches, one transaction per batch that locks the rows it
+//!   changes, so racing instances decide an attempt once; the database numbers every event.
+//! - Every instance keeps a replica of the tasks and the event log, filled in sequence order
+//!   from the shared journal ([`replicate`]): woken by `NOTIFY` (which carries only the new
+//!   number), by its own writes, and by a periodic catch-up, and after reconnecting. Streams,
+//!   pages and the inbox read the replica as they read the registry in one process.
+//! - A task's work (processing, its review deadline) runs on the one instance that holds its
+//!   claim: a lease on the task's row, renewed by a heartbeat ([`keep_claims`]). Work whose lease
+//!   ran out (its instance died) is claimed by another and resumed under the same attempt number;
+//!   a workflow's own changes are refused once its instance no longer holds the claim.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    events::EventLog,
+    registry::{Change, Registry, TransitionError},
+    review::ReviewFlow,
+    store::{
+        Retention, StoreError,
+        postgres::{Changed, PgStore, Request, WriteError},
+    },
+    task::{Task, TaskId},
+};
+
+/// The longest a change may take in the database before the request is answered 503.
+const WRITE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a writer waits for its own change to reach this instance's replica.
+const REPLICATION_PATIENCE: Duration = Duration::from_secs(5);
+/// How often the journal is read even with no notification (one could be lost with a
+/// connection).
+const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+/// Journal rows read per query while catching up.
+const BATCH: i64 = 1000;
+
+/// The most requests one transaction carries.
+const MAX_BATCH: usize = 512;
+
+/// The writer's end of the queue of changes.
+pub type Writes = mpsc::UnboundedReceiver<Request>;
+
+/// This instance's part in the shared service.
+pub struct Shared {
+    pub store: Arc<PgStore>,
+    /// This instance's name in claims: unique per process.
+    pub instance: String,
+    /// How long a claim lasts unless renewed.
+    pub lease: Duration,
+    /// The replica's log: a writer waits on it to see its own change here.
+    events: EventLog,
+    /// The workflows this instance runs, by task: each holds the task's claim, and its token
+    /// stops it when the claim is lost.
+    claims: DashMap<TaskId, CancellationToken>,
+    /// Every change this instance makes, written in batches by one task ([`write`]).
+    writes: mpsc::UnboundedSender<Request>,
+    /// Wakes the replicator: a change was just committed here.
+    kick: Notify,
+    /// Is the listener connected (so other instances' changes arrive at once)?
+    listening: AtomicBool,
+    /// Is the replica still being kept up to date (false once shutdown stopped it)?
+    replicating: AtomicBool,
+    /// Did this instance fall further behind than the journal keeps? Then only a restart
+    /// brings its replica up to date, and readiness says so.
+    behind: AtomicBool,
+    /// Did the last database call fail? Errors are logged once per outage.
+    failing: AtomicBool,
+}
+
+impl Shared {
+    /// Connects this instance's part; `events` is the replica's log, filled by [`replicate`].
+    pub fn new(store: Arc<PgStore>, lease: Duration, events: EventLog) -> (Arc<Self>, Writes) {
+        let (writes, queued) = mpsc::unbounded_channel();
+        let instance = format!("{}/{}", std::process::id(), uuid::Uuid::now_v7());
+        let shared = Arc::new(Self {
+            store,
+            instance,
+            lease,
+            events,
+            claims: DashMap::new(),
+            writes,
+            kick: Notify::new(),
+            listening: AtomicBool::new(false),
+            replicating: AtomicBool::new(true),
+            behind: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+        });
+        (shared, queued)
+    }
+
+    fn worked(&self) {
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(%error, "the database is not answering");
+        }
+    }
+
+    /// Applies `change` in the database (see [`Registry::apply`]) and waits until this
+    /// instance's replica has it.
+    pub async fn transition<F>(
+        &self,
+        id: TaskId,
+        by: Option<Arc<str>>,
+        claimed: bool,
+        change: F,
+    ) -> Result<Arc<Task>, TransitionError>
+    where
+        F: FnOnce(&mut Task) -> Change + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Change {
+            id,
+            by,
+            claimed,
+            change: Box::new(change),
+            reply,
+        };
+        let written = self.queue(request, answer).await;
+        match self.written(id, written) {
+            Ok((task, changed)) => {
+                if changed {
+                    self.seen(task.seq).await;
+                }
+                Ok(task)
+            }
+            Err(TransitionError::Conflict { message, task }) => {
+                // Refused for the state the database holds: show it here too before answering.
+                self.seen(task.seq).await;
+                Err(TransitionError::Conflict { message, task })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Adds a new task, with this instance holding the claim on its work.
+    pub async fn submit(&self, task: Task) -> Result<Arc<Task>, TransitionError> {
+        let id = task.id;
+        let (reply, answer) = oneshot::channel();
+        let written = self
+            .queue(Request::Insert { task, reply }, answer)
+            .await
+            .map(|task| (task, true));
+        let (task, _) = self.written(id, written)?;
+        self.seen(task.seq).await;
+        Ok(task)
+    }
+
+    /// Queues `request` for the next batch and waits for its answer; a queue that does not
+    /// answer in time (the database hangs) or has stopped is an outage.
+    async fn queue<T>(
+        &self,
+        request: Request,
+        answer: oneshot::Receiver<Result<T, WriteError>>,
+    ) -> Result<T, WriteError> {
+        if self.writes.send(request).is_err() {
+            return Err(WriteError::Store(StoreError::Postgres(
+                "this instance is stopping".into(),
+            )));
+        }
+        match tokio::time::timeout(WRITE_PATIENCE, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(WriteError::Store(StoreError::Postgres(
+                "the change was not written (the writer stopped)".into(),
+            ))),
+            Err(_) => Err(WriteError::Store(StoreError::Postgres(
+                "a change took longer than 10 s".into(),
+            ))),
+        }
+    }
+
+    fn written(&self, id: TaskId, result: Changed) -> Result<(Arc<Task>, bool), TransitionError> {
+        match result {
+            Ok(written) => {
+                self.worked();
+                Ok(written)
+            }
+            Err(WriteError::Store(error)) => {
+                self.failed(&error);
+                Err(TransitionError::Unavailable)
+            }
+            Err(WriteError::NotFound) => Err(TransitionError::NotFound(id)),
+            Err(WriteError::Conflict(message, task)) => {
+                self.worked();
+                Err(TransitionError::Conflict { message, task })
+            }
+            Err(WriteError::NotClaimed) => Err(TransitionError::NotClaimed),
+        }
+    }
+
+    /// Waits until the replica holds event `seq` (it was committed, so it will).
+    async fn seen(&self, seq: u64) {
+        if !self.replicating.load(Ordering::Relaxed) {
+            return;
+        }
+        self.kick.notify_one();
+        if !self.events.wait_durable(seq, REPLICATION_PATIENCE).await {
+            tracing::warn!(seq, "a committed change has not reached this instance yet");
+        }
+    }
+
+    /// Waits (briefly) until this instance's replica holds every change committed so far.
+    pub async fn catch_up(&self) {
+        let head = tokio::time::timeout(Duration::from_secs(2), self.store.head()).await;
+        if let Ok(Ok(head)) = head {
+            self.seen(head).await;
+        }
+    }
+
+    /// Queues a progress report of a running attempt, to be written in order.
+    pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) {
+        let _ = self.writes.send(Request::Progress { id, attempt, text });
+    }
+
+    /// Records that this instance runs `id`'s workflow under the claim it holds, stopped by
+    /// `token`. False if it runs one already.
+    pub fn hold(&self, id: TaskId, token: CancellationToken) -> bool {
+        match self.claims.entry(id) {
+            dashmap::Entry::Occupied(mut held) if held.get().is_cancelled() => {
+                held.insert(token);
+                true
+            }
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(token);
+                true
+            }
+        }
+    }
+
+    /// A workflow ended (its token is cancelled): forget it, unless another took its place.
+    pub fn ended(&self, id: TaskId) {
+        self.claims.remove_if(&id, |_, token| token.is_cancelled());
+    }
+
+    /// Is the database there, and is this instance hearing of changes?
+    pub async fn ready(&self) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(3), self.store.check_async()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(format!("the database is not answering ({error})")),
+            Err(_) => return Err("the database is not answering (no reply in 3 s)".into()),
+        }
+        if self.behind.load(Ordering::Relaxed) {
+            return Err(
+                "this instance missed changes the journal no longer keeps; restart it".into(),
+            );
+        }
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("not yet listening for other instances' changes".into());
+        }
+        Ok(())
+    }
+
+    /// Lets every claim go, so other instances take the work over at once: the last step of a
+    /// graceful shutdown.
+    pub async fn close(&self) {
+        for held in self.claims.iter() {
+            held.cancel();
+        }
+        self.claims.clear();
+        match tokio::time::timeout(Duration::from_secs(3), self.store.release(&self.instance)).await
+        {
+            Ok(Ok(n)) if n > 0 => tracing::info!(tasks = n, "claims released"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot release claims; they run out"),
+            Err(_) => tracing::warn!("cannot release claims in time; they run out"),
+        }
+    }
+}
+
+/// Keeps this instance's replica up to date with the shared journal until `shutdown`.
+pub async fn replicate(shared: Arc<Shared>, registry: Registry, shutdown: CancellationToken) {
+    replicate_until(&shared, &registry, &shutdown).await;
+    shared.replicating.store(false, Ordering::Relaxed);
+    shared.listening.store(false, Ordering::Relaxed);
+}
+
+async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &CancellationToken) {
+    let mut wait = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let (client, connection) = match shared.store.listener().await {
+            Ok(listener) => listener,
+            Err(error) => {
+                shared.listening.store(false, Ordering::Relaxed);
+                shared.failed(&error);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(2));
+                // Catch up from the pool all the same: the listener may be what fails.
+                catch_up(shared, registry, shutdown).await;
+                continue;
+            }
+        };
+        let notified = Arc::new(Notify::new());
+        let closed = CancellationToken::new();
+        let driver = {
+            let (notified, closed) = (notified.clone(), closed.clone());
+            let mut connection = connection;
+            tokio::spawn(async move {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => notified.notify_one(),
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "the listener's connection failed");
+                            break;
+                        }
+                    }
+                }
+                closed.cancel();
+            })
+        };
+        let listen = format!("LISTEN \"{}\"", shared.store.channel);
+        if let Err(error) = client.batch_execute(&listen).await {
+            tracing::warn!(%error, "cannot listen for changes; retrying");
+            driver.abort();
+            continue;
+        }
+        shared.listening.store(true, Ordering::Relaxed);
+        wait = Duration::from_millis(100);
+        tracing::debug!(channel = %shared.store.channel, "listening for changes");
+        // Whatever happened while not listening is read now.
+        catch_up(shared, registry, shutdown).await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = closed.cancelled() => break,
+                () = notified.notified() => {}
+                () = shared.kick.notified() => {}
+                () = tokio::time::sleep(CATCH_UP_EVERY) => {}
+            }
+            catch_up(shared, registry, shutdown).await;
+        }
+        shared.listening.store(false, Ordering::Relaxed);
+        driver.abort();
+    }
+}
+
+/// Reads every journal row after the replica's head into the replica, in order.
+async fn catch_up(shared: &Shared, registry: &Registry, shutdown: &CancellationToken) {
+    loop {
+        let head = registry.events.issued();
+        let rows = match shared.store.events_after(head, BATCH).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                shared.failed(&error);
+                return;
+            }
+        };
+        shared.worked();
+        let full = rows.len() as i64 == BATCH;
+        for row in rows {
+            let seq = row.event.seq;
+            if seq <= registry.events.issued() {
+                continue;
+            }
+            if seq > registry.events.issued() + 1 {
+                // The journal no longer holds what this instance missed (pruned by
+                // --retain-events while it was cut off): its replica cannot be brought up to date.
+                if !shared.behind.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        seq,
+                        head = registry.events.issued(),
+                        "this instance missed events the journal no longer keeps; restart it"
+                    );
+                }
+                return;
+            }
+            if !registry.replicate(row.event, row.fresh, shutdown) {
+                // A gap: the rows after it are read again next time.
+                tracing::warn!(
+                    seq,
+                    head = registry.events.issued(),
+                    "the journal skipped ahead; reading it again"
+                );
+                return;
+            }
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
+/// Writes what this instance queues, each batch in one transaction.
+///
+/// It runs until the instance is gone (its queue closes), not until shutdown: a request still
+/// in flight when shutdown begins is written, not refused.
+pub async fn write(shared: std::sync::Weak<Shared>, mut writes: Writes) {
+    while let Some(first) = writes.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        let committed = shared.store.commit(&shared.instance, shared.lease, batch);
+        match tokio::time::timeout(WRITE_PATIENCE, committed).await {
+            Ok(Ok(written)) => {
+                shared.worked();
+                metrics::histogram!("hitl_pg_batch_requests").record(size as f64);
+                if written.is_some() {
+                    shared.kick.notify_one();
+                }
+            }
+            Ok(Err(error)) => shared.failed(&error),
+            // The requests' answers were dropped with the batch: each is told of the outage.
+            Err(_) => shared.failed(&"a batch of changes took longer than 10 s"),
+        }
+    }
+}
+
+/// Renews this instance's claims, stops the workflows whose claims are lost, and takes over
+/// the work whose claims ran out, until `shutdown`.
+pub async fn keep_claims(
+    shared: Arc<Shared>,
+    registry: Registry,
+    flow: Arc<ReviewFlow>,
+    retention: Retention,
+    shutdown: CancellationToken,
+) {
+    let every = shared.lease / 3;
+    let mut last_renewed = tokio::time::Instant::now();
+    let mut last_pruned = tokio::time::Instant::now();
+    loop {
+        // Renew what is held.
+        let held: Vec<String> = shared
+            .claims
+            .iter()
+            .filter(|held| !held.is_cancelled())
+            .map(|held| held.key().to_string())
+            .collect();
+        match shared
+            .store
+            .renew(&shared.instance, &held, shared.lease)
+            .await
+        {
+            Ok(kept) => {
+                shared.worked();
+                last_renewed = tokio::time::Instant::now();
+                let kept: std::collections::HashSet<TaskId> = kept.into_iter().collect();
+                shared.claims.retain(|id, token| {
+                    let keep = kept.contains(id) && !token.is_cancelled();
+                    if !keep {
+                        token.cancel();
+                    }
+                    keep
+                });
+            }
+            Err(error) => {
+                shared.failed(&error);
+                if last_renewed.elapsed() >= shared.lease {
+                    // Another instance may have taken these over by now: stop, and claim them
+                    // again (if they are still free) once the database is back.
+                    for held in shared.claims.iter() {
+                        held.cancel();
+                    }
+                    shared.claims.clear();
+                }
+            }
+        }
+        // Take over what nobody holds.
+        if shared.failing.load(Ordering::Relaxed) {
+            // Wait for the database to answer again.
+        } else {
+            match shared
+                .store
+                .claim_expired(&shared.instance, shared.lease, 100)
+                .await
+            {
+                Ok(ids) => {
+                    for id in ids {
+                        take_over(&shared, &registry, &flow, id).await;
+                    }
+                }
+                Err(error) => shared.failed(&error),
+            }
+        }
+        if last_pruned.elapsed() >= Duration::from_secs(30) {
+            last_pruned = tokio::time::Instant::now();
+            if let Err(error) = shared.store.prune_async(retention).await {
+                tracing::warn!(%error, "cannot prune old events");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Resumes the work of a task whose claim this instance just took.
+async fn take_over(shared: &Shared, registry: &Registry, flow: &Arc<ReviewFlow>, id: TaskId) {
+    // The replica may not have the task yet if it is brand new: catch up first.
+    if registry.get(id).is_none() {
+        shared.kick.notify_one();
+        let head = registry.events.issued() + 1;
+        let _ = registry
+            .events
+            .wait_durable(head, REPLICATION_PATIENCE)
+            .await;
+    }
+    let Some(handle) = registry.claimed_handle(id) else {
+        tracing::warn!(%id, "claimed a task this instance does not know yet; it will run out and be claimed again");
+        return;
+    };
+    if handle.task.status.is_terminal() {
+        return;
+    }
+    if shared.hold(id, handle.cancel.clone()) {
+        tracing::info!(%id, attempt = handle.task.attempt, status = handle.task.status.as_str(), "took over a task's work");
+        flow.resume(handle);
+    }
+}

@@ -1,0 +1,447 @@
+//! The rules of every change to a task, as pure functions over a task value.
+//!
+//! Each takes the task as it stands and either changes it (returning what the audit trail
+//! records) or refuses with a message that says why. The registry applies them under its guard
+//! in one process; with `--store postgres` the database applies the very same functions to the
+//! row it holds locked, so several instances follow one set of rules.
+
+use std::{sync::Arc, time::Duration};
+
+use time::OffsetDateTime;
+
+use super::MAX_TIMEOUT_SECS;
+use crate::{
+    audit::{AuditEntry, AuditEvent, Digest},
+    task::{AttemptRecord, Decision, Feedback, Task, TaskStatus, TimeoutPolicy, now, same_text},
+};
+
+/// What a change records in the audit trail, or why it was refused.
+pub type Change = Result<Vec<AuditEvent>, String>;
+
+/// `pending -> running` for `attempt`; nothing (no entries) if it is already running.
+pub fn start_attempt(task: &mut Task, attempt: u32) -> Change {
+    if task.status == TaskStatus::Running && task.attempt == attempt {
+        return Ok(Vec::new());
+    }
+    expect(task, &[TaskStatus::Pending], attempt)?;
+    task.status = TaskStatus::Running;
+    Ok(vec![AuditEvent::AttemptStarted { attempt }])
+}
+
+/// May a progress report for `attempt` be published?
+pub fn progress(task: &Task, attempt: u32) -> Result<(), String> {
+    if task.status != TaskStatus::Running || task.attempt != attempt {
+        return Err(format!("attempt {attempt} is not running"));
+    }
+    Ok(())
+}
+
+/// `running -> waiting_for_review` with the attempt's output.
+pub fn finish_attempt(task: &mut Task, attempt: u32, output: Arc<str>) -> Change {
+    expect(task, &[TaskStatus::Running], attempt)?;
+    task.status = TaskStatus::WaitingForReview;
+    task.review_deadline = task
+        .review_timeout
+        .map(|timeout| now() + Duration::from_secs(timeout.seconds.min(MAX_TIMEOUT_SECS)));
+    let finished = AuditEvent::AttemptFinished {
+        attempt,
+        output_sha256: Digest::of_text(&output),
+        output_bytes: output.len(),
+    };
+    task.output = Some(output);
+    Ok(vec![finished])
+}
+
+/// Would a decision be accepted now? Only while the task waits for review of exactly that
+/// attempt, and (when the reviewer's client says what it showed) of exactly that text.
+pub fn check_decision(task: &Task, feedback: &Feedback) -> Result<(), String> {
+    if task.status != TaskStatus::WaitingForReview {
+        return Err(format!(
+            "This task is {}, not waiting for review, so it takes no decision now.",
+            task.status.label().to_lowercase()
+        ));
+    }
+    if feedback.attempt != task.attempt {
+        return Err(format!(
+            "Your decision was for attempt {}, but attempt {} is the one under review.",
+            feedback.attempt, task.attempt
+        ));
+    }
+    if let Some(seen) = feedback.output_sha256
+        && seen != Digest::of_text(task.output.as_deref().unwrap_or_default())
+    {
+        return Err(format!(
+            "The output of attempt {} is not the text you reviewed (its SHA-256 differs), so your decision was not applied. Reload the task and review it again.",
+            feedback.attempt
+        ));
+    }
+    Ok(())
+}
+
+/// Where a decision leads.
+pub enum Outcome {
+    /// Approved: this becomes the final result.
+    Complete(Arc<str>),
+    /// Changes requested, and another attempt is allowed.
+    Retry,
+    /// Rejected for good, or at the attempt limit: the task fails for this reason.
+    Fail(String),
+}
+
+/// Where `feedback` on `attempt` of `max_attempts` leads, given the output under review.
+pub fn outcome(feedback: &Feedback, attempt: u32, max_attempts: u32, output: &Arc<str>) -> Outcome {
+    match feedback.decision {
+        // An unedited output sent back by a browser differs only in line endings.
+        Decision::Approved => Outcome::Complete(match &feedback.output {
+            Some(edit) if !same_text(edit, output) => edit.clone(),
+            _ => output.clone(),
+        }),
+        Decision::Rejected if attempt < max_attempts => Outcome::Retry,
+        Decision::Rejected => Outcome::Fail(format!(
+            "Changes were requested on the last allowed attempt ({attempt} of {max_attempts})."
+        )),
+        Decision::RejectedFinal => Outcome::Fail(match &feedback.comment {
+            Some(comment) if feedback.timed_out => comment.to_string(),
+            Some(comment) => format!("Rejected by the reviewer: {comment}"),
+            None => "Rejected by the reviewer.".to_owned(),
+        }),
+    }
+}
+
+/// Checks a decision and applies where it leads, in one step: how the shared database decides
+/// (the in-process flow applies the same pieces one node at a time).
+pub fn decide(task: &mut Task, feedback: &Feedback) -> Change {
+    check_decision(task, feedback)?;
+    let output = task.output.clone().unwrap_or_default();
+    match outcome(feedback, task.attempt, task.max_attempts, &output) {
+        Outcome::Complete(result) => complete(task, feedback, result),
+        Outcome::Retry => request_changes(task, feedback),
+        Outcome::Fail(reason) => reject(task, feedback, reason),
+    }
+}
+
+/// `waiting_for_review -> running`, the next attempt: the reviewer asked for changes.
+pub fn request_changes(task: &mut Task, feedback: &Feedback) -> Change {
+    let decided = record_decision(task, feedback, None)?;
+    task.attempt += 1;
+    task.output = None;
+    task.status = TaskStatus::Running;
+    Ok(vec![
+        decided,
+        AuditEvent::AttemptStarted {
+            attempt: task.attempt,
+        },
+    ])
+}
+
+/// `waiting_for_review -> completed` with the final result.
+pub fn complete(task: &mut Task, feedback: &Feedback, final_result: Arc<str>) -> Change {
+    let decided = record_decision(task, feedback, Some(&final_result))?;
+    task.final_result = Some(final_result);
+    task.status = TaskStatus::Completed;
+    Ok(vec![decided])
+}
+
+/// `waiting_for_review -> failed`: rejected for good, or at the attempt limit.
+pub fn reject(task: &mut Task, feedback: &Feedback, reason: String) -> Change {
+    let decided = record_decision(task, feedback, None)?;
+    task.error = Some(reason.into());
+    task.status = TaskStatus::Failed;
+    Ok(vec![decided])
+}
+
+/// Any non-terminal status `-> failed`: processing could not produce an output.
+pub fn fail(task: &mut Task, message: String) -> Change {
+    expect_live(task)?;
+    let error: Arc<str> = message.into();
+    task.error = Some(error.clone());
+    task.status = TaskStatus::Failed;
+    task.review_deadline = None;
+    Ok(vec![AuditEvent::Failed {
+        attempt: task.attempt,
+        error,
+    }])
+}
+
+/// Any non-terminal status `-> cancelled`.
+pub fn cancel(task: &mut Task, by: Option<Arc<str>>) -> Change {
+    expect_live(task)?;
+    task.status = TaskStatus::Cancelled;
+    task.cancelled_by = by;
+    task.review_deadline = None;
+    Ok(vec![AuditEvent::Cancelled {
+        attempt: task.attempt,
+    }])
+}
+
+/// Moves the deadline of the review open on `attempt` (the one under review, if `None`)
+/// `secs` later, counted from now if it has passed.
+pub fn extend_deadline(task: &mut Task, attempt: Option<u32>, secs: u64) -> Change {
+    let attempt = attempt.unwrap_or(task.attempt);
+    if task.status != TaskStatus::WaitingForReview || task.attempt != attempt {
+        return Err(format!(
+            "Attempt {attempt} is not under review, so it has no deadline to extend."
+        ));
+    }
+    let Some(deadline) = task.review_deadline else {
+        return Err("This review has no deadline to extend.".into());
+    };
+    let latest = now() + Duration::from_secs(MAX_TIMEOUT_SECS);
+    let deadline = deadline
+        .max(now())
+        .checked_add(time::Duration::seconds(secs.min(MAX_TIMEOUT_SECS) as i64))
+        .filter(|deadline| *deadline <= latest)
+        .ok_or_else(|| {
+            "A review deadline can be at most a year away; this extension would pass that."
+                .to_owned()
+        })?;
+    task.review_deadline = Some(deadline);
+    Ok(vec![AuditEvent::DeadlineExtended { attempt, deadline }])
+}
+
+pub const DEADLINE_PASSED: &str = "The review deadline passed with no decision.";
+pub const DEADLINE_MOVED: &str = "The deadline was moved before it passed.";
+
+/// What the review deadline `due` of `attempt` decides when it passes: `None` when its policy
+/// decides nothing. Refused when the deadline is no longer `due` (it was extended).
+pub fn deadline_decision(
+    task: &Task,
+    attempt: u32,
+    due: OffsetDateTime,
+) -> Result<Option<Feedback>, String> {
+    if task.review_deadline != Some(due) {
+        return Err(DEADLINE_MOVED.into());
+    }
+    let policy = task.review_timeout.map(|t| t.policy);
+    let (decision, comment) = match policy.unwrap_or_default() {
+        TimeoutPolicy::None => return Ok(None),
+        TimeoutPolicy::Approve => (Decision::Approved, None),
+        TimeoutPolicy::Reject => (
+            Decision::Rejected,
+            Some(format!("{DEADLINE_PASSED} Try again, more carefully.")),
+        ),
+        TimeoutPolicy::Fail => (Decision::RejectedFinal, Some(DEADLINE_PASSED.to_owned())),
+    };
+    Ok(Some(Feedback {
+        attempt,
+        decision,
+        comment: comment.map(Into::into),
+        output: None,
+        at: now(),
+        by: None,
+        output_sha256: None,
+        timed_out: true,
+    }))
+}
+
+/// The deadline of `attempt` passed and its policy decides nothing: recorded as such.
+pub fn deadline_passed(task: &mut Task, attempt: u32, due: OffsetDateTime) -> Change {
+    expect(task, &[TaskStatus::WaitingForReview], attempt)?;
+    if task.review_deadline != Some(due) {
+        return Err(DEADLINE_MOVED.into());
+    }
+    Ok(vec![AuditEvent::DeadlinePassed { attempt }])
+}
+
+/// The deadline `due` of `attempt` passed: applies its policy in one step (the shared
+/// database's way; see [`decide`]). `Ok` with no entries changes nothing.
+pub fn time_out(task: &mut Task, attempt: u32, due: OffsetDateTime) -> Change {
+    expect(task, &[TaskStatus::WaitingForReview], attempt)?;
+    match deadline_decision(task, attempt, due)? {
+        None => deadline_passed(task, attempt, due),
+        Some(feedback) => decide(task, &feedback),
+    }
+}
+
+pub(super) fn expect(task: &Task, statuses: &[TaskStatus], attempt: u32) -> Result<(), String> {
+    if !statuses.contains(&task.status) || task.attempt != attempt {
+        return Err(format!(
+            "task is {} at attempt {}, not {} at attempt {attempt}",
+            task.status.as_str(),
+            task.attempt,
+            statuses
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+        ));
+    }
+    Ok(())
+}
+
+fn expect_live(task: &Task) -> Result<(), String> {
+    if task.status.is_terminal() {
+        return Err(format!(
+            "This task is already {}, so it cannot be changed.",
+            task.status.label().to_lowercase()
+        ));
+    }
+    Ok(())
+}
+
+/// Moves the output under review into the attempt history with its decision, and says what
+/// the audit trail records: the decision, the text decided on and, for an approval, the result.
+/// Refuses an approval whose result is not the output or the reviewer's edit of it.
+fn record_decision(
+    task: &mut Task,
+    feedback: &Feedback,
+    result: Option<&Arc<str>>,
+) -> Result<AuditEvent, String> {
+    expect(task, &[TaskStatus::WaitingForReview], feedback.attempt)?;
+    let output = task.output.clone().unwrap_or_default();
+    let reviewed = Digest::of_text(&output);
+    if result.is_some()
+        && let Some(seen) = feedback.output_sha256
+        && seen != reviewed
+    {
+        return Err(format!(
+            "The output of attempt {} is not the text that was reviewed; it was not finalised.",
+            feedback.attempt
+        ));
+    }
+    let edited_output = match (&feedback.decision, &feedback.output) {
+        (Decision::Approved, Some(edit)) if !same_text(edit, &output) => Some(edit.clone()),
+        _ => None,
+    };
+    if let Some(result) = result
+        && **result != **edited_output.as_ref().unwrap_or(&output)
+    {
+        return Err("The result to record is neither the output nor the reviewer's edit.".into());
+    }
+    let decided = AuditEvent::Decided {
+        attempt: feedback.attempt,
+        decision: feedback.decision,
+        comment: feedback.comment.clone(),
+        reviewed_sha256: reviewed,
+        result_sha256: result.map(|r| Digest::of_text(r)),
+        edited: edited_output.is_some(),
+        timed_out: feedback.timed_out,
+    };
+    task.attempts.push(AttemptRecord {
+        attempt: feedback.attempt,
+        output,
+        decision: Some(feedback.decision),
+        comment: feedback.comment.clone(),
+        edited_output,
+        decided_at: Some(feedback.at),
+        decided_by: feedback.by.clone(),
+        timed_out: feedback.timed_out,
+    });
+    task.review_deadline = None;
+    Ok(decided)
+}
+
+/// Adds what happened to the task's audit trail, each entry chained to the one before.
+pub fn record(task: &mut Task, by: Option<Arc<str>>, happened: Vec<AuditEvent>) {
+    for event in happened {
+        let entry = AuditEntry::chain(
+            task.history.last().map(|e| &**e),
+            task.id,
+            task.seq,
+            task.updated_at,
+            event,
+            task.status,
+            by.clone(),
+        );
+        task.history.push(Arc::new(entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{ReviewTimeout, TaskId};
+
+    /// A task waiting for review of `attempt` of 2, with an output.
+    fn waiting(attempt: u32) -> Task {
+        let mut task = Task::new(TaskId::new(), "input".into(), 2, now());
+        task.status = TaskStatus::WaitingForReview;
+        task.attempt = attempt;
+        task.output = Some("draft".into());
+        task
+    }
+
+    fn feedback(attempt: u32, decision: Decision) -> Feedback {
+        Feedback {
+            attempt,
+            decision,
+            comment: Some("why".into()),
+            output: None,
+            at: now(),
+            by: None,
+            output_sha256: None,
+            timed_out: false,
+        }
+    }
+
+    #[test]
+    fn a_decision_in_one_step_leads_where_the_flow_would() {
+        let mut approved = waiting(1);
+        decide(&mut approved, &feedback(1, Decision::Approved)).unwrap();
+        assert_eq!(approved.status, TaskStatus::Completed);
+        assert_eq!(approved.final_result.as_deref(), Some("draft"));
+
+        let mut again = waiting(1);
+        let entries = decide(&mut again, &feedback(1, Decision::Rejected)).unwrap();
+        assert_eq!((again.status, again.attempt), (TaskStatus::Running, 2));
+        assert_eq!(again.output, None);
+        assert_eq!(entries.len(), 2, "decided, and the next attempt started");
+
+        let mut last = waiting(2);
+        decide(&mut last, &feedback(2, Decision::Rejected)).unwrap();
+        assert_eq!(last.status, TaskStatus::Failed);
+        assert!(
+            last.error
+                .as_deref()
+                .unwrap()
+                .contains("last allowed attempt")
+        );
+
+        let mut final_ = waiting(1);
+        decide(&mut final_, &feedback(1, Decision::RejectedFinal)).unwrap();
+        assert_eq!(final_.status, TaskStatus::Failed);
+        assert_eq!(
+            final_.error.as_deref(),
+            Some("Rejected by the reviewer: why")
+        );
+    }
+
+    #[test]
+    fn a_decision_for_another_attempt_or_status_changes_nothing() {
+        let mut task = waiting(2);
+        let before = task.clone();
+        assert!(decide(&mut task, &feedback(1, Decision::Approved)).is_err());
+        task.status = TaskStatus::Running;
+        assert!(decide(&mut task, &feedback(2, Decision::Approved)).is_err());
+        task.status = TaskStatus::WaitingForReview;
+        assert_eq!(task, before);
+    }
+
+    #[test]
+    fn a_deadline_applies_its_policy_once_and_not_after_it_moved() {
+        let mut task = waiting(1);
+        task.review_timeout = Some(ReviewTimeout {
+            seconds: 60,
+            policy: TimeoutPolicy::Fail,
+        });
+        let due = now();
+        task.review_deadline = Some(due);
+        let later = due + time::Duration::seconds(1);
+        assert_eq!(
+            time_out(&mut task.clone(), 1, later),
+            Err(DEADLINE_MOVED.into())
+        );
+        time_out(&mut task, 1, due).unwrap();
+        assert_eq!(task.status, TaskStatus::Failed);
+        assert!(task.attempts[0].timed_out);
+        assert!(time_out(&mut task, 1, due).is_err(), "decided already");
+    }
+
+    #[test]
+    fn starting_an_attempt_already_running_records_nothing() {
+        let mut task = waiting(1);
+        task.status = TaskStatus::Running;
+        assert_eq!(start_attempt(&mut task, 1), Ok(Vec::new()));
+        assert!(start_attempt(&mut task, 2).is_err());
+    }
+}

@@ -1,0 +1,559 @@
+//! The shared store: one PostgreSQL database that several hitl instances use at once.
+//!
+//! The database decides. Every change is one transaction that locks the task's row, applies the
+//! registry's rules ([`crate::registry::changes`]) to the task as the database has it, takes the
+//! next number from a one-row counter (whose row lock makes transactions commit in sequence
+//! order, so a reader never sees event N+1 before N), writes the event, the task and its audit
+//! trail, and announces the number with `NOTIFY` (ids only, never payloads). Every instance reads
+//! the journal in order from there ([`crate::cluster`]).
+//!
+//! Changes queue up and are written in batches ([`batch`]), one transaction (and one fsync) for
+//! whatever queued while the previous batch was committing.
+//!
+//! Tables (`hitl_` prefixed, in the connection's schema): `hitl_seq` the counter, `hitl_tasks`
+//! each task's state, audit trail and work claim (`owner`, `lease_until`), `hitl_events` the
+//! journal, `hitl_migrations` the schema versions applied (under an advisory lock, so instances
+//! starting together migrate once).
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use sha2::Digest as _;
+use time::OffsetDateTime;
+use tokio_postgres::{NoTls, Row};
+
+mod batch;
+
+pub use batch::{BoxedChange, Changed, Request};
+
+use super::{Recovered, Retention, Store, StoreError};
+use crate::{
+    audit::AuditEntry,
+    events::{Event, EventKind, Scope},
+    task::{Task, TaskId, now},
+};
+
+/// Schema versions, applied in order inside one transaction each.
+const MIGRATIONS: &[&str] = &[
+    // 1: the counter, the tasks with their claims, the journal.
+    "CREATE TABLE hitl_seq (
+         one boolean PRIMARY KEY DEFAULT true CHECK (one),
+         seq bigint NOT NULL
+     );
+     INSERT INTO hitl_seq (one, seq) VALUES (true, 0);
+     CREATE TABLE hitl_tasks (
+         id          text PRIMARY KEY,
+         seq         bigint NOT NULL,
+         status      text NOT NULL,
+         body        text NOT NULL,
+         history     text NOT NULL,
+         owner       text,
+         lease_until timestamptz
+     );
+     CREATE INDEX hitl_tasks_live ON hitl_tasks (lease_until)
+         WHERE status IN ('pending', 'running', 'waiting_for_review');
+     CREATE TABLE hitl_events (
+         seq      bigint PRIMARY KEY,
+         task_id  text NOT NULL,
+         kind     text NOT NULL,
+         at_ms    bigint NOT NULL,
+         attempt  integer,
+         text     text,
+         task     text NOT NULL,
+         task_seq bigint NOT NULL,
+         audit    text
+     );
+     CREATE INDEX hitl_events_task ON hitl_events (task_id, seq);",
+];
+
+const LIVE: &str = "('pending', 'running', 'waiting_for_review')";
+const EVENT_COLUMNS: &str = "seq, kind, at_ms, attempt, text, task, task_seq, audit";
+
+/// Why a change was not made.
+#[derive(Debug)]
+pub enum WriteError {
+    NotFound,
+    /// The rules refused it; the task as the database has it.
+    Conflict(String, Arc<Task>),
+    /// The change is the workflow's, and another instance holds the task's claim.
+    NotClaimed,
+    Store(StoreError),
+}
+
+impl<E: Into<StoreError>> From<E> for WriteError {
+    fn from(error: E) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(describe(&error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => StoreError::Postgres(format!("no connection to the database: {other}")),
+        }
+    }
+}
+
+/// The error with its cause: tokio-postgres says only "db error" at the top.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
+}
+
+/// One journal row, read back: the event (its task without an audit trail) and the audit
+/// entries its change added.
+pub struct JournalRow {
+    pub event: Event,
+    pub fresh: Vec<Arc<AuditEntry>>,
+}
+
+pub struct PgStore {
+    pool: Pool,
+    /// How to open the listener's own connection (a pooled one cannot `LISTEN`).
+    config: tokio_postgres::Config,
+    /// The `NOTIFY` channel: one per schema, so databases shared by tests do not cross.
+    pub channel: String,
+    /// For the blocking [`Store`] calls, made from `spawn_blocking` threads.
+    runtime: tokio::runtime::Handle,
+}
+
+impl PgStore {
+    /// Connects to `url` with at most `connections` at once, and brings the schema up to date.
+    pub async fn connect(url: &str, connections: usize) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Config(format!("--database-url is not a PostgreSQL URL: {e}"))
+        })?;
+        config
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(30));
+        if config.get_application_name().is_none() {
+            config.application_name("hitl");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot set up the connection pool: {e}")))?;
+        let client = pool.get().await?;
+        let schema: Option<String> = client
+            .query_one("SELECT current_schema()", &[])
+            .await?
+            .get(0);
+        let Some(schema) = schema else {
+            return Err(StoreError::Config(
+                "the database has no schema to use: create the one in search_path, or use public"
+                    .into(),
+            ));
+        };
+        drop(client);
+        let digest = sha2::Sha256::digest(schema.as_bytes());
+        let channel = format!(
+            "hitl_{}",
+            digest[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let store = Self {
+            pool,
+            config,
+            channel,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Instances starting at once wait here for each other: the schema migrates once.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('hitl migrations ' || current_schema()))",
+            &[],
+        )
+        .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS hitl_migrations (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+        let found: i32 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM hitl_migrations", &[])
+            .await?
+            .get(0);
+        let known = MIGRATIONS.len() as i32;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: "the PostgreSQL schema".into(),
+                found: found.into(),
+                known: known.into(),
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO hitl_migrations (version) VALUES ($1)",
+                &[&(version as i32 + 1)],
+            )
+            .await?;
+            tracing::info!(version = version + 1, "database schema migrated");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A connection of its own for `LISTEN`, and the driver future that delivers its
+    /// notifications (it ends when the connection does).
+    pub async fn listener(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        ),
+        StoreError,
+    > {
+        Ok(self.config.connect(NoTls).await?)
+    }
+
+    /// Everything needed to start an instance: every task, the newest events, the head, read
+    /// in one snapshot so nothing falls between them.
+    pub async fn load_async(&self, recent: usize) -> Result<Recovered, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let head: i64 = tx.query_one("SELECT seq FROM hitl_seq", &[]).await?.get(0);
+        let mut tasks = Vec::new();
+        for row in tx
+            .query("SELECT seq, body, history FROM hitl_tasks", &[])
+            .await?
+        {
+            tasks.push(Arc::new(decode_task(
+                row.get::<_, i64>(0) as u64,
+                row.get(1),
+                Some(row.get(2)),
+            )?));
+        }
+        let mut events = Vec::new();
+        for row in tx
+            .query(
+                &format!("SELECT {EVENT_COLUMNS} FROM hitl_events ORDER BY seq DESC LIMIT $1"),
+                &[&(recent as i64)],
+            )
+            .await?
+        {
+            events.push(Arc::new(decode_event(&row)?.event));
+        }
+        events.reverse();
+        tx.commit().await?;
+        Ok(Recovered {
+            tasks,
+            recent: events,
+            head: head as u64,
+        })
+    }
+
+    /// Up to `limit` journal rows after `after`, in order.
+    pub async fn events_after(
+        &self,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<JournalRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let read = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM hitl_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .await?;
+        let rows = client.query(&read, &[&(after as i64), &limit]).await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// Renews `owner`'s claims on `ids`; returns those it still holds.
+    pub async fn renew(
+        &self,
+        owner: &str,
+        ids: &[String],
+        lease: Duration,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                // Rows locked in id order, as a batch of changes locks them: no deadlock.
+                "UPDATE hitl_tasks SET lease_until = now() + make_interval(secs => $3)
+                 WHERE id IN (SELECT id FROM hitl_tasks WHERE owner = $1 AND id = ANY($2)
+                              ORDER BY id FOR UPDATE)
+                 RETURNING id",
+                &[&owner, &ids, &lease.as_secs_f64()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| row.get::<_, &str>(0).parse().ok())
+            .collect())
+    }
+
+    /// Claims up to `limit` unfinished tasks whose claim has run out (or that have none) for
+    /// `owner`. Rows another instance is claiming at this moment are skipped, not waited for.
+    pub async fn claim_expired(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "UPDATE hitl_tasks SET owner = $1, lease_until = now() + make_interval(secs => $2)
+                     WHERE id IN (
+                         SELECT id FROM hitl_tasks
+                         WHERE status IN {LIVE} AND (lease_until IS NULL OR lease_until < now())
+                         ORDER BY lease_until NULLS FIRST
+                         LIMIT $3
+                         FOR UPDATE SKIP LOCKED)
+                     RETURNING id"
+                ),
+                &[&owner, &lease.as_secs_f64(), &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| row.get::<_, &str>(0).parse().ok())
+            .collect())
+    }
+
+    /// Lets go of every claim `owner` holds, so other instances take the work over at once.
+    pub async fn release(&self, owner: &str) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE hitl_tasks SET owner = NULL, lease_until = NULL
+                 WHERE id IN (SELECT id FROM hitl_tasks WHERE owner = $1 ORDER BY id FOR UPDATE)",
+                &[&owner],
+            )
+            .await?)
+    }
+
+    /// One task as the database has it, with its audit trail.
+    pub async fn task_async(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
+        let client = self.pool.get().await?;
+        let read = client
+            .prepare_cached("SELECT seq, body, history FROM hitl_tasks WHERE id = $1")
+            .await?;
+        let Some(row) = client.query_opt(&read, &[&id.to_string()]).await? else {
+            return Ok(None);
+        };
+        let task = decode_task(row.get::<_, i64>(0) as u64, row.get(1), Some(row.get(2)))?;
+        Ok(Some(Arc::new(task)))
+    }
+
+    /// The newest sequence number committed.
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let read = client.prepare_cached("SELECT seq FROM hitl_seq").await?;
+        let head: i64 = client.query_one(&read, &[]).await?.get(0);
+        Ok(head as u64)
+    }
+
+    pub async fn check_async(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.query_one("SELECT seq FROM hitl_seq", &[]).await?;
+        Ok(())
+    }
+
+    async fn events_between_async(
+        &self,
+        after: u64,
+        upto: u64,
+        scope: Scope,
+    ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
+        if upto <= after {
+            return Ok(Some(Vec::new()));
+        }
+        let client = self.pool.get().await?;
+        let rows = match scope {
+            Scope::All => {
+                client
+                    .query(
+                        &format!(
+                            "SELECT {EVENT_COLUMNS} FROM hitl_events
+                             WHERE seq > $1 AND seq <= $2 ORDER BY seq"
+                        ),
+                        &[&(after as i64), &(upto as i64)],
+                    )
+                    .await?
+            }
+            Scope::Task(id) => {
+                client
+                    .query(
+                        &format!(
+                            "SELECT {EVENT_COLUMNS} FROM hitl_events
+                             WHERE task_id = $3 AND seq > $1 AND seq <= $2 ORDER BY seq"
+                        ),
+                        &[&(after as i64), &(upto as i64), &id.to_string()],
+                    )
+                    .await?
+            }
+        };
+        let events = rows
+            .iter()
+            .map(|row| decode_event(row).map(|row| Arc::new(row.event)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let first: Option<i64> = client
+            .query_one("SELECT min(seq) FROM hitl_events", &[])
+            .await?
+            .get(0);
+        match first {
+            Some(first) if first as u64 <= after + 1 => Ok(Some(events)),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn prune_async(&self, retention: Retention) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let deleted = match retention {
+            Retention::Count(keep) => {
+                client
+                    .execute(
+                        "DELETE FROM hitl_events WHERE seq <= (SELECT seq FROM hitl_seq) - $1",
+                        &[&(keep.min(i64::MAX as u64) as i64)],
+                    )
+                    .await?
+            }
+            Retention::Age(age) => {
+                let cutoff = unix_ms(now()) - age.as_millis().min(i64::MAX as u128) as i64;
+                client
+                    .execute(
+                        "DELETE FROM hitl_events WHERE seq <= (
+                             SELECT max(seq) FROM hitl_events WHERE at_ms < $1)",
+                        &[&cutoff],
+                    )
+                    .await?
+            }
+        };
+        Ok(deleted)
+    }
+}
+
+/// The blocking face the rest of the service knows stores by (replays and health checks run it
+/// on `spawn_blocking` threads). Writes never come this way: they are transactions of their own.
+impl Store for PgStore {
+    fn load(&self, recent: usize) -> Result<Recovered, StoreError> {
+        self.runtime.block_on(self.load_async(recent))
+    }
+
+    fn append(&self, _: &[Arc<Event>]) -> Result<(), StoreError> {
+        Err(StoreError::Config(
+            "a shared store numbers its own events; nothing is appended to it".into(),
+        ))
+    }
+
+    fn events_between(
+        &self,
+        after: u64,
+        upto: u64,
+        scope: Scope,
+    ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
+        self.runtime
+            .block_on(self.events_between_async(after, upto, scope))
+    }
+
+    fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
+        self.runtime.block_on(self.task_async(id))
+    }
+
+    fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        self.runtime.block_on(self.prune_async(retention))
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.runtime.block_on(self.check_async())
+    }
+}
+
+fn encode_task(task: &Task) -> Result<(String, String), StoreError> {
+    let encode = |e: serde_json::Error| StoreError::Decode(e.to_string());
+    Ok((
+        serde_json::to_string(task).map_err(encode)?,
+        serde_json::to_string(&task.history).map_err(encode)?,
+    ))
+}
+
+fn decode_task(seq: u64, body: &str, history: Option<&str>) -> Result<Task, StoreError> {
+    let mut task: Task =
+        serde_json::from_str(body).map_err(|e| StoreError::Decode(format!("a task: {e}")))?;
+    task.seq = seq;
+    if let Some(history) = history {
+        task.history = serde_json::from_str(history)
+            .map_err(|e| StoreError::Decode(format!("the audit trail of task {}: {e}", task.id)))?;
+    }
+    Ok(task)
+}
+
+fn decode_event(row: &Row) -> Result<JournalRow, StoreError> {
+    let seq = row.get::<_, i64>(0) as u64;
+    let kind: &str = row.get(1);
+    let at_ms: i64 = row.get(2);
+    let attempt: Option<i32> = row.get(3);
+    let text: Option<&str> = row.get(4);
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .map_err(|e| StoreError::Decode(format!("event {seq}'s time: {e}")))?;
+    let kind = match (kind, attempt, text) {
+        ("status", _, _) => EventKind::Status,
+        ("progress", Some(attempt), Some(text)) => EventKind::Progress {
+            attempt: attempt as u32,
+            text: text.into(),
+        },
+        _ => return Err(StoreError::Decode(format!("event {seq}'s kind {kind:?}"))),
+    };
+    let task = decode_task(row.get::<_, i64>(6) as u64, row.get(5), None)?;
+    let fresh = match row.get::<_, Option<&str>>(7) {
+        Some(audit) => serde_json::from_str(audit)
+            .map_err(|e| StoreError::Decode(format!("event {seq}'s audit entries: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(JournalRow {
+        event: Event {
+            seq,
+            at,
+            kind,
+            task: Arc::new(task),
+            json: Default::default(),
+        },
+        fresh,
+    })
+}
+
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}

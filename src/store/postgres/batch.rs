@@ -1,0 +1,362 @@
+//! Group commit for the shared store: every change an instance makes queues here, and one
+//! transaction carries whatever has queued while the previous one was committing.
+//!
+//! The sequence counter's row lock makes transactions commit one after another (that is what
+//! keeps event numbers in commit order), so one change per transaction would pay one fsync per
+//! change, and the instances would queue behind each other's. Batched, a busy instance pays one
+//! fsync for many changes. Within a batch the task rows are locked in id order (so two
+//! instances' batches never deadlock), then the counter; each change is decided against the
+//! task as the batch has left it, by the registry's rules.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::sync::oneshot;
+
+use super::{PgStore, WriteError, encode_task, unix_ms};
+use crate::{
+    audit::{AuditEntry, AuditEvent, Digest},
+    registry::changes::{self, Change},
+    store::StoreError,
+    task::{Task, TaskId, now},
+};
+
+/// A change to apply to a task, boxed so changes of every kind share one queue.
+pub type BoxedChange = Box<dyn FnOnce(&mut Task) -> Change + Send>;
+
+/// What a change answers: the task after it (and whether it changed), or why it was refused.
+pub type Changed = Result<(Arc<Task>, bool), WriteError>;
+
+/// One queued write.
+pub enum Request {
+    /// Apply `change` to task `id`; `claimed`: only if this instance holds the task's claim.
+    Change {
+        id: TaskId,
+        by: Option<Arc<str>>,
+        claimed: bool,
+        change: BoxedChange,
+        reply: oneshot::Sender<Changed>,
+    },
+    /// Add a new task, with this instance holding the claim on its work.
+    Insert {
+        task: Task,
+        reply: oneshot::Sender<Result<Arc<Task>, WriteError>>,
+    },
+    /// An intermediate result of a running attempt (nobody waits on it).
+    Progress {
+        id: TaskId,
+        attempt: u32,
+        text: Arc<str>,
+    },
+}
+
+/// An answer held until the batch's fate is known.
+enum Reply {
+    Change(oneshot::Sender<Changed>, Changed),
+    Insert(oneshot::Sender<Result<Arc<Task>, WriteError>>, Arc<Task>),
+}
+
+/// The journal rows a batch writes, column by column (one `INSERT … SELECT FROM UNNEST`).
+#[derive(Default)]
+struct Events {
+    seq: Vec<i64>,
+    task_id: Vec<String>,
+    kind: Vec<&'static str>,
+    at_ms: Vec<i64>,
+    attempt: Vec<Option<i32>>,
+    text: Vec<Option<String>>,
+    task: Vec<String>,
+    task_seq: Vec<i64>,
+    audit: Vec<Option<String>>,
+}
+
+impl Events {
+    fn push(
+        &mut self,
+        seq: u64,
+        task: &Task,
+        progress: Option<(u32, &str)>,
+        fresh: &[Arc<AuditEntry>],
+    ) -> Result<(), StoreError> {
+        let encode = |e: serde_json::Error| StoreError::Decode(e.to_string());
+        self.seq.push(seq as i64);
+        self.task_id.push(task.id.to_string());
+        self.kind.push(if progress.is_some() {
+            "progress"
+        } else {
+            "status"
+        });
+        self.at_ms.push(unix_ms(now()));
+        self.attempt
+            .push(progress.map(|(attempt, _)| attempt as i32));
+        self.text.push(progress.map(|(_, text)| text.to_owned()));
+        self.task.push(serde_json::to_string(task).map_err(encode)?);
+        self.task_seq.push(task.seq as i64);
+        self.audit.push(if fresh.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(fresh).map_err(encode)?)
+        });
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// Writes `batch` in one transaction as `owner`, then answers every request in it. Returns
+    /// the newest event number written (`None` if the batch wrote none), or why it failed (every
+    /// request is then answered with that failure).
+    pub async fn commit(
+        &self,
+        owner: &str,
+        lease: Duration,
+        batch: Vec<Request>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut replies = Vec::with_capacity(batch.len());
+        let written = self.write_batch(owner, lease, batch, &mut replies).await;
+        match &written {
+            Ok(_) => {
+                for reply in replies {
+                    match reply {
+                        Reply::Change(reply, changed) => drop(reply.send(changed)),
+                        Reply::Insert(reply, task) => drop(reply.send(Ok(task))),
+                    }
+                }
+            }
+            Err(error) => {
+                let failed = || WriteError::Store(StoreError::Postgres(error.to_string()));
+                for reply in replies {
+                    match reply {
+                        Reply::Change(reply, _) => drop(reply.send(Err(failed()))),
+                        Reply::Insert(reply, _) => drop(reply.send(Err(failed()))),
+                    }
+                }
+            }
+        }
+        written
+    }
+
+    async fn write_batch(
+        &self,
+        owner: &str,
+        lease: Duration,
+        batch: Vec<Request>,
+        replies: &mut Vec<Reply>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut ids: Vec<String> = batch
+            .iter()
+            .filter_map(|request| match request {
+                Request::Change { id, .. } | Request::Progress { id, .. } => Some(id.to_string()),
+                Request::Insert { .. } => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // The task rows in id order, then the counter: the same order in every transaction.
+        let mut tasks: HashMap<TaskId, (Task, Option<String>)> = HashMap::new();
+        if !ids.is_empty() {
+            let lock = tx
+                .prepare_cached(
+                    "SELECT id, seq, body, history, owner FROM hitl_tasks
+                     WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                )
+                .await?;
+            let rows = tx.query(&lock, &[&ids]).await?;
+            for row in rows {
+                let task =
+                    super::decode_task(row.get::<_, i64>(1) as u64, row.get(2), Some(row.get(3)))?;
+                tasks.insert(task.id, (task, row.get(4)));
+            }
+        }
+        let counter = tx
+            .prepare_cached("SELECT seq FROM hitl_seq FOR UPDATE")
+            .await?;
+        let head: i64 = tx.query_one(&counter, &[]).await?.get(0);
+        let mut seq = head as u64;
+        let mut events = Events::default();
+        let (mut touched, mut inserted) = (HashSet::new(), Vec::new());
+        for request in batch {
+            match request {
+                Request::Change {
+                    id,
+                    by,
+                    claimed,
+                    change,
+                    reply,
+                } => {
+                    let changed = match tasks.get_mut(&id) {
+                        None => Err(WriteError::NotFound),
+                        Some((_, holder)) if claimed && holder.as_deref() != Some(owner) => {
+                            Err(WriteError::NotClaimed)
+                        }
+                        Some((task, _)) => {
+                            let mut next = task.clone();
+                            match change(&mut next) {
+                                Err(message) => {
+                                    Err(WriteError::Conflict(message, Arc::new(task.clone())))
+                                }
+                                Ok(happened) if happened.is_empty() => {
+                                    Ok((Arc::new(task.clone()), false))
+                                }
+                                Ok(happened) => {
+                                    seq += 1;
+                                    next.updated_at = now();
+                                    next.seq = seq;
+                                    let before = next.history.len();
+                                    changes::record(&mut next, by, happened);
+                                    events.push(seq, &next, None, &next.history[before..])?;
+                                    *task = next.clone();
+                                    touched.insert(id);
+                                    Ok((Arc::new(next), true))
+                                }
+                            }
+                        }
+                    };
+                    replies.push(Reply::Change(reply, changed));
+                }
+                Request::Insert { task, reply } => {
+                    seq += 1;
+                    let mut task = Task { seq, ..task };
+                    let submitted = AuditEvent::Submitted {
+                        input_sha256: Digest::of_text(&task.input),
+                        max_attempts: task.max_attempts,
+                    };
+                    let by = task.submitted_by.clone();
+                    changes::record(&mut task, by, vec![submitted]);
+                    events.push(seq, &task, None, &task.history)?;
+                    inserted.push(task.id);
+                    tasks.insert(task.id, (task.clone(), Some(owner.to_owned())));
+                    replies.push(Reply::Insert(reply, Arc::new(task)));
+                }
+                Request::Progress { id, attempt, text } => {
+                    // A report after its attempt ended, or from a workflow that lost its
+                    // claim, has nowhere to go: it is dropped.
+                    if let Some((task, holder)) = tasks.get(&id)
+                        && holder.as_deref() == Some(owner)
+                        && changes::progress(task, attempt).is_ok()
+                    {
+                        seq += 1;
+                        events.push(seq, task, Some((attempt, &text)), &[])?;
+                    }
+                }
+            }
+        }
+        if seq == head as u64 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        self.write_rows(&tx, owner, lease, &tasks, &touched, &inserted, &events, seq)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(seq))
+    }
+
+    /// The batch's events, its new tasks, the final state of the tasks it changed, the counter
+    /// at `head` and the notification: sent together (pipelined on the connection), with
+    /// statements prepared once per connection, so the counter is held for about one round trip.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_rows(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        owner: &str,
+        lease: Duration,
+        tasks: &HashMap<TaskId, (Task, Option<String>)>,
+        touched: &HashSet<TaskId>,
+        inserted: &[TaskId],
+        events: &Events,
+        head: u64,
+    ) -> Result<(), StoreError> {
+        let rows = |ids: &mut dyn Iterator<Item = &TaskId>| -> Result<_, StoreError> {
+            let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for id in ids {
+                let (task, _) = &tasks[id];
+                let (body, history) = encode_task(task)?;
+                columns.0.push(id.to_string());
+                columns.1.push(task.seq as i64);
+                columns.2.push(task.status.as_str());
+                columns.3.push(body);
+                columns.4.push(history);
+            }
+            Ok(columns)
+        };
+        let new = rows(&mut inserted.iter())?;
+        let fresh: HashSet<&TaskId> = inserted.iter().collect();
+        let changed = rows(&mut touched.iter().filter(|id| !fresh.contains(id)))?;
+        let (insert_new, update_changed) = (!new.0.is_empty(), !changed.0.is_empty());
+        let (head, channel, seconds) = (head as i64, head.to_string(), lease.as_secs_f64());
+        let statements = futures_util::future::try_join5(
+            tx.prepare_cached(
+                "INSERT INTO hitl_events (seq, task_id, kind, at_ms, attempt, text, task, task_seq, audit)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::int[],
+                                      $6::text[], $7::text[], $8::bigint[], $9::text[])",
+            ),
+            tx.prepare_cached(
+                "INSERT INTO hitl_tasks (id, seq, status, body, history, owner, lease_until)
+                 SELECT u.*, $6, now() + make_interval(secs => $7)
+                 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u",
+            ),
+            tx.prepare_cached(
+                "UPDATE hitl_tasks AS t
+                 SET seq = u.seq, status = u.status, body = u.body, history = u.history
+                 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
+                     AS u (id, seq, status, body, history)
+                 WHERE t.id = u.id",
+            ),
+            tx.prepare_cached("UPDATE hitl_seq SET seq = $1"),
+            tx.prepare_cached("SELECT pg_notify($1, $2)"),
+        );
+        let (insert_events, insert_tasks, update_tasks, counter, notify) = statements.await?;
+        let events = [
+            &events.seq as &(dyn tokio_postgres::types::ToSql + Sync),
+            &events.task_id,
+            &events.kind,
+            &events.at_ms,
+            &events.attempt,
+            &events.text,
+            &events.task,
+            &events.task_seq,
+            &events.audit,
+        ];
+        let new = [
+            &new.0 as &(dyn tokio_postgres::types::ToSql + Sync),
+            &new.1,
+            &new.2,
+            &new.3,
+            &new.4,
+            &owner,
+            &seconds,
+        ];
+        let changed = [
+            &changed.0 as &(dyn tokio_postgres::types::ToSql + Sync),
+            &changed.1,
+            &changed.2,
+            &changed.3,
+            &changed.4,
+        ];
+        futures_util::future::try_join5(
+            tx.execute(&insert_events, &events),
+            async {
+                if insert_new {
+                    tx.execute(&insert_tasks, &new).await
+                } else {
+                    Ok(0)
+                }
+            },
+            async {
+                if update_changed {
+                    tx.execute(&update_tasks, &changed).await
+                } else {
+                    Ok(0)
+                }
+            },
+            tx.execute(&counter, &[&head]),
+            tx.execute(&notify, &[&self.channel, &channel]),
+        )
+        .await?;
+        Ok(())
+    }
+}
