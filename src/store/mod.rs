@@ -17,8 +17,10 @@ pub mod sqlite;
 
 use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
+use time::OffsetDateTime;
+
 use crate::{
-    events::{Event, Scope},
+    events::{Event, EventKind, Scope},
     task::{Task, TaskId},
 };
 
@@ -165,6 +167,42 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the store up after the last write: another instance may open it now (a restart
     /// within one process, as tests and embedders do).
     fn release(&self) {}
+}
+
+/// What both stores write for an event's time: milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// An event's time read back from [`unix_ms`].
+pub(crate) fn from_unix_ms(seq: u64, ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Decode(format!("event {seq}'s time: {e}")))
+}
+
+/// A stored task's JSON, with the sequence number of the event that left it so.
+pub(crate) fn decode_task(seq: u64, body: &str) -> Result<Task, StoreError> {
+    let mut task: Task =
+        serde_json::from_str(body).map_err(|e| StoreError::Decode(format!("a task: {e}")))?;
+    task.seq = seq;
+    Ok(task)
+}
+
+/// An event's kind from its stored columns: `status`, or `progress` with its attempt and text.
+pub(crate) fn event_kind(
+    seq: u64,
+    kind: &str,
+    attempt: Option<u32>,
+    text: Option<&str>,
+) -> Result<EventKind, StoreError> {
+    match (kind, attempt, text) {
+        ("status", _, _) => Ok(EventKind::Status),
+        ("progress", Some(attempt), Some(text)) => Ok(EventKind::Progress {
+            attempt,
+            text: text.into(),
+        }),
+        _ => Err(StoreError::Decode(format!("event {seq}'s kind {kind:?}"))),
+    }
 }
 
 #[cfg(test)]

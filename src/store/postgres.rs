@@ -19,17 +19,16 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sha2::Digest as _;
-use time::OffsetDateTime;
 use tokio_postgres::{NoTls, Row};
 
 mod batch;
 
 pub use batch::{BoxedChange, Changed, Request};
 
-use super::{Recovered, Retention, Store, StoreError};
+use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, unix_ms};
 use crate::{
     audit::AuditEntry,
-    events::{Event, EventKind, Scope},
+    events::{Event, Scope},
     task::{Task, TaskId, now},
 };
 
@@ -510,9 +509,7 @@ fn encode_task(task: &Task) -> Result<(String, String), StoreError> {
 }
 
 fn decode_task(seq: u64, body: &str, history: Option<&str>) -> Result<Task, StoreError> {
-    let mut task: Task =
-        serde_json::from_str(body).map_err(|e| StoreError::Decode(format!("a task: {e}")))?;
-    task.seq = seq;
+    let mut task = super::decode_task(seq, body)?;
     if let Some(history) = history {
         task.history = serde_json::from_str(history)
             .map_err(|e| StoreError::Decode(format!("the audit trail of task {}: {e}", task.id)))?;
@@ -526,16 +523,8 @@ fn decode_event(row: &Row) -> Result<JournalRow, StoreError> {
     let at_ms: i64 = row.get(2);
     let attempt: Option<i32> = row.get(3);
     let text: Option<&str> = row.get(4);
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-        .map_err(|e| StoreError::Decode(format!("event {seq}'s time: {e}")))?;
-    let kind = match (kind, attempt, text) {
-        ("status", _, _) => EventKind::Status,
-        ("progress", Some(attempt), Some(text)) => EventKind::Progress {
-            attempt: attempt as u32,
-            text: text.into(),
-        },
-        _ => return Err(StoreError::Decode(format!("event {seq}'s kind {kind:?}"))),
-    };
+    let at = from_unix_ms(seq, at_ms)?;
+    let kind = event_kind(seq, kind, attempt.map(|a| a as u32), text)?;
     let task = decode_task(row.get::<_, i64>(6) as u64, row.get(5), None)?;
     let fresh = match row.get::<_, Option<&str>>(7) {
         Some(audit) => serde_json::from_str(audit)
@@ -552,8 +541,4 @@ fn decode_event(row: &Row) -> Result<JournalRow, StoreError> {
         },
         fresh,
     })
-}
-
-fn unix_ms(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -19,7 +19,7 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::{Recovered, Retention, Store, StoreError};
+use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, unix_ms};
 use crate::{
     audit::{AuditEntry, AuditEvent, Break, Digest, verify_chain},
     events::{Event, EventKind, Scope},
@@ -193,15 +193,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn unix_ms(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 fn decode_task(seq: u64, body: &str) -> Result<Arc<Task>, StoreError> {
-    let mut task: Task =
-        serde_json::from_str(body).map_err(|e| StoreError::Decode(format!("a task: {e}")))?;
-    task.seq = seq;
-    Ok(Arc::new(task))
+    super::decode_task(seq, body).map(Arc::new)
 }
 
 /// Every stored audit entry as text, by task, in chain order.
@@ -239,20 +232,10 @@ fn decode_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Arc<Event>, 
     let body: String = row.get(5)?;
     let task_seq: u64 = row.get(6)?;
     Ok((|| {
-        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-            .map_err(|e| StoreError::Decode(format!("event {seq}'s time: {e}")))?;
-        let kind = match (kind.as_str(), attempt, text) {
-            ("status", _, _) => EventKind::Status,
-            ("progress", Some(attempt), Some(text)) => EventKind::Progress {
-                attempt,
-                text: text.into(),
-            },
-            _ => return Err(StoreError::Decode(format!("event {seq}'s kind {kind:?}"))),
-        };
         Ok(Arc::new(Event {
             seq,
-            at,
-            kind,
+            at: from_unix_ms(seq, at_ms)?,
+            kind: event_kind(seq, &kind, attempt, text.as_deref())?,
             task: decode_task(task_seq, &body)?,
             json: Default::default(),
         }))

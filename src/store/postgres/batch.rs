@@ -16,7 +16,8 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::{PgStore, WriteError, encode_task, unix_ms};
+use super::{PgStore, WriteError, encode_task};
+use crate::store::unix_ms;
 use crate::{
     audit::{AuditEntry, AuditEvent, Digest},
     registry::changes::{self, Change},
