@@ -108,13 +108,7 @@ impl Hitl {
             Registry::with_shared(events, shared.clone()).keep_finished(config.keep_finished);
         let hitl = Self::assemble(config, registry, None, processor, shutdown)?;
         // The tasks as they were; their work is resumed by whichever instance claims it.
-        let mut tasks = recovered.tasks;
-        // In the order they last changed, so finished ones leave memory oldest first.
-        tasks.sort_unstable_by_key(|task| task.seq);
-        for task in tasks {
-            hitl.registry.restore(task, &hitl.shutdown);
-        }
-        hitl.registry.evict_finished();
+        hitl.restore(recovered.tasks, false);
         let token = hitl.shutdown.clone();
         tokio::spawn(cluster::replicate(
             shared.clone(),
@@ -177,7 +171,7 @@ impl Hitl {
             processor,
             shutdown,
         )?;
-        hitl.resume(tasks);
+        hitl.restore(tasks, true);
         Ok(hitl)
     }
 
@@ -214,10 +208,11 @@ impl Hitl {
         })))
     }
 
-    /// Puts recovered tasks back and carries on with the unfinished ones where they were: an
-    /// attempt that was being processed runs again under the same number, and a review stays
-    /// open on the same attempt.
-    fn resume(&self, mut tasks: Vec<Arc<Task>>) {
+    /// Puts recovered tasks back and, if `work` says this instance does their work (with several
+    /// instances, whichever claims a task does), carries on with the unfinished ones where they
+    /// were: an attempt that was being processed runs again under the same number, and a review
+    /// stays open on the same attempt.
+    fn restore(&self, mut tasks: Vec<Arc<Task>>, work: bool) {
         // In the order they last changed, so the finished ones queue up to leave memory
         // (`--keep-finished`) oldest first.
         tasks.sort_unstable_by_key(|task| task.seq);
@@ -225,7 +220,7 @@ impl Hitl {
         for task in tasks {
             let live = !task.status.is_terminal();
             let handle = self.registry.restore(task, &self.shutdown);
-            if live {
+            if live && work {
                 resumed += 1;
                 self.flow.resume(handle);
             }
