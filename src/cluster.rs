@@ -447,28 +447,22 @@ pub async fn keep_claims(
     let mut last_pruned = tokio::time::Instant::now();
     loop {
         // Renew what is held.
-        let held: Vec<String> = shared
+        let held: Vec<TaskId> = shared
             .claims
             .iter()
             .filter(|held| !held.is_cancelled())
-            .map(|held| held.key().to_string())
+            .map(|held| *held.key())
             .collect();
+        let names: Vec<String> = held.iter().map(ToString::to_string).collect();
         match shared
             .store
-            .renew(&shared.instance, &held, shared.lease)
+            .renew(&shared.instance, &names, shared.lease)
             .await
         {
             Ok(kept) => {
                 shared.worked();
                 last_renewed = tokio::time::Instant::now();
-                let kept: std::collections::HashSet<TaskId> = kept.into_iter().collect();
-                shared.claims.retain(|id, token| {
-                    let keep = kept.contains(id) && !token.is_cancelled();
-                    if !keep {
-                        token.cancel();
-                    }
-                    keep
-                });
+                lost_claims(&shared.claims, &held, &kept);
             }
             Err(error) => {
                 shared.failed(&error);
@@ -512,6 +506,22 @@ pub async fn keep_claims(
     }
 }
 
+/// Stops the workflows whose claims a renewal of `held` did not keep, and forgets the ones
+/// that ended. A claim taken while the renewal was under way (a task submitted here, or taken
+/// over) was not in `held`, and is kept: its lease is new.
+fn lost_claims(claims: &DashMap<TaskId, CancellationToken>, held: &[TaskId], kept: &[TaskId]) {
+    let kept: std::collections::HashSet<&TaskId> = kept.iter().collect();
+    for id in held {
+        if !kept.contains(id) {
+            claims.remove_if(id, |_, token| {
+                token.cancel();
+                true
+            });
+        }
+    }
+    claims.retain(|_, token| !token.is_cancelled());
+}
+
 /// Resumes the work of a task whose claim this instance just took.
 async fn take_over(shared: &Shared, registry: &Registry, flow: &Arc<ReviewFlow>, id: TaskId) {
     // The replica may not have the task yet if it is brand new: catch up first.
@@ -533,5 +543,33 @@ async fn take_over(shared: &Shared, registry: &Registry, flow: &Arc<ReviewFlow>,
     if shared.hold(id, handle.cancel.clone()) {
         tracing::info!(%id, attempt = handle.task.attempt, status = handle.task.status.as_str(), "took over a task's work");
         flow.resume(handle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> TaskId {
+        TaskId(uuid::Uuid::now_v7())
+    }
+
+    #[test]
+    fn a_claim_taken_during_renewal_is_kept() {
+        let claims = DashMap::new();
+        let (renewed, lost, during, ended) = (id(), id(), id(), id());
+        let tokens: Vec<CancellationToken> = (0..4).map(|_| CancellationToken::new()).collect();
+        claims.insert(renewed, tokens[0].clone());
+        claims.insert(lost, tokens[1].clone());
+        claims.insert(ended, tokens[3].clone());
+        tokens[3].cancel();
+        let held = vec![renewed, lost];
+        // While the renewal is under way, a task is submitted here.
+        claims.insert(during, tokens[2].clone());
+        lost_claims(&claims, &held, &[renewed]);
+        assert!(!tokens[0].is_cancelled() && claims.contains_key(&renewed));
+        assert!(tokens[1].is_cancelled() && !claims.contains_key(&lost));
+        assert!(!tokens[2].is_cancelled() && claims.contains_key(&during));
+        assert!(!claims.contains_key(&ended));
     }
 }
