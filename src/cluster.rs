@@ -486,6 +486,13 @@ pub async fn keep_claims(
                 .await
             {
                 Ok(ids) => {
+                    if !ids.is_empty() {
+                        // The replica may not have these tasks yet if they are brand new, or
+                        // may show them as they were before their last change (a workflow
+                        // resumed from a stale state would have its first change refused):
+                        // catch up with everything committed before the claim first.
+                        shared.catch_up().await;
+                    }
                     for id in ids {
                         take_over(&shared, &registry, &flow, id).await;
                     }
@@ -524,15 +531,7 @@ fn lost_claims(claims: &DashMap<TaskId, CancellationToken>, held: &[TaskId], kep
 
 /// Resumes the work of a task whose claim this instance just took.
 async fn take_over(shared: &Shared, registry: &Registry, flow: &Arc<ReviewFlow>, id: TaskId) {
-    // The replica may not have the task yet if it is brand new: catch up first.
-    if registry.get(id).is_none() {
-        shared.kick.notify_one();
-        let head = registry.events.issued() + 1;
-        let _ = registry
-            .events
-            .wait_durable(head, REPLICATION_PATIENCE)
-            .await;
-    }
+    // The replica caught up with the claim (see `keep_claims`).
     let Some(handle) = registry.claimed_handle(id) else {
         tracing::warn!(%id, "claimed a task this instance does not know yet; it will run out and be claimed again");
         return;

@@ -228,6 +228,13 @@ impl ReviewFlow {
             tracing::debug!(%error, "flow stopped after the task ended");
             return;
         }
+        if error.source.suspend && self.registry.shared().is_some() {
+            // The database did not answer, or the claim is no longer this instance's: the task
+            // is not at fault. The workflow stops and its claim runs out; whoever claims it
+            // next (maybe this instance) resumes the work from what the database holds.
+            tracing::warn!(%error, "workflow stopped; the task's work resumes once its claim runs out");
+            return;
+        }
         tracing::warn!(%error, "task failed");
         let message = error.to_string();
         let failed = self
