@@ -409,12 +409,28 @@ pub async fn write(shared: std::sync::Weak<Shared>, mut writes: Writes) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let mut batch = vec![first];
+        // While the database is failing, progress reports (nobody waits on them) are dropped
+        // rather than piled up, and requests whose requester gave up are not sent.
+        let keep = |request: &Request| {
+            let stale = match request {
+                Request::Progress { .. } => shared.failing.load(Ordering::Relaxed),
+                _ => request.abandoned(),
+            };
+            !stale
+        };
+        let mut batch: Vec<Request> = Vec::new();
+        if keep(&first) {
+            batch.push(first);
+        }
         while batch.len() < MAX_BATCH {
             match writes.try_recv() {
-                Ok(request) => batch.push(request),
+                Ok(request) if keep(&request) => batch.push(request),
+                Ok(_) => {}
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let size = batch.len();
         let committed = shared.store.commit(&shared.instance, shared.lease, batch);
