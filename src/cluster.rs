@@ -358,10 +358,15 @@ async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &C
 async fn catch_up(shared: &Shared, registry: &Registry, shutdown: &CancellationToken) {
     loop {
         let head = registry.events.issued();
-        let rows = match shared.store.events_after(head, BATCH).await {
-            Ok(rows) => rows,
-            Err(error) => {
+        let read = shared.store.events_after(head, BATCH);
+        let rows = match tokio::time::timeout(WRITE_PATIENCE, read).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(error)) => {
                 shared.failed(&error);
+                return;
+            }
+            Err(_) => {
+                shared.failed(&"reading the journal took longer than 10 s");
                 return;
             }
         };
@@ -460,7 +465,7 @@ pub async fn keep_claims(
 ) {
     let every = shared.lease / 3;
     let mut last_renewed = tokio::time::Instant::now();
-    let mut last_pruned = tokio::time::Instant::now();
+    let pruning = tokio::spawn(prune(shared.clone(), retention, shutdown.clone()));
     loop {
         // Renew what is held.
         let held: Vec<TaskId> = shared
@@ -470,38 +475,41 @@ pub async fn keep_claims(
             .map(|held| *held.key())
             .collect();
         let names: Vec<String> = held.iter().map(ToString::to_string).collect();
-        match shared
-            .store
-            .renew(&shared.instance, &names, shared.lease)
-            .await
-        {
-            Ok(kept) => {
+        // The lease counts from when the renewal was sent: the database's clock starts it
+        // after that.
+        let sent = tokio::time::Instant::now();
+        let renewed = shared.store.renew(&shared.instance, &names, shared.lease);
+        match tokio::time::timeout(every, renewed).await {
+            Ok(Ok(kept)) => {
                 shared.worked();
-                last_renewed = tokio::time::Instant::now();
+                last_renewed = sent;
                 lost_claims(&shared.claims, &held, &kept);
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 shared.failed(&error);
-                if last_renewed.elapsed() >= shared.lease {
-                    // Another instance may have taken these over by now: stop, and claim them
-                    // again (if they are still free) once the database is back.
-                    for held in shared.claims.iter() {
-                        held.cancel();
-                    }
-                    shared.claims.clear();
+                if last_renewed.elapsed() + every >= shared.lease {
+                    // The lease runs out before the next renewal: another instance may take
+                    // these over. Stop, and claim them again (if they are still free) once the
+                    // database is back.
+                    drop_claims(&shared);
                 }
+            }
+            Err(_) => {
+                // A renewal that hangs may never be applied, and nothing says how long the
+                // database will take: stop at once rather than run on past the lease.
+                shared.failed(&"renewing the claims took longer than a third of the lease");
+                drop_claims(&shared);
             }
         }
         // Take over what nobody holds.
         if shared.failing.load(Ordering::Relaxed) {
             // Wait for the database to answer again.
         } else {
-            match shared
+            let claimed = shared
                 .store
-                .claim_expired(&shared.instance, shared.lease, 100)
-                .await
-            {
-                Ok(ids) => {
+                .claim_expired(&shared.instance, shared.lease, 100);
+            match tokio::time::timeout(every, claimed).await {
+                Ok(Ok(ids)) => {
                     if !ids.is_empty() {
                         // The replica may not have these tasks yet if they are brand new, or
                         // may show them as they were before their last change (a workflow
@@ -513,18 +521,39 @@ pub async fn keep_claims(
                         take_over(&shared, &registry, &flow, id).await;
                     }
                 }
-                Err(error) => shared.failed(&error),
-            }
-        }
-        if last_pruned.elapsed() >= Duration::from_secs(30) {
-            last_pruned = tokio::time::Instant::now();
-            if let Err(error) = shared.store.prune_async(retention).await {
-                tracing::warn!(%error, "cannot prune old events");
+                Ok(Err(error)) => shared.failed(&error),
+                // Any claims it took run out unrenewed, and are claimed again.
+                Err(_) => {
+                    shared.failed(&"claiming expired work took longer than a third of the lease")
+                }
             }
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             () = tokio::time::sleep(every) => {}
+        }
+    }
+    pruning.abort();
+}
+
+/// Stops every workflow this instance runs: their claims may be lost.
+fn drop_claims(shared: &Shared) {
+    for held in shared.claims.iter() {
+        held.cancel();
+    }
+    shared.claims.clear();
+}
+
+/// Prunes old events every 30 s until `shutdown`, apart from the claims' heartbeat, which a
+/// slow prune must not hold up.
+async fn prune(shared: Arc<Shared>, retention: Retention, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        if let Err(error) = shared.store.prune_async(retention).await {
+            tracing::warn!(%error, "cannot prune old events");
         }
     }
 }

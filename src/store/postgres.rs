@@ -137,7 +137,14 @@ impl PgStore {
         })?;
         config
             .connect_timeout(Duration::from_secs(5))
-            .keepalives_idle(Duration::from_secs(30));
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+        if config.get_tcp_user_timeout().is_none() {
+            // A connection whose peer stopped acknowledging (a cut network) fails within this,
+            // rather than hanging a query until the kernel gives up minutes later.
+            config.tcp_user_timeout(Duration::from_secs(30));
+        }
         if config.get_application_name().is_none() {
             config.application_name("hitl");
         }
