@@ -332,6 +332,13 @@ async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &C
         if let Err(error) = client.batch_execute(&listen).await {
             tracing::warn!(%error, "cannot listen for changes; retrying");
             driver.abort();
+            shared.listening.store(false, Ordering::Relaxed);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(2));
+            catch_up(shared, registry, shutdown).await;
             continue;
         }
         shared.listening.store(true, Ordering::Relaxed);
