@@ -85,11 +85,17 @@ impl Node<ReviewStore> for ProcessNode {
             .await
             .map_err(|_| NodeError::fatal("processing has stopped"))?;
         let attempt = store.attempt;
-        self.registry
-            .apply(store.task_id, None, true, move |task| {
-                changes::start_attempt(task, attempt)
-            })
-            .await?;
+        if self.registry.shared().is_none() {
+            // In one process: already running (after a request for changes) is seen under a
+            // read lock, with nothing copied.
+            self.registry.start_attempt(store.task_id, attempt)?;
+        } else {
+            self.registry
+                .apply(store.task_id, None, true, move |task| {
+                    changes::start_attempt(task, attempt)
+                })
+                .await?;
+        }
         Ok(Processing {
             request: ProcessRequest {
                 task_id: store.task_id,
