@@ -42,3 +42,38 @@ pub async fn a_change_its_requester_gave_up_on_is_not_applied(db: Db) {
         TaskStatus::WaitingForReview
     );
 }
+
+/// The attempt's finish hangs behind a lock: A's workflow must stop (its change timed out,
+/// and its renewal hangs behind the same rows) rather than fail the task; either stop saves it.
+pub async fn a_write_that_times_out_does_not_fail_the_task(db: Db) {
+    // Arrange: A processes for a second and a half; the task is running there.
+    let config = hitl::config::Config {
+        process_delay_ms: 1500,
+        ..db.config()
+    };
+    let (a, _) = db.instance_with(config).await;
+    let task = a.submit("Outlast the lock", 3).await;
+    a.wait_for_status(&task.id, TaskStatus::Running).await;
+
+    // Act: the event counter stays locked past A's 10 s write patience, so the attempt's
+    // finish is answered 503 (the database hangs, it does not refuse), then it comes free.
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("a connection");
+    tokio::spawn(connection);
+    client
+        .batch_execute("BEGIN; SELECT seq FROM hitl_seq FOR UPDATE")
+        .await
+        .expect("the counter locked");
+    // No signal crosses from A's writer to here: the lock is held for longer than it waits.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    client.batch_execute("ROLLBACK").await.expect("unlocked");
+
+    // Assert: the task is not failed with the outage's text; the work is resumed once its
+    // claim runs out, and the attempt reaches review.
+    let waiting = tokio::time::timeout(Duration::from_secs(30), a.wait_for_review(&task.id, 1))
+        .await
+        .expect("the attempt reaches review");
+    assert_eq!(waiting.status, TaskStatus::WaitingForReview);
+    assert_eq!(waiting.attempt, 1);
+}
