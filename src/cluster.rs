@@ -242,6 +242,21 @@ impl Shared {
         }
     }
 
+    /// Lets the claim on `id` go in the database, if this instance still holds it and runs no
+    /// workflow for it: after a workflow stopped without failing its task, so that whoever
+    /// claims it next resumes the work without waiting for the lease to run out.
+    pub async fn release(&self, id: TaskId) {
+        if self.claims.contains_key(&id) {
+            return;
+        }
+        let released = self.store.release_one(&self.instance, id);
+        match tokio::time::timeout(self.lease / 3, released).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "cannot release the claim; it runs out"),
+            Err(_) => tracing::debug!("cannot release the claim in time; it runs out"),
+        }
+    }
+
     /// A workflow ended (its token is cancelled): forget it, unless another took its place.
     pub fn ended(&self, id: TaskId) {
         self.claims.remove_if(&id, |_, token| token.is_cancelled());

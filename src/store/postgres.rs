@@ -371,6 +371,18 @@ impl PgStore {
             .await?)
     }
 
+    /// Lets `owner`'s claim on task `id` go (if it still holds it).
+    pub async fn release_one(&self, owner: &str, id: TaskId) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE hitl_tasks SET owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND owner = $2",
+                &[&id.to_string(), &owner],
+            )
+            .await?)
+    }
+
     /// One task as the database has it, with its audit trail.
     pub async fn task_async(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
         let client = self.pool.get().await?;
