@@ -242,6 +242,21 @@ impl Shared {
         }
     }
 
+    /// Lets the claim on `id` go in the database, if this instance still holds it and runs no
+    /// workflow for it: after a workflow stopped without failing its task, so that whoever
+    /// claims it next resumes the work without waiting for the lease to run out.
+    pub async fn release(&self, id: TaskId) {
+        if self.claims.contains_key(&id) {
+            return;
+        }
+        let released = self.store.release_one(&self.instance, id);
+        match tokio::time::timeout(self.lease / 3, released).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "cannot release the claim; it runs out"),
+            Err(_) => tracing::debug!("cannot release the claim in time; it runs out"),
+        }
+    }
+
     /// A workflow ended (its token is cancelled): forget it, unless another took its place.
     pub fn ended(&self, id: TaskId) {
         self.claims.remove_if(&id, |_, token| token.is_cancelled());
@@ -332,6 +347,13 @@ async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &C
         if let Err(error) = client.batch_execute(&listen).await {
             tracing::warn!(%error, "cannot listen for changes; retrying");
             driver.abort();
+            shared.listening.store(false, Ordering::Relaxed);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(2));
+            catch_up(shared, registry, shutdown).await;
             continue;
         }
         shared.listening.store(true, Ordering::Relaxed);
@@ -358,10 +380,15 @@ async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &C
 async fn catch_up(shared: &Shared, registry: &Registry, shutdown: &CancellationToken) {
     loop {
         let head = registry.events.issued();
-        let rows = match shared.store.events_after(head, BATCH).await {
-            Ok(rows) => rows,
-            Err(error) => {
+        let read = shared.store.events_after(head, BATCH);
+        let rows = match tokio::time::timeout(WRITE_PATIENCE, read).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(error)) => {
                 shared.failed(&error);
+                return;
+            }
+            Err(_) => {
+                shared.failed(&"reading the journal took longer than 10 s");
                 return;
             }
         };
@@ -409,12 +436,28 @@ pub async fn write(shared: std::sync::Weak<Shared>, mut writes: Writes) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let mut batch = vec![first];
+        // While the database is failing, progress reports (nobody waits on them) are dropped
+        // rather than piled up, and requests whose requester gave up are not sent.
+        let keep = |request: &Request| {
+            let stale = match request {
+                Request::Progress { .. } => shared.failing.load(Ordering::Relaxed),
+                _ => request.abandoned(),
+            };
+            !stale
+        };
+        let mut batch: Vec<Request> = Vec::new();
+        if keep(&first) {
+            batch.push(first);
+        }
         while batch.len() < MAX_BATCH {
             match writes.try_recv() {
-                Ok(request) => batch.push(request),
+                Ok(request) if keep(&request) => batch.push(request),
+                Ok(_) => {}
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let size = batch.len();
         let committed = shared.store.commit(&shared.instance, shared.lease, batch);
@@ -444,85 +487,118 @@ pub async fn keep_claims(
 ) {
     let every = shared.lease / 3;
     let mut last_renewed = tokio::time::Instant::now();
-    let mut last_pruned = tokio::time::Instant::now();
+    let pruning = tokio::spawn(prune(shared.clone(), retention, shutdown.clone()));
     loop {
         // Renew what is held.
-        let held: Vec<String> = shared
+        let held: Vec<TaskId> = shared
             .claims
             .iter()
             .filter(|held| !held.is_cancelled())
-            .map(|held| held.key().to_string())
+            .map(|held| *held.key())
             .collect();
-        match shared
-            .store
-            .renew(&shared.instance, &held, shared.lease)
-            .await
-        {
-            Ok(kept) => {
+        let names: Vec<String> = held.iter().map(ToString::to_string).collect();
+        // The lease counts from when the renewal was sent: the database's clock starts it
+        // after that.
+        let sent = tokio::time::Instant::now();
+        let renewed = shared.store.renew(&shared.instance, &names, shared.lease);
+        match tokio::time::timeout(every, renewed).await {
+            Ok(Ok(kept)) => {
                 shared.worked();
-                last_renewed = tokio::time::Instant::now();
-                let kept: std::collections::HashSet<TaskId> = kept.into_iter().collect();
-                shared.claims.retain(|id, token| {
-                    let keep = kept.contains(id) && !token.is_cancelled();
-                    if !keep {
-                        token.cancel();
-                    }
-                    keep
-                });
+                last_renewed = sent;
+                lost_claims(&shared.claims, &held, &kept);
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 shared.failed(&error);
-                if last_renewed.elapsed() >= shared.lease {
-                    // Another instance may have taken these over by now: stop, and claim them
-                    // again (if they are still free) once the database is back.
-                    for held in shared.claims.iter() {
-                        held.cancel();
-                    }
-                    shared.claims.clear();
+                if last_renewed.elapsed() + every >= shared.lease {
+                    // The lease runs out before the next renewal: another instance may take
+                    // these over. Stop, and claim them again (if they are still free) once the
+                    // database is back.
+                    drop_claims(&shared);
                 }
+            }
+            Err(_) => {
+                // A renewal that hangs may never be applied, and nothing says how long the
+                // database will take: stop at once rather than run on past the lease.
+                shared.failed(&"renewing the claims took longer than a third of the lease");
+                drop_claims(&shared);
             }
         }
         // Take over what nobody holds.
         if shared.failing.load(Ordering::Relaxed) {
             // Wait for the database to answer again.
         } else {
-            match shared
+            let claimed = shared
                 .store
-                .claim_expired(&shared.instance, shared.lease, 100)
-                .await
-            {
-                Ok(ids) => {
+                .claim_expired(&shared.instance, shared.lease, 100);
+            match tokio::time::timeout(every, claimed).await {
+                Ok(Ok(ids)) => {
+                    if !ids.is_empty() {
+                        // The replica may not have these tasks yet if they are brand new, or
+                        // may show them as they were before their last change (a workflow
+                        // resumed from a stale state would have its first change refused):
+                        // catch up with everything committed before the claim first.
+                        shared.catch_up().await;
+                    }
                     for id in ids {
                         take_over(&shared, &registry, &flow, id).await;
                     }
                 }
-                Err(error) => shared.failed(&error),
-            }
-        }
-        if last_pruned.elapsed() >= Duration::from_secs(30) {
-            last_pruned = tokio::time::Instant::now();
-            if let Err(error) = shared.store.prune_async(retention).await {
-                tracing::warn!(%error, "cannot prune old events");
+                Ok(Err(error)) => shared.failed(&error),
+                // Any claims it took run out unrenewed, and are claimed again.
+                Err(_) => {
+                    shared.failed(&"claiming expired work took longer than a third of the lease")
+                }
             }
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             () = tokio::time::sleep(every) => {}
+        }
+    }
+    pruning.abort();
+}
+
+/// Stops every workflow this instance runs: their claims may be lost.
+fn drop_claims(shared: &Shared) {
+    for held in shared.claims.iter() {
+        held.cancel();
+    }
+    shared.claims.clear();
+}
+
+/// Prunes old events every 30 s until `shutdown`, apart from the claims' heartbeat, which a
+/// slow prune must not hold up.
+async fn prune(shared: Arc<Shared>, retention: Retention, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        if let Err(error) = shared.store.prune_async(retention).await {
+            tracing::warn!(%error, "cannot prune old events");
         }
     }
 }
 
+/// Stops the workflows whose claims a renewal of `held` did not keep, and forgets the ones
+/// that ended. A claim taken while the renewal was under way (a task submitted here, or taken
+/// over) was not in `held`, and is kept: its lease is new.
+fn lost_claims(claims: &DashMap<TaskId, CancellationToken>, held: &[TaskId], kept: &[TaskId]) {
+    let kept: std::collections::HashSet<&TaskId> = kept.iter().collect();
+    for id in held {
+        if !kept.contains(id) {
+            claims.remove_if(id, |_, token| {
+                token.cancel();
+                true
+            });
+        }
+    }
+    claims.retain(|_, token| !token.is_cancelled());
+}
+
 /// Resumes the work of a task whose claim this instance just took.
 async fn take_over(shared: &Shared, registry: &Registry, flow: &Arc<ReviewFlow>, id: TaskId) {
-    // The replica may not have the task yet if it is brand new: catch up first.
-    if registry.get(id).is_none() {
-        shared.kick.notify_one();
-        let head = registry.events.issued() + 1;
-        let _ = registry
-            .events
-            .wait_durable(head, REPLICATION_PATIENCE)
-            .await;
-    }
+    // The replica caught up with the claim (see `keep_claims`).
     let Some(handle) = registry.claimed_handle(id) else {
         tracing::warn!(%id, "claimed a task this instance does not know yet; it will run out and be claimed again");
         return;
@@ -533,5 +609,33 @@ async fn take_over(shared: &Shared, registry: &Registry, flow: &Arc<ReviewFlow>,
     if shared.hold(id, handle.cancel.clone()) {
         tracing::info!(%id, attempt = handle.task.attempt, status = handle.task.status.as_str(), "took over a task's work");
         flow.resume(handle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> TaskId {
+        TaskId(uuid::Uuid::now_v7())
+    }
+
+    #[test]
+    fn a_claim_taken_during_renewal_is_kept() {
+        let claims = DashMap::new();
+        let (renewed, lost, during, ended) = (id(), id(), id(), id());
+        let tokens: Vec<CancellationToken> = (0..4).map(|_| CancellationToken::new()).collect();
+        claims.insert(renewed, tokens[0].clone());
+        claims.insert(lost, tokens[1].clone());
+        claims.insert(ended, tokens[3].clone());
+        tokens[3].cancel();
+        let held = vec![renewed, lost];
+        // While the renewal is under way, a task is submitted here.
+        claims.insert(during, tokens[2].clone());
+        lost_claims(&claims, &held, &[renewed]);
+        assert!(!tokens[0].is_cancelled() && claims.contains_key(&renewed));
+        assert!(tokens[1].is_cancelled() && !claims.contains_key(&lost));
+        assert!(!tokens[2].is_cancelled() && claims.contains_key(&during));
+        assert!(!claims.contains_key(&ended));
     }
 }

@@ -30,6 +30,10 @@ pub struct NodeError {
     /// Might another try succeed (a timeout, a refused connection, a busy server)? Only then
     /// is `exec` tried again.
     pub retryable: bool,
+    /// The step could not be recorded, but the work is not at fault: the store did not answer,
+    /// or the run no longer owns the work. The run stops, and whoever owns the work resumes it;
+    /// whether the task fails instead is the flow's owner's choice.
+    pub suspend: bool,
 }
 
 impl NodeError {
@@ -38,6 +42,7 @@ impl NodeError {
         Self {
             message: message.into(),
             retryable: true,
+            suspend: false,
         }
     }
 
@@ -46,6 +51,7 @@ impl NodeError {
         Self {
             message: message.into(),
             retryable: false,
+            suspend: false,
         }
     }
 }

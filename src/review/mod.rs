@@ -202,23 +202,33 @@ impl ReviewFlow {
                 // Cancel first: a decision that arrives as the server stops is answered "not
                 // applied", so the flow must not go on to apply it.
                 let token = handle.cancel.clone();
-                tokio::select! {
+                let suspended = tokio::select! {
                     biased;
-                    () = token.cancelled() => tracing::debug!("flow stopped"),
+                    () = token.cancelled() => {
+                        tracing::debug!("flow stopped");
+                        false
+                    }
                     result = this.flow.run_from(node, &mut store) => this.finish(id, result).await,
-                }
+                };
                 if let Some(shared) = this.registry.shared() {
                     // The workflow's own token (a child of the task's): its claim is let go.
                     token.cancel();
                     shared.ended(id);
+                    if suspended {
+                        // Let the claim go in the database too, so the work is resumed at once
+                        // if it can be; if the database does not answer, the lease runs out.
+                        shared.release(id).await;
+                    }
                 }
             }
             .instrument(span),
         );
     }
 
-    async fn finish(&self, id: TaskId, result: Result<Step, FlowError>) {
-        let Err(error) = result else { return };
+    /// Fails the task if its flow failed; true if the flow was suspended instead (see
+    /// [`crate::engine::NodeError::suspend`]).
+    async fn finish(&self, id: TaskId, result: Result<Step, FlowError>) -> bool {
+        let Err(error) = result else { return false };
         if self
             .registry
             .get(id)
@@ -226,7 +236,14 @@ impl ReviewFlow {
         {
             // A cancel won the race with this step: nothing went wrong.
             tracing::debug!(%error, "flow stopped after the task ended");
-            return;
+            return false;
+        }
+        if error.source.suspend && self.registry.shared().is_some() {
+            // The database did not answer, or the claim is no longer this instance's: the task
+            // is not at fault. The workflow stops and its claim runs out; whoever claims it
+            // next (maybe this instance) resumes the work from what the database holds.
+            tracing::warn!(%error, "workflow stopped; the task's work is resumed under a new claim");
+            return true;
         }
         tracing::warn!(%error, "task failed");
         let message = error.to_string();
@@ -239,5 +256,6 @@ impl ReviewFlow {
             Ok(_) | Err(TransitionError::Conflict { .. } | TransitionError::NotClaimed) => {}
             Err(e) => tracing::error!(%e, "could not mark the task failed"),
         }
+        false
     }
 }

@@ -23,8 +23,20 @@ use crate::{
 use super::{PriorAttempt, ProcessOptions, ProcessRequest, Processor, ReviewStore, Step};
 
 impl From<TransitionError> for NodeError {
+    /// A workflow's own change refused because the database did not answer, because the claim
+    /// is lost, or for a state this instance had not seen yet (another took the work over in
+    /// between) suspends the workflow: with a shared database it stops and lets the claim run
+    /// out rather than failing the task (see [`super::ReviewFlow`]).
     fn from(error: TransitionError) -> Self {
-        NodeError::new(error.to_string())
+        match error {
+            TransitionError::Unavailable
+            | TransitionError::NotClaimed
+            | TransitionError::Conflict { .. } => NodeError {
+                suspend: true,
+                ..NodeError::new(error.to_string())
+            },
+            error => NodeError::new(error.to_string()),
+        }
     }
 }
 
@@ -73,11 +85,17 @@ impl Node<ReviewStore> for ProcessNode {
             .await
             .map_err(|_| NodeError::fatal("processing has stopped"))?;
         let attempt = store.attempt;
-        self.registry
-            .apply(store.task_id, None, true, move |task| {
-                changes::start_attempt(task, attempt)
-            })
-            .await?;
+        if self.registry.shared().is_none() {
+            // In one process: already running (after a request for changes) is seen under a
+            // read lock, with nothing copied.
+            self.registry.start_attempt(store.task_id, attempt)?;
+        } else {
+            self.registry
+                .apply(store.task_id, None, true, move |task| {
+                    changes::start_attempt(task, attempt)
+                })
+                .await?;
+        }
         Ok(Processing {
             request: ProcessRequest {
                 task_id: store.task_id,
@@ -382,5 +400,31 @@ impl Node<ReviewStore> for ResultNode {
             "task completed"
         );
         Ok(Step::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_own_change_suspends_the_workflow_rather_than_failing_the_task() {
+        let task = Arc::new(Task::new(TaskId::new(), "x".into(), 3, now()));
+        let conflict = TransitionError::Conflict {
+            message: "running already".into(),
+            task,
+        };
+        for error in [
+            TransitionError::Unavailable,
+            TransitionError::NotClaimed,
+            conflict,
+        ] {
+            let error = NodeError::from(error);
+            assert!(error.suspend, "{error}");
+            // Tried again exactly as before: memory and SQLite modes are unchanged.
+            assert!(error.retryable, "{error}");
+        }
+        let gone = NodeError::from(TransitionError::NotFound(TaskId::new()));
+        assert!(!gone.suspend);
     }
 }

@@ -136,7 +136,14 @@ impl PgStore {
         })?;
         config
             .connect_timeout(Duration::from_secs(5))
-            .keepalives_idle(Duration::from_secs(30));
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+        if config.get_tcp_user_timeout().is_none() {
+            // A connection whose peer stopped acknowledging (a cut network) fails within this,
+            // rather than hanging a query until the kernel gives up minutes later.
+            config.tcp_user_timeout(Duration::from_secs(30));
+        }
         if config.get_application_name().is_none() {
             config.application_name("hitl");
         }
@@ -359,6 +366,18 @@ impl PgStore {
                 "UPDATE hitl_tasks SET owner = NULL, lease_until = NULL
                  WHERE id IN (SELECT id FROM hitl_tasks WHERE owner = $1 ORDER BY id FOR UPDATE)",
                 &[&owner],
+            )
+            .await?)
+    }
+
+    /// Lets `owner`'s claim on task `id` go (if it still holds it).
+    pub async fn release_one(&self, owner: &str, id: TaskId) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE hitl_tasks SET owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND owner = $2",
+                &[&id.to_string(), &owner],
             )
             .await?)
     }

@@ -17,6 +17,7 @@ mod failover;
 mod instances;
 mod lifecycles;
 mod proxy;
+mod writes;
 
 use instances::Db;
 
@@ -40,6 +41,8 @@ const TESTS: &[(&str, Test)] = tests![
     failover::a_stopped_instance_hands_its_work_over_at_once,
     failover::review_deadlines_apply_once_across_instances,
     failover::the_database_lost_and_back_under_a_running_instance,
+    writes::a_change_its_requester_gave_up_on_is_not_applied,
+    writes::a_write_that_times_out_does_not_fail_the_task,
 ];
 
 /// Tests that restart the PostgreSQL server: run only when `HITL_TEST_PG_RESTART=1` says that

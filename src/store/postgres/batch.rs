@@ -54,6 +54,18 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Did its requester stop waiting (and was told nothing changed)? Then it must not be
+    /// applied. A progress report has nobody waiting.
+    pub fn abandoned(&self) -> bool {
+        match self {
+            Request::Change { reply, .. } => reply.is_closed(),
+            Request::Insert { reply, .. } => reply.is_closed(),
+            Request::Progress { .. } => false,
+        }
+    }
+}
+
 /// An answer held until the batch's fate is known.
 enum Reply {
     Change(oneshot::Sender<Changed>, Changed),
@@ -181,6 +193,10 @@ impl PgStore {
         let mut events = Events::default();
         let (mut touched, mut inserted) = (HashSet::new(), Vec::new());
         for request in batch {
+            if request.abandoned() {
+                // Its requester gave up waiting and was told nothing changed: so nothing does.
+                continue;
+            }
             match request {
                 Request::Change {
                     id,
