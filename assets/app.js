@@ -33,18 +33,37 @@
     var target = evt.detail.target;
     if (target && target.contains && target.contains(document.activeElement) && target !== document.body) {
       focusLost = true;
+      // Whatever events this swap's path fires, look again once it is done.
+      setTimeout(restoreFocus, 0);
     }
   });
 
   // When a swap removed the focused control (say the review form after a decision), put focus
-  // on the status line, which says what happened, instead of leaving it on the page body.
-  document.addEventListener("htmx:afterSettle", function () {
+  // on the status line, which says what happened, instead of leaving it on the page body. Right
+  // after the out-of-band swap itself: a swap that arrives over the event stream settles without
+  // an htmx:afterSettle on the page, and the form's own answer for the same change is then
+  // skipped as stale, so waiting for a settle could leave focus on the body.
+  function restoreFocus() {
     if (!focusLost) return;
     focusLost = false;
     if (document.activeElement && document.activeElement !== document.body) return;
     var status = document.getElementById("task-status-text") || document.getElementById("main");
     if (status) status.focus();
-  });
+  }
+  document.addEventListener("htmx:oobAfterSwap", restoreFocus);
+  document.addEventListener("htmx:afterSettle", restoreFocus);
+
+  // And whatever path a swap took: when the element that had focus leaves the page and focus
+  // falls to the body, move it to the status line.
+  var lastFocused = null;
+  document.addEventListener("focusin", function (evt) { lastFocused = evt.target; });
+  new MutationObserver(function () {
+    if (!lastFocused || lastFocused.isConnected) return;
+    if (document.activeElement && document.activeElement !== document.body) return;
+    lastFocused = null;
+    var status = document.getElementById("task-status-text");
+    if (status) status.focus();
+  }).observe(document.body, { childList: true, subtree: true });
 
   // A form marked data-reset-on-success empties after htmx submits it successfully.
   document.addEventListener("htmx:afterRequest", function (evt) {
