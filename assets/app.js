@@ -33,16 +33,13 @@
     var target = evt.detail.target;
     if (target && target.contains && target.contains(document.activeElement) && target !== document.body) {
       focusLost = true;
-      // Whatever events this swap's path fires, look again once it is done.
-      setTimeout(restoreFocus, 0);
     }
   });
 
   // When a swap removed the focused control (say the review form after a decision), put focus
   // on the status line, which says what happened, instead of leaving it on the page body. Right
-  // after the out-of-band swap itself: a swap that arrives over the event stream settles without
-  // an htmx:afterSettle on the page, and the form's own answer for the same change is then
-  // skipped as stale, so waiting for a settle could leave focus on the body.
+  // after the out-of-band swap itself: whichever of the stream's push and the form's own answer
+  // arrives second is skipped as stale, so there may be no later event to wait for.
   function restoreFocus() {
     if (!focusLost) return;
     focusLost = false;
@@ -51,19 +48,28 @@
     if (status) status.focus();
   }
   document.addEventListener("htmx:oobAfterSwap", restoreFocus);
-  document.addEventListener("htmx:afterSettle", restoreFocus);
 
-  // And whatever path a swap took: when the element that had focus leaves the page and focus
-  // falls to the body, move it to the status line.
-  var lastFocused = null;
-  document.addEventListener("focusin", function (evt) { lastFocused = evt.target; });
-  new MutationObserver(function () {
-    if (!lastFocused || lastFocused.isConnected) return;
-    if (document.activeElement && document.activeElement !== document.body) return;
-    lastFocused = null;
-    var status = document.getElementById("task-status-text");
-    if (status) status.focus();
-  }).observe(document.body, { childList: true, subtree: true });
+  // htmx wires up swapped-in content (hx-post on the new review form, say) only when the swap
+  // settles, 20 ms later; a click in between (a shortcut pressed as soon as the status line
+  // changes) would submit the bare form and reload the page. Wire it up at once instead;
+  // htmx.process skips what is already wired, so the settle step does no harm after it.
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var fragment = evt.detail.fragment;
+    if (!evt.detail.shouldSwap || !fragment) return;
+    var ids = [];
+    var tops = fragment.id ? [fragment] : fragment.children || [];
+    for (var i = 0; i < tops.length; i++) if (tops[i].id) ids.push(tops[i].id);
+    evt.detail.swappedIds = ids;
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var ids = evt.detail.swappedIds;
+    if (!ids || !window.htmx) return;
+    evt.detail.swappedIds = null;
+    ids.forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) window.htmx.process(el);
+    });
+  });
 
   // A form marked data-reset-on-success empties after htmx submits it successfully.
   document.addEventListener("htmx:afterRequest", function (evt) {
