@@ -88,24 +88,27 @@ test("every page passes axe in light and dark, with a screenshot of each", async
   }
 });
 
-test("the sign-in page passes axe", async () => {
+test("the sign-in page passes axe in light and dark", async () => {
   const hash = execFileSync(process.env.HITL_BIN, ["hash-secret"], { input: "a long secret\n" }).toString().trim();
   const server = await startServer([
     "--addr", "127.0.0.1:0", "--store", "memory", "--auth", "token", "--users", `alice:reviewer:${hash}`,
   ]);
   try {
-    const ctx = await context(browser);
-    const page = await ctx.newPage();
-    await page.goto(`${server.url}/`);
-    await page.waitForURL(/sign-in/);
-    await assertAccessible(page, "sign-in");
-    await shot(page, "sign-in-light");
-    await page.fill("#name", "alice");
-    await page.fill("#secret", "wrong");
-    await page.click("button[type=submit]");
-    await page.locator("[role=alert]").waitFor();
-    await assertAccessible(page, "sign-in refused");
-    await ctx.close();
+    for (const scheme of ["light", "dark"]) {
+      const ctx = await context(browser, { colorScheme: scheme });
+      const page = await ctx.newPage();
+      await page.goto(`${server.url}/`);
+      await page.waitForURL(/sign-in/);
+      await assertAccessible(page, `sign-in, ${scheme}`);
+      await shot(page, `sign-in-${scheme}`);
+      await page.fill("#name", "alice");
+      await page.fill("#secret", "wrong");
+      await page.click("button[type=submit]");
+      await page.locator("[role=alert]").waitFor();
+      await assertAccessible(page, `sign-in refused, ${scheme}`);
+      await shot(page, `sign-in-refused-${scheme}`);
+      await ctx.close();
+    }
   } finally {
     await server.stop();
   }

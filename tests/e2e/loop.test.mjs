@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import os from "node:os";
 import fs from "node:fs";
 import path from "node:path";
-import { launch, context, URL, submitApi, getTask, statusIs, shot, startServer } from "./lib.mjs";
+import {
+  launch, context, URL, submitApi, getTask, statusIs, shot, startServer, assertAccessible,
+} from "./lib.mjs";
 
 let browser;
 before(async () => {
@@ -87,6 +89,12 @@ test("a stale decision from a second tab is explained in plain words", async () 
   await alert.waitFor();
   assert.match(await alert.innerText(), /completed, not waiting for review/i);
   await statusIs(b, "Completed");
+  // axe needs script, which this tab has not: check the same page in the live tab instead.
+  const html = await b.content();
+  await a.goto(`${URL}/about`); // for the origin the page's links resolve against
+  await a.setContent(html);
+  assert.ok(await a.evaluate(() => [...document.styleSheets].some((s) => s.cssRules.length > 0)), "styled");
+  await assertAccessible(a, "the page explaining a stale decision");
   await live.close();
   await still.close();
 });
@@ -165,7 +173,13 @@ test("the whole loop with the keyboard alone, focus visible and sensible after e
   await page.keyboard.press("a");
   await statusIs(page, "Completed");
   await notReloaded(page);
-  assert.notEqual(await focused(), "BODY", "focus is not lost when the approval removes the form");
+  const afterApproval = await focused();
+  assert.notEqual(afterApproval, "BODY", "focus is not lost when the approval removes the form");
+  assert.equal(
+    await page.evaluate(() => document.activeElement.matches(":focus-visible")),
+    true,
+    `the focused element (${afterApproval}) shows it`,
+  );
   await ctx.close();
 });
 
