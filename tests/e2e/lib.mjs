@@ -64,9 +64,16 @@ export async function shot(page, name) {
   if (SHOTS) await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+// A test that fails half-way leaves its server running; run.sh's --test-force-exit ends the
+// test file's process anyway, and this kills what it left.
+const children = new Set();
+process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
+
 /** Starts another hitl (for restarts), returning its URL and a stop function. */
 export async function startServer(args) {
   const child = spawn(process.env.HITL_BIN, args, { stdio: ["ignore", "pipe", "inherit"] });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
   const url = await new Promise((resolve, reject) => {
     let out = "";
     child.stdout.on("data", (chunk) => {

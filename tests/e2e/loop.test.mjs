@@ -187,26 +187,29 @@ test("a page left open while the server restarts reconnects and shows the true s
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "hitl-e2e-"));
   const args = (addr) => ["--addr", addr, "--data-dir", data, "--process-delay-ms", "0"];
   let server = await startServer(args("127.0.0.1:0"));
-  const addr = server.url.replace("http://", "");
-  const id = await submitApi(server.url, "Outlives a restart");
   const ctx = await context(browser);
-  const page = await ctx.newPage();
-  await page.goto(`${server.url}/tasks/${id}`);
-  await statusIs(page, "Waiting for review");
-  await mark(page);
+  try {
+    const addr = server.url.replace("http://", "");
+    const id = await submitApi(server.url, "Outlives a restart");
+    const page = await ctx.newPage();
+    await page.goto(`${server.url}/tasks/${id}`);
+    await statusIs(page, "Waiting for review");
+    await mark(page);
 
-  await server.stop();
-  server = await startServer(args(addr));
-  const res = await fetch(`${server.url}/api/tasks/${id}/feedback`, {
-    method: "POST",
-    body: JSON.stringify({ decision: "approved", attempt: 1 }),
-  });
-  assert.equal(res.status, 200);
+    await server.stop();
+    server = await startServer(args(addr));
+    const res = await fetch(`${server.url}/api/tasks/${id}/feedback`, {
+      method: "POST",
+      body: JSON.stringify({ decision: "approved", attempt: 1 }),
+    });
+    assert.equal(res.status, 200);
 
-  await statusIs(page, "Completed");
-  await notReloaded(page);
-  await shot(page, "restart-completed");
-  await ctx.close();
-  await server.stop();
-  fs.rmSync(data, { recursive: true, force: true });
+    await statusIs(page, "Completed");
+    await notReloaded(page);
+    await shot(page, "restart-completed");
+  } finally {
+    await ctx.close();
+    await server.stop();
+    fs.rmSync(data, { recursive: true, force: true });
+  }
 });

@@ -23,14 +23,15 @@ done
 url=$(sed -n 's/^listening on //p' "$log" | head -1)
 [ -n "$url" ] || { echo "hitl did not start:"; cat "$log"; exit 1; }
 
-tap=$(mktemp)
+out=$(mktemp)
 status=0
+# --test-force-exit: a test that fails half-way may leave a server it started (lib.mjs kills
+# those on exit); the file's process must end and report rather than wait on it.
 (cd tests/e2e && HITL_URL="$url" HITL_BIN="$root/target/debug/hitl" HITL_SHOTS="$root/target/e2e" \
-  node --test --test-concurrency=1 \
-    --test-reporter=spec --test-reporter-destination=stdout \
-    --test-reporter=tap --test-reporter-destination="$tap" ./*.test.mjs) || status=$?
-passed=$(sed -n 's/^# pass //p' "$tap" | tail -1)
-failed=$(sed -n 's/^# fail //p' "$tap" | tail -1)
-rm -f "$tap"
+  node --test --test-concurrency=1 --test-timeout=120000 --test-force-exit \
+    --test-reporter=spec ./*.test.mjs) | tee "$out" || status=$?
+passed=$(sed -n 's/^ℹ pass //p' "$out" | tail -1)
+failed=$(sed -n 's/^ℹ fail //p' "$out" | tail -1)
+rm -f "$out"
 echo "${passed:-0} passed, ${failed:-0} failed"
 exit "$status"
