@@ -49,8 +49,13 @@ const BATCH: i64 = 1000;
 /// The most requests one transaction carries.
 const MAX_BATCH: usize = 512;
 
+/// The most requests waiting for the writer. A requester waits for room within its patience
+/// (then hears of an outage); a progress report finding no room is dropped. This bounds the
+/// memory a slow or hanging database can pin.
+const QUEUE: usize = 4 * MAX_BATCH;
+
 /// The writer's end of the queue of changes.
-pub type Writes = mpsc::UnboundedReceiver<Request>;
+pub type Writes = mpsc::Receiver<Request>;
 
 /// This instance's part in the shared service.
 pub struct Shared {
@@ -65,7 +70,7 @@ pub struct Shared {
     /// stops it when the claim is lost.
     claims: DashMap<TaskId, CancellationToken>,
     /// Every change this instance makes, written in batches by one task ([`write`]).
-    writes: mpsc::UnboundedSender<Request>,
+    writes: mpsc::Sender<Request>,
     /// Wakes the replicator: a change was just committed here.
     kick: Notify,
     /// Is the listener connected (so other instances' changes arrive at once)?
@@ -82,7 +87,7 @@ pub struct Shared {
 impl Shared {
     /// Connects this instance's part; `events` is the replica's log, filled by [`replicate`].
     pub fn new(store: Arc<PgStore>, lease: Duration, events: EventLog) -> (Arc<Self>, Writes) {
-        let (writes, queued) = mpsc::unbounded_channel();
+        let (writes, queued) = mpsc::channel(QUEUE);
         let instance = format!("{}/{}", std::process::id(), uuid::Uuid::now_v7());
         let shared = Arc::new(Self {
             store,
@@ -160,27 +165,25 @@ impl Shared {
         Ok(task)
     }
 
-    /// Queues `request` for the next batch and waits for its answer; a queue that does not
-    /// answer in time (the database hangs) or has stopped is an outage.
+    /// Queues `request` for the next batch and waits for its answer; a queue that has no room
+    /// or does not answer in time (the database hangs), or has stopped, is an outage.
     async fn queue<T>(
         &self,
         request: Request,
         answer: oneshot::Receiver<Result<T, WriteError>>,
     ) -> Result<T, WriteError> {
-        if self.writes.send(request).is_err() {
-            return Err(WriteError::Store(StoreError::Postgres(
-                "this instance is stopping".into(),
-            )));
-        }
-        match tokio::time::timeout(WRITE_PATIENCE, answer).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(WriteError::Store(StoreError::Postgres(
-                "the change was not written (the writer stopped)".into(),
-            ))),
-            Err(_) => Err(WriteError::Store(StoreError::Postgres(
-                "a change took longer than 10 s".into(),
-            ))),
-        }
+        let outage = |why: &str| WriteError::Store(StoreError::Postgres(why.into()));
+        let queued = async {
+            if self.writes.send(request).await.is_err() {
+                return Err(outage("this instance is stopping"));
+            }
+            answer
+                .await
+                .unwrap_or_else(|_| Err(outage("the change was not written (the writer stopped)")))
+        };
+        tokio::time::timeout(WRITE_PATIENCE, queued)
+            .await
+            .unwrap_or_else(|_| Err(outage("a change took longer than 10 s")))
     }
 
     fn written(&self, id: TaskId, result: Changed) -> Result<(Arc<Task>, bool), TransitionError> {
@@ -221,9 +224,15 @@ impl Shared {
         }
     }
 
-    /// Queues a progress report of a running attempt, to be written in order.
+    /// Queues a progress report of a running attempt, to be written in order; dropped when the
+    /// queue is full (nobody waits on it, and the attempt's output follows).
     pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) {
-        let _ = self.writes.send(Request::Progress { id, attempt, text });
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.writes
+                .try_send(Request::Progress { id, attempt, text })
+        {
+            metrics::counter!("hitl_pg_progress_dropped_total").increment(1);
+        }
     }
 
     /// Records that this instance runs `id`'s workflow under the claim it holds, stopped by
@@ -304,22 +313,36 @@ pub async fn replicate(shared: Arc<Shared>, registry: Registry, shutdown: Cancel
     shared.listening.store(false, Ordering::Relaxed);
 }
 
+/// After the listener failed to start: waits `wait` (doubled for next time, up to 2 s), then
+/// catches up from the pool all the same, since the listener may be all that fails. False if
+/// shutdown came first.
+async fn back_off(
+    shared: &Arc<Shared>,
+    registry: &Registry,
+    shutdown: &CancellationToken,
+    wait: &mut Duration,
+) -> bool {
+    shared.listening.store(false, Ordering::Relaxed);
+    tokio::select! {
+        () = shutdown.cancelled() => return false,
+        () = tokio::time::sleep(*wait) => {}
+    }
+    *wait = (*wait * 2).min(Duration::from_secs(2));
+    catch_up(shared, registry, shutdown).await;
+    true
+}
+
 async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &CancellationToken) {
     let mut wait = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let (client, connection) = match shared.store.listener().await {
             Ok(listener) => listener,
             Err(error) => {
-                shared.listening.store(false, Ordering::Relaxed);
                 shared.failed(&error);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
+                if back_off(shared, registry, shutdown, &mut wait).await {
+                    continue;
                 }
-                wait = (wait * 2).min(Duration::from_secs(2));
-                // Catch up from the pool all the same: the listener may be what fails.
-                catch_up(shared, registry, shutdown).await;
-                continue;
+                return;
             }
         };
         let notified = Arc::new(Notify::new());
@@ -347,14 +370,10 @@ async fn replicate_until(shared: &Arc<Shared>, registry: &Registry, shutdown: &C
         if let Err(error) = client.batch_execute(&listen).await {
             tracing::warn!(%error, "cannot listen for changes; retrying");
             driver.abort();
-            shared.listening.store(false, Ordering::Relaxed);
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+            if back_off(shared, registry, shutdown, &mut wait).await {
+                continue;
             }
-            wait = (wait * 2).min(Duration::from_secs(2));
-            catch_up(shared, registry, shutdown).await;
-            continue;
+            return;
         }
         shared.listening.store(true, Ordering::Relaxed);
         wait = Duration::from_millis(100);
@@ -618,6 +637,51 @@ mod tests {
 
     fn id() -> TaskId {
         TaskId(uuid::Uuid::now_v7())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_write_queue_holds_no_more_and_answers_an_outage() {
+        let store = Arc::new(PgStore::unconnected());
+        let (shared, mut queued) = Shared::new(store, Duration::from_secs(30), EventLog::new(16));
+        // No writer runs: the database hangs.
+        for n in 0..QUEUE {
+            shared.progress(id(), 1, n.to_string().into());
+        }
+        shared.progress(id(), 1, "no room".into());
+        assert_eq!(
+            queued.len(),
+            QUEUE,
+            "a progress report finding no room is dropped"
+        );
+
+        let refused = |_: &mut Task| -> Change { unreachable!("never applied") };
+        let waited = shared.transition(id(), None, false, refused).await;
+        assert!(
+            matches!(waited, Err(TransitionError::Unavailable)),
+            "{waited:?}"
+        );
+        assert_eq!(
+            queued.len(),
+            QUEUE,
+            "a change finding no room in time is not queued"
+        );
+
+        // With room again a change is queued, and its requester waits for the writer.
+        queued.recv().await.expect("a queued report");
+        let change = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.transition(id(), None, false, refused).await }
+        });
+        while queued.len() < QUEUE {
+            tokio::task::yield_now().await;
+        }
+        assert!(!change.is_finished());
+        // The writer never answers: its requester hears of an outage after its patience.
+        let answer = change.await.expect("no panic");
+        assert!(
+            matches!(answer, Err(TransitionError::Unavailable)),
+            "{answer:?}"
+        );
     }
 
     #[test]

@@ -175,13 +175,7 @@ impl PgStore {
         };
         drop(client);
         let digest = sha2::Sha256::digest(schema.as_bytes());
-        let channel = format!(
-            "hitl_{}",
-            digest[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let channel = format!("hitl_{}", hex::encode(&digest[..8]));
         let store = Self {
             pool,
             config,
@@ -190,6 +184,32 @@ impl PgStore {
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// A store that has not connected, pointing where nothing listens: for tests of what
+    /// happens before any query is made.
+    #[cfg(test)]
+    pub(crate) fn unconnected() -> Self {
+        let config = tokio_postgres::Config::from_str("postgresql://hitl@127.0.0.1:1/none")
+            .expect("a valid URL");
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(1)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .expect("a pool");
+        Self {
+            pool,
+            config,
+            channel: "hitl_test".into(),
+            runtime: tokio::runtime::Handle::current(),
+        }
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
