@@ -111,6 +111,26 @@ fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A pool of at most `connections` to `config`, each step bounded in time; it connects when
+/// first asked for a connection.
+fn pool(config: &tokio_postgres::Config, connections: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(connections.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StoreError::Config(format!("cannot set up the connection pool: {e}")))
+}
+
 /// One journal row, read back: the event (its task without an audit trail) and the audit
 /// entries its change added.
 pub struct JournalRow {
@@ -147,21 +167,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("hitl");
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(connections.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| StoreError::Config(format!("cannot set up the connection pool: {e}")))?;
+        let pool = pool(&config, connections)?;
         let client = pool.get().await?;
         let schema: Option<String> = client
             .query_one("SELECT current_schema()", &[])
@@ -192,20 +198,8 @@ impl PgStore {
     pub(crate) fn unconnected() -> Self {
         let config = tokio_postgres::Config::from_str("postgresql://hitl@127.0.0.1:1/none")
             .expect("a valid URL");
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(1)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .expect("a pool");
         Self {
-            pool,
+            pool: pool(&config, 1).expect("a pool"),
             config,
             channel: "hitl_test".into(),
             runtime: tokio::runtime::Handle::current(),

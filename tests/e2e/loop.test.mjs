@@ -136,6 +136,12 @@ test("the whole loop with the keyboard alone, focus visible and sensible after e
   const page = await ctx.newPage();
   await page.goto(`${URL}/`);
   const focused = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+  const focusKept = async (when) => {
+    const now = await focused();
+    assert.notEqual(now, "BODY", `focus is not lost when ${when}`);
+    const shown = await page.evaluate(() => document.activeElement.matches(":focus-visible"));
+    assert.equal(shown, true, `the focused element (${now}) shows it when ${when}`);
+  };
   const tabTo = async (test, what) => {
     for (let i = 0; i < 60; i++) {
       await page.keyboard.press("Tab");
@@ -159,13 +165,7 @@ test("the whole loop with the keyboard alone, focus visible and sensible after e
   await tabTo(() => document.activeElement.id === "request-changes", "Request changes");
   await page.keyboard.press("Enter");
   await page.locator("#task-status-text", { hasText: "Attempt 2 of 3 is ready" }).waitFor();
-  const afterSwap = await focused();
-  assert.notEqual(afterSwap, "BODY", "focus is not lost when the form it was in is replaced");
-  assert.equal(
-    await page.evaluate(() => document.activeElement.matches(":focus-visible")),
-    true,
-    `the focused element (${afterSwap}) shows it`,
-  );
+  await focusKept("the form it was in is replaced");
 
   // Pressed as soon as attempt 2 shows, before htmx would have wired up the new form on its
   // own: the approval must still go through htmx, not reload the page.
@@ -173,13 +173,7 @@ test("the whole loop with the keyboard alone, focus visible and sensible after e
   await page.keyboard.press("a");
   await statusIs(page, "Completed");
   await notReloaded(page);
-  const afterApproval = await focused();
-  assert.notEqual(afterApproval, "BODY", "focus is not lost when the approval removes the form");
-  assert.equal(
-    await page.evaluate(() => document.activeElement.matches(":focus-visible")),
-    true,
-    `the focused element (${afterApproval}) shows it`,
-  );
+  await focusKept("the approval removes the form");
   await ctx.close();
 });
 
