@@ -478,6 +478,15 @@ impl Events {
         }
     }
 
+    /// Every event, of any kind, until `done` holds for those read.
+    pub async fn read_until(&mut self, mut done: impl FnMut(&[SseEvent]) -> bool) -> Vec<SseEvent> {
+        let mut seen = Vec::new();
+        while !done(&seen) {
+            seen.push(self.next().await);
+        }
+        seen
+    }
+
     /// Asserts the server ends the stream (after any events still in flight).
     pub async fn assert_ends(&mut self) {
         while self.try_next().await.is_some() {}

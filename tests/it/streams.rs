@@ -10,7 +10,8 @@ use scraper::Html;
 use serde_json::json;
 
 use crate::helpers::{
-    EventData, TestApp, assert_error, spawn_app, spawn_app_with, test_config, text_of, unknown_id,
+    EventData, SseEvent, TestApp, assert_error, spawn_app, spawn_app_with, test_config, text_of,
+    unknown_id,
 };
 
 use TaskStatus::{Cancelled, Completed, Pending, Running, WaitingForReview};
@@ -227,15 +228,11 @@ async fn progress_events_report_partial_output_while_an_attempt_runs() {
         .await;
 
     // Assert: a progress event between running and waiting for review
-    let mut names = Vec::new();
-    let progress = loop {
-        let event = json.next().await;
-        names.push(event.name.clone());
-        if event.name == "progress" {
-            break event.data();
-        }
-    };
+    let is_progress = |seen: &[SseEvent]| seen.last().is_some_and(|e| e.name == "progress");
+    let read = json.read_until(is_progress).await;
+    let names: Vec<&str> = read.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["status", "status", "progress"]);
+    let progress = read[2].data();
     assert_eq!(
         (progress.task_id.as_str(), progress.status),
         (task.id.as_str(), Running)
@@ -246,25 +243,18 @@ async fn progress_events_report_partial_output_while_an_attempt_runs() {
     assert_eq!(done.status, WaitingForReview);
 
     // The task page is sent the partial output; the list, only statuses.
-    let fragment = loop {
-        let event = page.next().await;
-        if event.name == "progress" {
-            break event.data;
-        }
-    };
+    let fragment = page.read_until(is_progress).await.pop().expect("read").data;
     assert!(
         fragment.contains("aria-busy") && fragment.contains("Draft 1 of 3"),
         "{fragment}"
     );
-    let mut listed = Vec::new();
-    loop {
-        let event = html.next().await;
-        listed.push(event.name);
-        if event.data.contains("Waiting for review") {
-            break;
-        }
-    }
-    assert!(listed.iter().all(|name| name == "status"), "{listed:?}");
+    let listed = html
+        .read_until(|seen| {
+            seen.last()
+                .is_some_and(|e| e.data.contains("Waiting for review"))
+        })
+        .await;
+    assert!(listed.iter().all(|e| e.name == "status"), "{listed:?}");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::{
-    helpers::{Events, SseEvent, Task, within},
+    helpers::{SseEvent, Task, within},
     instances::Db,
 };
 
@@ -24,18 +24,6 @@ fn rejected_then_approved() -> Vec<(TaskStatus, u32)> {
         (WaitingForReview, 2),
         (Completed, 2),
     ]
-}
-
-/// Reads `events` until `done` holds for what was read; returns every event read.
-async fn read_until(
-    events: &mut Events,
-    mut done: impl FnMut(&[SseEvent]) -> bool,
-) -> Vec<SseEvent> {
-    let mut seen = Vec::new();
-    while !done(&seen) {
-        seen.push(events.next().await);
-    }
-    seen
 }
 
 /// The status events of one task, as (status, attempt).
@@ -96,10 +84,11 @@ pub async fn lifecycle_spread_across_three_instances(db: Db) {
     // shows the same task.
     let mut seen = Vec::new();
     for watcher in &mut watchers {
-        let events = read_until(watcher, |events| {
-            statuses_of(events, &task.id).last() == Some(&(TaskStatus::Completed, 2))
-        })
-        .await;
+        let events = watcher
+            .read_until(|events| {
+                statuses_of(events, &task.id).last() == Some(&(TaskStatus::Completed, 2))
+            })
+            .await;
         assert_eq!(statuses_of(&events, &task.id), rejected_then_approved());
         assert!(ids(&events).windows(2).all(|w| w[0] < w[1]), "ids grow");
         seen.push(events);
@@ -130,7 +119,9 @@ pub async fn lifecycle_spread_across_three_instances(db: Db) {
     let first = seen[0][0].id;
     for app in [&c, &a] {
         let mut resumed = app.events("", Some(first)).await;
-        let replayed = read_until(&mut resumed, |events| events.len() == seen[0].len() - 1).await;
+        let replayed = resumed
+            .read_until(|events| events.len() == seen[0].len() - 1)
+            .await;
         assert_eq!(ids(&replayed), ids(&seen[0])[1..].to_vec());
     }
 }
@@ -183,16 +174,17 @@ pub async fn two_hundred_lifecycles_across_three_instances(db: Db) {
     let mut all_ids = Vec::new();
     for watcher in &mut watchers {
         let mut completed = 0;
-        let events = read_until(watcher, |events| {
-            if let Some(last) = events.last()
-                && last.name == "status"
-                && last.data().status == Completed
-            {
-                completed += 1;
-            }
-            completed == TASKS
-        })
-        .await;
+        let events = watcher
+            .read_until(|events| {
+                if let Some(last) = events.last()
+                    && last.name == "status"
+                    && last.data().status == Completed
+                {
+                    completed += 1;
+                }
+                completed == TASKS
+            })
+            .await;
         // Every event, each once, in order: the global sequence has no gap on any instance.
         let ids = ids(&events);
         let first = ids[0];
