@@ -80,6 +80,42 @@
   });
 })();
 
+// While the page's live connection is down (the server restarting, the network gone), say so:
+// what the page shows may be out of date until it reconnects, which the browser does by itself.
+// Not for a blip: only when it is still down after a second. Said again when it is back.
+(function () {
+  "use strict";
+
+  var down = false;
+  var pending = null;
+  var leaving = false;
+  window.addEventListener("pagehide", function () { leaving = true; });
+
+  function say(text) {
+    var state = document.getElementById("live-state");
+    if (state) state.textContent = text;
+  }
+
+  document.addEventListener("htmx:sseError", function () {
+    if (down || pending || leaving) return;
+    pending = setTimeout(function () {
+      pending = null;
+      if (leaving) return;
+      down = true;
+      say("Live updates are interrupted; reconnecting. What you see may be out of date.");
+    }, 1000);
+  });
+
+  document.addEventListener("htmx:sseOpen", function () {
+    clearTimeout(pending);
+    pending = null;
+    if (!down) return;
+    down = false;
+    say("Live updates are back.");
+    setTimeout(function () { if (!down) say(""); }, 5000);
+  });
+})();
+
 // Keyboard shortcuts. On the task page: a approves, e opens the edit box, r goes to the comment
 // for requesting changes, n opens the next task waiting for review. On the inbox: / goes to the
 // search box. Never while typing in a field, never with a modifier key held; the hints that list

@@ -76,7 +76,13 @@ pub fn page(title: &str, stream: Option<&str>, main: Markup) -> Markup {
                     }
                     (account())
                 }
-                main #main tabindex="-1" { (main) }
+                main #main tabindex="-1" {
+                    @if stream.is_some() {
+                        // Filled by app.js while the live connection is down.
+                        p #live-state role="status" {}
+                    }
+                    (main)
+                }
             }
         }
     }

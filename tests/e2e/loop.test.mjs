@@ -177,7 +177,7 @@ test("the whole loop with the keyboard alone, focus visible and sensible after e
   await ctx.close();
 });
 
-test("a page left open while the server restarts reconnects and shows the true state", async () => {
+test("a page left open while the server restarts says so, reconnects and shows the true state", async () => {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "hitl-e2e-"));
   const args = (addr) => ["--addr", addr, "--data-dir", data, "--process-delay-ms", "0"];
   let server = await startServer(args("127.0.0.1:0"));
@@ -191,6 +191,10 @@ test("a page left open while the server restarts reconnects and shows the true s
     await mark(page);
 
     await server.stop();
+    const state = page.locator("#live-state[role=status]");
+    await state.filter({ hasText: "reconnecting" }).waitFor();
+    await assertAccessible(page, "the page while its live connection is down");
+    await shot(page, "connection-lost");
     server = await startServer(args(addr));
     const res = await fetch(`${server.url}/api/tasks/${id}/feedback`, {
       method: "POST",
@@ -199,6 +203,7 @@ test("a page left open while the server restarts reconnects and shows the true s
     assert.equal(res.status, 200);
 
     await statusIs(page, "Completed");
+    await state.filter({ hasText: "Live updates are back" }).waitFor();
     await notReloaded(page);
     await shot(page, "restart-completed");
   } finally {
