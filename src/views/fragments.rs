@@ -310,6 +310,9 @@ pub fn audit(task: &Task, swap: bool) -> Markup {
                 code { "hitl verify" } " finds any later edit of the stored history. "
                 a href={ "/api" (url) "/history" } { "Download it as JSON Lines" }
             }
+            // On a narrow screen the table scrolls within its box, not the page; the box takes
+            // focus so a keyboard can scroll it.
+            div.table-scroll role="region" aria-label="Audit trail entries" tabindex="0" {
             table.audit {
                 caption.visually-hidden { "Every change to this task, oldest first" }
                 thead { tr {
@@ -327,6 +330,7 @@ pub fn audit(task: &Task, swap: bool) -> Markup {
                         }
                     }
                 }
+            }
             }
         }
     }

@@ -36,8 +36,13 @@ async function waiting(id) {
   assert.fail("never waiting for review");
 }
 
-/** One task in each status, on the two servers. */
-async function tasksInEveryStatus() {
+/** One task in each status, on the two servers, made once (the slow server runs one at a time). */
+let everyStatus;
+function tasksInEveryStatus() {
+  everyStatus ??= makeTasksInEveryStatus();
+  return everyStatus;
+}
+async function makeTasksInEveryStatus() {
   const running = await submitApi(slow.url, "Running for a minute");
   const pending = await submitApi(slow.url, "Pending behind it");
   const cancelled = await submitApi(slow.url, "Cancelled at once");
@@ -86,6 +91,25 @@ test("every page passes axe in light and dark, with a screenshot of each", async
     }
     await ctx.close();
   }
+});
+
+test("on a 320 px wide screen every page reflows: nothing scrolls sideways but a wide table in its box", async () => {
+  const pages = await tasksInEveryStatus();
+  const ctx = await context(browser, { viewport: { width: 320, height: 640 } });
+  const page = await ctx.newPage();
+  const others = [["home", `${URL}/`], ["about", `${URL}/about`], ["no-such-page", `${URL}/nope`]];
+  for (const [name, url, label] of [...pages, ...others]) {
+    await page.goto(url);
+    if (label) await statusIs(page, label);
+    const { scrollWidth, clientWidth } = await page.evaluate(() => {
+      const root = document.documentElement;
+      return { scrollWidth: root.scrollWidth, clientWidth: root.clientWidth };
+    });
+    assert.ok(scrollWidth <= clientWidth, `${name}: the page is ${scrollWidth} px wide in a ${clientWidth} px screen`);
+    await assertAccessible(page, `${name} at 320 px`);
+    await shot(page, `narrow-${name}`);
+  }
+  await ctx.close();
 });
 
 test("the sign-in page passes axe in light and dark", async () => {
