@@ -70,6 +70,28 @@ test("two pages on one task both follow every change", async () => {
   await ctx.close();
 });
 
+test("a double click submits once and decides once, without an error", async () => {
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/`);
+  const input = `Clicked twice ${Date.now()}`;
+  await page.fill("#input", input);
+  // Two clicks in one go: the second lands while the first request is in flight.
+  await page.locator("button", { hasText: "Submit task" }).evaluate((b) => { b.click(); b.click(); });
+  await page.locator("#flash a", { hasText: "Open it" }).waitFor();
+  const { tasks } = await (await fetch(`${URL}/api/tasks`)).json();
+  assert.equal(tasks.filter((t) => t.input === input).length, 1, "one task submitted");
+
+  await page.locator("#flash a", { hasText: "Open it" }).click();
+  await statusIs(page, "Waiting for review");
+  await page.locator("#approve").evaluate((b) => { b.click(); b.click(); });
+  await statusIs(page, "Completed");
+  await page.locator("#task-audit td", { hasText: "Approved (attempt 1)" }).waitFor();
+  assert.equal(await page.locator("#task-audit td", { hasText: "Approved" }).count(), 1);
+  assert.equal(await page.locator("[role=alert]").count(), 0, "no error shown for the second click");
+  await ctx.close();
+});
+
 test("a stale decision from a second tab is explained in plain words", async () => {
   const id = await submitApi(URL, "Decided twice");
   const live = await context(browser);
