@@ -199,6 +199,58 @@ test("the whole loop with the keyboard alone, focus visible and sensible after e
   await ctx.close();
 });
 
+test("a task cancelled from its page shows it live, without its review form", async () => {
+  const id = await submitApi(URL, "Cancelled from the page");
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/tasks/${id}`);
+  await statusIs(page, "Waiting for review");
+  await mark(page);
+  await page.click("button:has-text('Cancel task')");
+  await statusIs(page, "Cancelled");
+  await notReloaded(page);
+  assert.equal(await page.locator("#approve").count(), 0, "the review form is gone");
+  assert.equal(await page.locator("button", { hasText: "Cancel task" }).count(), 0, "so is the cancel button");
+  assert.equal((await getTask(URL, id)).status, "cancelled");
+  assert.notEqual(await page.evaluate(() => document.activeElement?.tagName), "BODY", "focus is kept");
+  await ctx.close();
+});
+
+test("the other shortcuts: / searches the list, e edits before approving, n opens the next task", async () => {
+  const word = `shortcut${Date.now()}`;
+  const first = await submitApi(URL, `Edit me by keyboard ${word}`);
+  const second = await submitApi(URL, `Waiting next ${word}`);
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  const focused = () => page.evaluate(() => document.activeElement?.id);
+
+  await page.goto(`${URL}/`);
+  await page.keyboard.press("/");
+  assert.equal(await focused(), "q", "/ goes to the search box");
+  await page.keyboard.type(word);
+  await page.keyboard.press("Enter");
+  await page.waitForURL(new RegExp(`q=${word}`));
+  await page.locator(`#task-row-${second}`).waitFor();
+  assert.equal(await page.locator(".task-row").count(), 2, "the search finds the two tasks");
+
+  await page.goto(`${URL}/tasks/${first}`);
+  await statusIs(page, "Waiting for review");
+  await page.keyboard.press("e");
+  assert.equal(await focused(), "edited-output", "e goes to the edit box");
+  assert.equal(await page.locator("#edit-output").getAttribute("open"), "", "and opens it");
+  await page.keyboard.press("ControlOrMeta+a");
+  await page.keyboard.type("Edited by keyboard");
+  await page.locator("#approve").focus();
+  await page.keyboard.press("Enter");
+  await statusIs(page, "Completed");
+  assert.equal((await getTask(URL, first)).final_result, "Edited by keyboard");
+
+  await page.keyboard.press("n");
+  await page.waitForURL((url) => url.pathname.startsWith("/tasks/") && !url.pathname.endsWith(first));
+  await statusIs(page, "Waiting for review");
+  await ctx.close();
+});
+
 test("a page left open while the server restarts says so, reconnects and shows the true state", async () => {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "hitl-e2e-"));
   const args = (addr) => ["--addr", addr, "--data-dir", data, "--process-delay-ms", "0"];
