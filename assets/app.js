@@ -68,8 +68,19 @@
     ids.forEach(function (id) {
       var el = document.getElementById(id);
       if (el) window.htmx.process(el);
+      if (id === "task-status-text") retitle(el);
     });
   });
+
+  // The task page's title starts with the task's status ("Completed: …"), so a tab in the
+  // background says where its task stands.
+  function retitle(status) {
+    var badge = status && status.querySelector(".badge");
+    if (!badge) return;
+    var at = document.title.indexOf(": ");
+    if (at < 0) return;
+    document.title = badge.textContent.trim() + document.title.slice(at);
+  }
 
   // A form marked data-reset-on-success empties after htmx submits it successfully.
   document.addEventListener("htmx:afterRequest", function (evt) {

@@ -129,7 +129,9 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
             a #next-task href={ "/next?after=" (task.id) } { "Next task waiting for review →" }
         }
     };
-    page(&excerpt(&task.input, 40), Some(&stream), main)
+    // The status first, so a tab says where its task stands (app.js keeps it current).
+    let title = format!("{}: {}", task.status.label(), excerpt(&task.input, 40));
+    page(&title, Some(&stream), main)
 }
 
 /// What hitl does, with the review flow's own description of itself.

@@ -46,10 +46,13 @@ test("a task submitted in the page reaches review, goes back with a comment and 
   assert.match(await page.locator("#task-output pre.text").first().innerText(), /- on draft 1: Mention the crab/);
   await page.locator("#task-history", { hasText: "Changes requested" }).waitFor();
 
+  assert.match(await page.title(), /^Waiting for review: Write a haiku about rust · hitl$/);
+
   await page.click("#approve");
   await statusIs(page, "Completed");
   await notReloaded(page);
   await page.locator("#task-audit td", { hasText: "Approved (attempt 2)" }).waitFor();
+  assert.match(await page.title(), /^Completed: Write a haiku about rust · hitl$/, "the tab says it");
   await ctx.close();
 });
 

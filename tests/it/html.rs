@@ -99,6 +99,11 @@ async fn a_task_goes_through_its_lifecycle_with_plain_forms() {
     // Assert: the review form is there, for attempt 1
     assert_eq!(badge(&doc), "Waiting for review");
     assert_eq!(
+        text_of(&doc, "title"),
+        "Waiting for review: Plan the offsite · hitl",
+        "the tab says where the task stands"
+    );
+    assert_eq!(
         attr_of(&doc, "form.review-form", "action"),
         format!("{path}/feedback")
     );
@@ -136,6 +141,7 @@ async fn a_task_goes_through_its_lifecycle_with_plain_forms() {
 
     // Assert
     assert_eq!(badge(&doc), "Completed");
+    assert_eq!(text_of(&doc, "title"), "Completed: Plan the offsite · hitl");
     assert!(
         select(&doc, "form.review-form").is_empty(),
         "no review form once finished"
