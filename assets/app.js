@@ -68,6 +68,7 @@
     ids.forEach(function (id) {
       var el = document.getElementById(id);
       if (el) window.htmx.process(el);
+      if (el && window.hitlLocalTimes) window.hitlLocalTimes(el);
       if (id === "task-status-text") retitle(el);
     });
   });
@@ -89,6 +90,39 @@
       form.reset();
     }
   });
+})();
+
+// Times come from the server in UTC (the same for everyone, and readable without script); here
+// they are shown in the reader's own time zone, the UTC time kept as the tooltip.
+(function () {
+  "use strict";
+
+  var format = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hourCycle: "h23", timeZoneName: "short",
+  });
+
+  function local(at) {
+    var part = {};
+    format.formatToParts(at).forEach(function (p) { part[p.type] = p.value; });
+    return part.year + "-" + part.month + "-" + part.day + " " + part.hour + ":" + part.minute +
+      ":" + part.second + " " + part.timeZoneName;
+  }
+
+  function localise(root) {
+    var times = root.querySelectorAll ? root.querySelectorAll("time[datetime]:not([data-local])") : [];
+    for (var i = 0; i < times.length; i++) {
+      var at = new Date(times[i].getAttribute("datetime"));
+      if (isNaN(at.getTime())) continue;
+      times[i].title = times[i].textContent;
+      times[i].textContent = local(at);
+      times[i].setAttribute("data-local", "");
+    }
+  }
+  window.hitlLocalTimes = localise;
+  document.addEventListener("DOMContentLoaded", function () { localise(document); });
+  // Content htmx swaps in another way (the inbox's rows) is done when it loads.
+  document.addEventListener("htmx:load", function (evt) { localise(evt.detail.elt); });
 })();
 
 // While the page's live connection is down (the server restarting, the network gone), say so:

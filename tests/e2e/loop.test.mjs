@@ -219,6 +219,27 @@ test("a task cancelled from its page shows it live, without its review form", as
   await ctx.close();
 });
 
+test("times show in the reader's time zone, the UTC time as the tooltip, also after a swap", async () => {
+  const id = await submitApi(URL, "What time is it in Tokyo");
+  const ctx = await context(browser, { timezoneId: "Asia/Tokyo", locale: "en-US" });
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/tasks/${id}`);
+  await statusIs(page, "Waiting for review");
+  const check = async (time) => {
+    const [text, title, iso] = await time.evaluate((t) => [t.textContent, t.title, t.getAttribute("datetime")]);
+    assert.match(title, / UTC$/, "the tooltip keeps the server's UTC time");
+    const tokyo = new Date(Date.parse(iso) + 9 * 3600 * 1000).toISOString().slice(0, 19).replace("T", " ");
+    assert.equal(text, `${tokyo} GMT+9`);
+  };
+  await check(page.locator("dl.facts time"));
+  await page.fill("#comment", "Again");
+  await page.click("#request-changes");
+  await page.locator("#task-history", { hasText: "Changes requested" }).waitFor();
+  await check(page.locator("#task-history time").first());
+  await check(page.locator("#task-audit time").last());
+  await ctx.close();
+});
+
 test("the other shortcuts: / searches the list, e edits before approving, n opens the next task", async () => {
   const word = `shortcut${Date.now()}`;
   const first = await submitApi(URL, `Edit me by keyboard ${word}`);
