@@ -42,6 +42,7 @@ pub mod registry;
 pub mod review;
 pub mod service;
 pub mod store;
+pub mod submissions;
 pub mod task;
 pub mod views;
 pub mod web;

@@ -68,6 +68,11 @@ pub enum TransitionError {
         "The database is not answering, so nothing was changed. Try again shortly; this page keeps showing the latest it knows."
     )]
     Unavailable,
+    /// A submission key was used before for another submission; nothing was submitted.
+    #[error(
+        "This Idempotency-Key was already used for a different submission. Use a new key for a new task."
+    )]
+    KeyReused,
     /// Another instance holds the claim on this task's work: this one must not change it.
     #[error("another instance has taken over this task's work")]
     NotClaimed,

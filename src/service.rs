@@ -18,6 +18,7 @@ use crate::{
         postgres::PgStore,
         sqlite::SqliteStore,
     },
+    submissions::{SubmitKey, SubmitKeys, Submitted},
     task::{Feedback, ReviewTimeout, Task, TaskId, now},
     web::protect::StreamGate,
 };
@@ -60,6 +61,8 @@ pub struct Service {
     pub allow_self_review: bool,
     /// The review deadline of a task whose submission sets none.
     pub review_timeout: Option<ReviewTimeout>,
+    /// Submission keys seen lately, so a repeated submission makes no second task.
+    pub submit_keys: SubmitKeys,
 }
 
 /// The store behind a durable service, and the journal that writes to it.
@@ -205,6 +208,7 @@ impl Hitl {
                 config.limits.max_streams,
                 config.limits.max_streams_per_client,
             ),
+            submit_keys: SubmitKeys::default(),
         })))
     }
 
@@ -384,6 +388,32 @@ impl Hitl {
             Ok(task)
         } else {
             Err(TransitionError::NotSaved)
+        }
+    }
+
+    /// Accepts a task once under `key`: a repeat (by the same person, within a day) gets the
+    /// task the first one made, as it is now, and says it was repeated.
+    pub async fn submit_once(
+        &self,
+        new: NewTask,
+        by: &Actor,
+        key: Option<SubmitKey<'_>>,
+    ) -> Result<(Arc<Task>, bool), TransitionError> {
+        let Some(key) = key else {
+            return Ok((self.submit(new, by).await?, false));
+        };
+        let keyed = self
+            .submit_keys
+            .once(&by.name, key, &new, || self.submit(new.clone(), by));
+        match keyed.await? {
+            Submitted::Fresh(task) => Ok((task, false)),
+            Submitted::Repeated(id) => {
+                let task = self
+                    .settled(id)
+                    .await
+                    .ok_or(TransitionError::NotFound(id))?;
+                Ok((task, true))
+            }
         }
     }
 

@@ -443,3 +443,11 @@ pub fn flash(kind: FlashKind, message: Markup, swap: bool) -> Markup {
 pub fn flash_slot() -> Markup {
     html! { div #flash {} }
 }
+
+/// The submit form's key, new for each form: sent twice (a double click without script, the
+/// form posted again after going back), the form makes one task. `swap`: pushed out of band
+/// after a submission, so the next one is a new task.
+pub fn submit_key(swap: bool) -> Markup {
+    let key = uuid::Uuid::now_v7();
+    html! { input #submit-key type="hidden" name="submit_key" value=(key) hx-swap-oob=[oob(swap)]; }
+}

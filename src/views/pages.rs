@@ -59,6 +59,7 @@ pub fn home(
                 None => (fragments::flash_slot()),
             }
             form.submit-form method="post" action="/tasks" hx-post="/tasks" hx-swap="none" data-reset-on-success {
+                (fragments::submit_key(false))
                 label for="input" { "What should the task work on?" }
                 textarea #input name="input" rows="5" required aria-describedby="input-help" { (form.input) }
                 p #input-help.help {

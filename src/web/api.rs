@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{
     Extension, Json,
     extract::{Path, Query, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::IntoResponse,
 };
 use serde::Deserialize;
@@ -18,8 +18,9 @@ use super::{
 use crate::{
     auth::Actor,
     inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
-    input::{DecisionFields, DecisionRequest, NewTask, attempt_number, extension},
+    input::{DecisionFields, DecisionRequest, InvalidField, NewTask, attempt_number, extension},
     service::Hitl,
+    submissions::SubmitKey,
     task::{Task, TaskId},
 };
 
@@ -40,8 +41,10 @@ pub struct SubmitBody {
 pub async fn submit(
     State(hitl): State<Hitl>,
     Extension(actor): Extension<Actor>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let key = idempotency_key(&headers)?;
     let new = NewTask::parse(Some(&body.input), body.max_attempts)?
         .with_deadline(
             "review_timeout_secs",
@@ -49,12 +52,34 @@ pub async fn submit(
             body.review_timeout_policy.as_deref(),
         )?
         .within(hitl.max_text())?;
-    let task = hitl.submit(new, &actor).await?;
+    let (task, repeated) = hitl
+        .submit_once(new, &actor, key.map(SubmitKey::Header))
+        .await?;
     let location = format!("/api/tasks/{}", task.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(task),
+    let mut answer = HeaderMap::new();
+    answer.insert(header::LOCATION, location.parse().expect("a path"));
+    if repeated {
+        answer.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok((StatusCode::CREATED, answer, Json(task)))
+}
+
+/// The request's `Idempotency-Key`, if it sends one: a retry under the same key gets the task
+/// the first request made.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, InvalidField> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let why = match value.to_str() {
+        Ok(key) => match SubmitKey::check(key) {
+            Ok(key) => return Ok(Some(key)),
+            Err(why) => why,
+        },
+        Err(_) => "must be visible ASCII",
+    };
+    Err(InvalidField::invalid(
+        "Idempotency-Key",
+        format!("The Idempotency-Key header {why}."),
     ))
 }
 

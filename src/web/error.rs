@@ -93,6 +93,11 @@ impl From<TransitionError> for Problem {
                     ),
                 )
             },
+            TransitionError::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                TransitionError::KeyReused.to_string(),
+            ),
             TransitionError::Forbidden(message) => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", message)
             }

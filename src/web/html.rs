@@ -17,8 +17,12 @@ use super::{api::parse_id, error::Problem, extract::Htmx};
 use crate::{
     auth::Actor,
     inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
-    input::{DecisionFields, DecisionRequest, NewTask, attempt_number, extension, parse_number},
+    input::{
+        DecisionFields, DecisionRequest, InvalidField, NewTask, attempt_number, extension,
+        parse_number,
+    },
     service::Hitl,
+    submissions::SubmitKey,
     task::{Decision, Task, TaskId},
     views::{
         fragments::{self, FlashKind},
@@ -85,6 +89,8 @@ pub struct SubmitFields {
     max_attempts: Option<String>,
     review_timeout_minutes: Option<String>,
     review_timeout_policy: Option<String>,
+    /// The form's own key: the same form sent twice makes one task.
+    submit_key: Option<String>,
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -108,10 +114,19 @@ pub async fn submit(
             new.with_deadline(field, secs, fields.review_timeout_policy.as_deref())
         })
         .and_then(|new| new.within(hitl.max_text()));
-    match parsed {
-        Ok(new) => {
-            let task = match hitl.submit(new, &actor).await {
-                Ok(task) => task,
+    let key = match fields.submit_key.as_deref().filter(|key| !key.is_empty()) {
+        Some(key) => SubmitKey::check(key).map(Some).map_err(|why| {
+            InvalidField::invalid("submit_key", format!("The form's submit_key {why}."))
+        }),
+        None => Ok(None),
+    };
+    match key.and_then(|key| parsed.map(|new| (new, key))) {
+        Ok((new, key)) => {
+            let submitted = hitl
+                .submit_once(new, &actor, key.map(SubmitKey::Form))
+                .await;
+            let task = match submitted {
+                Ok((task, _)) => task,
                 Err(error) => return refused(htmx, error.into()),
             };
             if !htmx {
@@ -120,7 +135,12 @@ pub async fn submit(
             let message = html! {
                 "Task submitted. " a href=(task_url(task.id)) { "Open it" } " to review it when it is ready."
             };
-            fragments::flash(FlashKind::Success, message, true).into_response()
+            // The form stays on the page for the next task, which needs a key of its own.
+            html! {
+                (fragments::flash(FlashKind::Success, message, true))
+                (fragments::submit_key(true))
+            }
+            .into_response()
         }
         Err(invalid) => {
             let problem = Problem::from(invalid);

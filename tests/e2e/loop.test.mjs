@@ -82,8 +82,15 @@ test("a double click submits once and decides once, without an error", async () 
   // Two clicks in one go: the second lands while the first request is in flight.
   await page.locator("button", { hasText: "Submit task" }).evaluate((b) => { b.click(); b.click(); });
   await page.locator("#flash a", { hasText: "Open it" }).waitFor();
-  const { tasks } = await (await fetch(`${URL}/api/tasks`)).json();
-  assert.equal(tasks.filter((t) => t.input === input).length, 1, "one task submitted");
+  const count = async () =>
+    (await (await fetch(`${URL}/api/tasks`)).json()).tasks.filter((t) => t.input === input).length;
+  assert.equal(await count(), 1, "one task submitted");
+  // The same text typed again into the emptied form is meant: a second task.
+  await page.locator("#flash").evaluate((flash) => { flash.textContent = ""; });
+  await page.fill("#input", input);
+  await page.click("button:has-text('Submit task')");
+  await page.locator("#flash a", { hasText: "Open it" }).waitFor();
+  assert.equal(await count(), 2, "a second task, on purpose");
 
   await page.locator("#flash a", { hasText: "Open it" }).click();
   await statusIs(page, "Waiting for review");

@@ -782,3 +782,70 @@ async fn review_deadlines_are_set_shown_extended_and_refused_clearly() {
     let message = assert_error(response, StatusCode::CONFLICT, "conflict").await;
     assert!(message.contains("no deadline"), "{message}");
 }
+
+#[tokio::test]
+async fn a_submission_repeated_under_one_idempotency_key_makes_one_task() {
+    // Arrange
+    let app = spawn_app().await;
+    let body = json!({ "input": "Made once", "max_attempts": 2 });
+
+    // Act: ten at once, then one more later
+    let sent = join_all((0..10).map(|_| app.submit_keyed("retry-me-1", &body))).await;
+    let later = app.submit_keyed("retry-me-1", &body).await;
+
+    // Assert: all answered 201 with the one task; the repeats say they are repeats
+    let mut ids = Vec::new();
+    let mut replayed = 0;
+    for response in sent.into_iter().chain([later]) {
+        assert_eq!(response.status(), StatusCode::CREATED);
+        if response.headers().get("idempotent-replayed").is_some() {
+            replayed += 1;
+        }
+        let task: Task = json_body(response).await;
+        ids.push(task.id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one task: {ids:?}");
+    assert_eq!(replayed, 10);
+    let listed = app.listed_ids("").await;
+    assert_eq!(listed, ids, "and only one is listed");
+
+    // Another key is another task
+    let other = app.submit_keyed("retry-me-2", &body).await;
+    assert_eq!(other.status(), StatusCode::CREATED);
+    assert!(other.headers().get("idempotent-replayed").is_none());
+    assert_eq!(app.listed_ids("").await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_other_text_or_malformed_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let first = app
+        .submit_keyed("key-1", &json!({ "input": "First" }))
+        .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+
+    // Act + Assert
+    let reused = app
+        .submit_keyed("key-1", &json!({ "input": "Second" }))
+        .await;
+    let message = assert_error(
+        reused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(message.contains("different submission"), "{message}");
+    for bad in ["has space", &"k".repeat(256)] {
+        let refused = app.submit_keyed(bad, &json!({ "input": "Third" })).await;
+        let message =
+            assert_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+        assert!(message.contains("Idempotency-Key"), "{message}");
+    }
+    assert_eq!(
+        app.listed_ids("").await.len(),
+        1,
+        "nothing more was submitted"
+    );
+}

@@ -205,6 +205,13 @@ impl TestApp {
         self.post_json("/api/tasks", body).await
     }
 
+    /// Submits with an `Idempotency-Key`.
+    pub async fn submit_keyed(&self, key: &str, body: &Value) -> Response {
+        let request = self.client.post(self.url("/api/tasks"));
+        self.send(request.header("Idempotency-Key", key).json(body))
+            .await
+    }
+
     /// Submits a task and returns it, asserting it was created.
     pub async fn submit(&self, input: &str, max_attempts: u32) -> Task {
         let response = self

@@ -762,3 +762,48 @@ async fn the_submit_form_sets_a_review_deadline_and_keeps_it_when_refused() {
     );
     assert!(alert(&doc).contains("deadline"), "{}", alert(&doc));
 }
+
+#[tokio::test]
+async fn a_submit_form_sent_twice_makes_one_task_and_htmx_gets_a_fresh_key() {
+    // Arrange
+    let app = spawn_app().await;
+    let home = page(&app, "/").await;
+    let key = attr_of(&home, "form.submit-form input[name=submit_key]", "value");
+    assert!(!key.is_empty());
+
+    // Act: the same form posted twice without script (a double click)
+    let fields = [("input", "Posted twice"), ("submit_key", key.as_str())];
+    let first = app.submit_form(&fields, false).await;
+    let second = app.submit_form(&fields, false).await;
+
+    // Assert: both land on the one task
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&first), location(&second));
+    assert_eq!(app.listed_ids("").await.len(), 1);
+
+    // The form sent again after going back and editing the text is a new task
+    let edited = [
+        ("input", "Posted twice, edited"),
+        ("submit_key", key.as_str()),
+    ];
+    let third = app.submit_form(&edited, false).await;
+    assert_ne!(location(&third), location(&first));
+    assert_eq!(app.listed_ids("").await.len(), 2);
+
+    // With htmx the answer carries a new key for the form's next task
+    let htmx_key = "0192f000-0000-7000-8000-00000000beef";
+    let answer = app
+        .submit_form(&[("input", "By htmx"), ("submit_key", htmx_key)], true)
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let doc = Html::parse_fragment(&text_body(answer).await);
+    let next = attr_of(&doc, "input#submit-key[hx-swap-oob]", "value");
+    assert!(!next.is_empty() && next != htmx_key, "{next}");
+
+    // A malformed key is refused in plain words
+    let bad = app
+        .submit_form(&[("input", "Bad key"), ("submit_key", "has space")], false)
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text_body(bad).await.contains("submit_key"));
+}

@@ -1,0 +1,339 @@
+//! Submissions made once. A client that sends the same submission twice under one key (a
+//! double-clicked form without script, an API client retrying after a lost answer) gets the
+//! task the first one made instead of a second task.
+//!
+//! Written here rather than taken from a cache crate: it is a map of once-cells pruned by age
+//! and count, and what it must get right (a repeat that arrives while the first is still being
+//! submitted waits for it, and a submission that failed does not count) is tokio's `OnceCell`.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+use tokio::{sync::OnceCell, time::Instant};
+
+use crate::{
+    input::NewTask,
+    registry::TransitionError,
+    task::{Task, TaskId},
+};
+
+/// How long a key is remembered.
+pub const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most keys remembered; past it the oldest are forgotten first.
+pub const MOST: usize = 10_000;
+/// The longest key taken.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Where a key came from, which decides what a reuse means.
+#[derive(Clone, Copy, Debug)]
+pub enum SubmitKey<'a> {
+    /// An API client's `Idempotency-Key`: the same key with another submission is a mistake,
+    /// refused.
+    Header(&'a str),
+    /// The key a submit form carries: the same form sent again with other text (after going
+    /// back and editing it) is a new submission.
+    Form(&'a str),
+}
+
+impl<'a> SubmitKey<'a> {
+    /// The key, if it is one: 1 to 255 visible ASCII characters.
+    pub fn check(key: &'a str) -> Result<&'a str, &'static str> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be 1 to 255 visible ASCII characters (a UUID, say)");
+        }
+        Ok(key)
+    }
+}
+
+/// What a keyed submission came to.
+#[derive(Debug)]
+pub enum Submitted {
+    /// This request made the task.
+    Fresh(Arc<Task>),
+    /// An earlier request with the same key made it.
+    Repeated(TaskId),
+}
+
+/// (who, key, for a form key the submission's digest)
+type Key = (Arc<str>, Box<str>, Option<[u8; 32]>);
+
+struct Slot {
+    at: Instant,
+    digest: [u8; 32],
+    task: OnceCell<TaskId>,
+}
+
+pub struct SubmitKeys {
+    slots: DashMap<Key, Arc<Slot>>,
+    keep: Duration,
+    most: usize,
+}
+
+impl Default for SubmitKeys {
+    fn default() -> Self {
+        Self::new(KEEP, MOST)
+    }
+}
+
+impl SubmitKeys {
+    pub fn new(keep: Duration, most: usize) -> Self {
+        Self {
+            slots: DashMap::new(),
+            keep,
+            most: most.max(1),
+        }
+    }
+
+    /// Runs `submit` unless a submission by `who` under `key` has run, or is running (then it
+    /// waits for it); a submission that failed leaves the key free.
+    pub async fn once<F, Fut>(
+        &self,
+        who: &Arc<str>,
+        key: SubmitKey<'_>,
+        new: &NewTask,
+        submit: F,
+    ) -> Result<Submitted, TransitionError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<Task>, TransitionError>>,
+    {
+        let digest = digest(new);
+        let slot = self.slot(who, key, digest)?;
+        let mut fresh = None;
+        let made = &mut fresh;
+        let id = *slot
+            .task
+            .get_or_try_init(|| async move {
+                let task = submit().await?;
+                let id = task.id;
+                *made = Some(task);
+                Ok::<_, TransitionError>(id)
+            })
+            .await?;
+        Ok(match fresh {
+            Some(task) => Submitted::Fresh(task),
+            None => Submitted::Repeated(id),
+        })
+    }
+
+    fn slot(
+        &self,
+        who: &Arc<str>,
+        key: SubmitKey<'_>,
+        digest: [u8; 32],
+    ) -> Result<Arc<Slot>, TransitionError> {
+        let now = Instant::now();
+        let key = match key {
+            SubmitKey::Header(key) => (who.clone(), key.into(), None),
+            SubmitKey::Form(key) => (who.clone(), key.into(), Some(digest)),
+        };
+        if self.slots.len() >= self.most && !self.slots.contains_key(&key) {
+            self.prune(now);
+        }
+        let fresh = || {
+            Arc::new(Slot {
+                at: now,
+                digest,
+                task: OnceCell::new(),
+            })
+        };
+        let mut entry = self.slots.entry(key).or_insert_with(fresh);
+        if now.duration_since(entry.at) >= self.keep {
+            *entry = fresh();
+        }
+        let slot = entry.clone();
+        drop(entry);
+        if slot.digest != digest {
+            return Err(TransitionError::KeyReused);
+        }
+        Ok(slot)
+    }
+
+    /// Forgets keys older than `keep`, then the oldest until there is room for one more.
+    fn prune(&self, now: Instant) {
+        self.slots
+            .retain(|_, slot| now.duration_since(slot.at) < self.keep);
+        while self.slots.len() >= self.most {
+            let oldest = self
+                .slots
+                .iter()
+                .min_by_key(|slot| slot.at)
+                .map(|slot| slot.key().clone());
+            match oldest {
+                Some(key) => self.slots.remove(&key),
+                None => break,
+            };
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// What makes two submissions the same one.
+fn digest(new: &NewTask) -> [u8; 32] {
+    let what = format!(
+        "{:?}",
+        (
+            &new.input,
+            new.max_attempts,
+            new.review_timeout_secs,
+            new.review_timeout_policy
+        )
+    );
+    Sha256::digest(what.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn new(input: &str) -> NewTask {
+        NewTask::parse(Some(input), None).expect("valid")
+    }
+
+    fn task(input: &str) -> Arc<Task> {
+        Arc::new(Task::new(
+            TaskId::new(),
+            input.into(),
+            3,
+            time::OffsetDateTime::now_utc(),
+        ))
+    }
+
+    /// Submits `input` under `key`, counting the submissions actually made.
+    async fn submit(
+        keys: &SubmitKeys,
+        who: &str,
+        key: SubmitKey<'_>,
+        input: &str,
+        made: &AtomicUsize,
+    ) -> Result<Submitted, TransitionError> {
+        keys.once(&Arc::from(who), key, &new(input), || async {
+            made.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(task(input))
+        })
+        .await
+    }
+
+    fn id(submitted: &Submitted) -> TaskId {
+        match submitted {
+            Submitted::Fresh(task) => task.id,
+            Submitted::Repeated(id) => *id,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeat_gets_the_first_task_even_while_the_first_is_under_way() {
+        let keys = SubmitKeys::default();
+        let made = AtomicUsize::new(0);
+        let key = SubmitKey::Header("k-1");
+        let (a, b) = tokio::join!(
+            submit(&keys, "ann", key, "hello", &made),
+            submit(&keys, "ann", key, "hello", &made)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        assert_eq!(id(&a), id(&b));
+        assert!(matches!(a, Submitted::Fresh(_)) != matches!(b, Submitted::Fresh(_)));
+        let later = submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        assert!(matches!(later, Submitted::Repeated(i) if i == id(&a)));
+    }
+
+    #[tokio::test]
+    async fn keys_are_per_person_and_a_header_key_reused_for_other_text_is_refused() {
+        let keys = SubmitKeys::default();
+        let made = AtomicUsize::new(0);
+        let key = SubmitKey::Header("k-2");
+        submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        submit(&keys, "bob", key, "hello", &made).await.unwrap();
+        assert_eq!(made.load(Ordering::SeqCst), 2, "bob's key is his own");
+        let reused = submit(&keys, "ann", key, "other text", &made).await;
+        assert!(
+            matches!(reused, Err(TransitionError::KeyReused)),
+            "{reused:?}"
+        );
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_form_key_sent_again_with_other_text_is_a_new_submission() {
+        let keys = SubmitKeys::default();
+        let made = AtomicUsize::new(0);
+        let key = SubmitKey::Form("page-1");
+        let a = submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        let b = submit(&keys, "ann", key, "hello, edited", &made)
+            .await
+            .unwrap();
+        assert_ne!(id(&a), id(&b));
+        let again = submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        assert_eq!(id(&again), id(&a));
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_submission_leaves_the_key_free() {
+        let keys = SubmitKeys::default();
+        let who: Arc<str> = "ann".into();
+        let key = SubmitKey::Header("k-3");
+        let refused = keys
+            .once(&who, key, &new("hello"), || async {
+                Err(TransitionError::Full { max: 1 })
+            })
+            .await;
+        assert!(matches!(refused, Err(TransitionError::Full { .. })));
+        let made = AtomicUsize::new(0);
+        let retried = submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        assert!(matches!(retried, Submitted::Fresh(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_are_forgotten_after_a_while_and_past_the_most() {
+        let keys = SubmitKeys::new(Duration::from_secs(60), 3);
+        let made = AtomicUsize::new(0);
+        for n in 0..3 {
+            let key = format!("k-{n}");
+            submit(&keys, "ann", SubmitKey::Header(&key), "x", &made)
+                .await
+                .unwrap();
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(keys.len(), 3);
+        // A fourth key: the oldest is forgotten to make room.
+        submit(&keys, "ann", SubmitKey::Header("k-3"), "x", &made)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 3);
+        let again = submit(&keys, "ann", SubmitKey::Header("k-0"), "x", &made)
+            .await
+            .unwrap();
+        assert!(matches!(again, Submitted::Fresh(_)), "k-0 was forgotten");
+        let kept = submit(&keys, "ann", SubmitKey::Header("k-3"), "x", &made)
+            .await
+            .unwrap();
+        assert!(matches!(kept, Submitted::Repeated(_)), "k-3 is remembered");
+
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let expired = submit(&keys, "ann", SubmitKey::Header("k-3"), "x", &made)
+            .await
+            .unwrap();
+        assert!(matches!(expired, Submitted::Fresh(_)), "k-3 has expired");
+    }
+
+    #[test]
+    fn a_key_is_visible_ascii_of_a_sane_length() {
+        assert!(SubmitKey::check("0192f000-0000-7000-8000-000000000000").is_ok());
+        for bad in ["", "has space", "tab\t", "é", &"k".repeat(256)] {
+            assert!(SubmitKey::check(bad).is_err(), "{bad:?}");
+        }
+    }
+}
