@@ -402,11 +402,13 @@ impl Hitl {
         let Some(key) = key else {
             return Ok((self.submit(new, by).await?, false));
         };
+        // The key is taken once the task exists: a task made but slow to be saved (answered
+        // 503 `store_unavailable`) is the one a retry under the key gets.
         let keyed = self
             .submit_keys
-            .once(&by.name, key, &new, || self.submit(new.clone(), by));
+            .once(&by.name, key, &new, || self.create(new.clone(), by));
         match keyed.await? {
-            Submitted::Fresh(task) => Ok((task, false)),
+            Submitted::Fresh(task) => Ok((self.saved(task).await?, false)),
             Submitted::Repeated(id) => {
                 let task = self
                     .settled(id)
@@ -420,6 +422,12 @@ impl Hitl {
     /// Accepts a task and starts its flow.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn submit(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
+        let task = self.create(new, by).await?;
+        self.saved(task).await
+    }
+
+    /// Makes the task and starts its flow; [`Service::saved`] then waits for it to be durable.
+    async fn create(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
         let default = self.review_timeout;
         let seconds = new
@@ -456,7 +464,7 @@ impl Hitl {
         let task = handle.task.clone();
         tracing::debug!(task_id = %task.id, "task submitted");
         self.flow.spawn(handle);
-        self.saved(task).await
+        Ok(task)
     }
 
     /// Applies a reviewer's decision and returns the task once the flow has acted on it.
