@@ -135,6 +135,8 @@
   var pending = null;
   var leaving = false;
   window.addEventListener("pagehide", function () { leaving = true; });
+  // Back from the back-forward cache, the page is live again.
+  window.addEventListener("pageshow", function () { leaving = false; });
 
   function say(text) {
     var state = document.getElementById("live-state");

@@ -397,26 +397,36 @@ impl Hitl {
         &self,
         new: NewTask,
         by: &Actor,
-        key: Option<SubmitKey<'_>>,
+        key: Option<SubmitKey>,
     ) -> Result<(Arc<Task>, bool), TransitionError> {
         let Some(key) = key else {
             return Ok((self.submit(new, by).await?, false));
         };
-        // The key is taken once the task exists: a task made but slow to be saved (answered
-        // 503 `store_unavailable`) is the one a retry under the key gets.
-        let keyed = self
-            .submit_keys
-            .once(&by.name, key, &new, || self.create(new.clone(), by));
-        match keyed.await? {
-            Submitted::Fresh(task) => Ok((self.saved(task).await?, false)),
-            Submitted::Repeated(id) => {
-                let task = self
-                    .settled(id)
-                    .await
-                    .ok_or(TransitionError::NotFound(id))?;
-                Ok((task, true))
-            }
-        }
+        // Run apart from the request, so a client that goes away (a form posted again aborts
+        // the first post) cannot leave a task made but its key unbound. The key is bound once
+        // the task exists, not once it is saved: a retry after a 503 `store_unavailable` gets
+        // the task that was made.
+        let (hitl, by) = (self.clone(), by.clone());
+        let keyed = tokio::spawn(async move {
+            let create = || hitl.create(new.clone(), &by);
+            hitl.submit_keys.once(&by.name, key, &new, create).await
+        });
+        let (task, repeated) = match keyed.await {
+            Ok(keyed) => match keyed? {
+                Submitted::Fresh(task) => (task, false),
+                Submitted::Repeated(id) => {
+                    let task = self.find(id).await;
+                    let task = match task {
+                        Some(task) => task,
+                        None => self.stored(id).await.ok_or(TransitionError::NotFound(id))?,
+                    };
+                    (task, true)
+                }
+            },
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => return Err(TransitionError::Stopped),
+        };
+        Ok((self.saved(task).await?, repeated))
     }
 
     /// Accepts a task and starts its flow.

@@ -26,19 +26,19 @@ pub const MOST: usize = 10_000;
 pub const MAX_KEY_LEN: usize = 255;
 
 /// Where a key came from, which decides what a reuse means.
-#[derive(Clone, Copy, Debug)]
-pub enum SubmitKey<'a> {
+#[derive(Clone, Debug)]
+pub enum SubmitKey {
     /// An API client's `Idempotency-Key`: the same key with another submission is a mistake,
     /// refused.
-    Header(&'a str),
+    Header(Box<str>),
     /// The key a submit form carries: the same form sent again with other text (after going
     /// back and editing it) is a new submission.
-    Form(&'a str),
+    Form(Box<str>),
 }
 
-impl<'a> SubmitKey<'a> {
+impl SubmitKey {
     /// The key, if it is one: 1 to 255 visible ASCII characters.
-    pub fn check(key: &'a str) -> Result<&'a str, &'static str> {
+    pub fn check(key: &str) -> Result<&str, &'static str> {
         if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("must be 1 to 255 visible ASCII characters (a UUID, say)");
         }
@@ -86,11 +86,12 @@ impl SubmitKeys {
     }
 
     /// Runs `submit` unless a submission by `who` under `key` has run, or is running (then it
-    /// waits for it); a submission that failed leaves the key free.
+    /// waits for it); a submission that failed leaves the key free, for this submission or
+    /// another.
     pub async fn once<F, Fut>(
         &self,
         who: &Arc<str>,
-        key: SubmitKey<'_>,
+        key: SubmitKey,
         new: &NewTask,
         submit: F,
     ) -> Result<Submitted, TransitionError>
@@ -99,10 +100,14 @@ impl SubmitKeys {
         Fut: Future<Output = Result<Arc<Task>, TransitionError>>,
     {
         let digest = digest(new);
-        let slot = self.slot(who, key, digest)?;
+        let key = match key {
+            SubmitKey::Header(key) => (who.clone(), key, None),
+            SubmitKey::Form(key) => (who.clone(), key, Some(digest)),
+        };
+        let slot = self.slot(&key, digest)?;
         let mut fresh = None;
         let made = &mut fresh;
-        let id = *slot
+        let made = slot
             .task
             .get_or_try_init(|| async move {
                 let task = submit().await?;
@@ -110,25 +115,26 @@ impl SubmitKeys {
                 *made = Some(task);
                 Ok::<_, TransitionError>(id)
             })
-            .await?;
+            .await;
+        let id = match made {
+            Ok(id) => *id,
+            Err(error) => {
+                // Unless a repeat is waiting on it (it takes its turn), the slot goes.
+                self.slots.remove_if(&key, |_, held| {
+                    Arc::ptr_eq(held, &slot) && Arc::strong_count(held) == 2
+                });
+                return Err(error);
+            }
+        };
         Ok(match fresh {
             Some(task) => Submitted::Fresh(task),
             None => Submitted::Repeated(id),
         })
     }
 
-    fn slot(
-        &self,
-        who: &Arc<str>,
-        key: SubmitKey<'_>,
-        digest: [u8; 32],
-    ) -> Result<Arc<Slot>, TransitionError> {
+    fn slot(&self, key: &Key, digest: [u8; 32]) -> Result<Arc<Slot>, TransitionError> {
         let now = Instant::now();
-        let key = match key {
-            SubmitKey::Header(key) => (who.clone(), key.into(), None),
-            SubmitKey::Form(key) => (who.clone(), key.into(), Some(digest)),
-        };
-        if self.slots.len() >= self.most && !self.slots.contains_key(&key) {
+        if self.slots.len() >= self.most && !self.slots.contains_key(key) {
             self.prune(now);
         }
         let fresh = || {
@@ -138,7 +144,7 @@ impl SubmitKeys {
                 task: OnceCell::new(),
             })
         };
-        let mut entry = self.slots.entry(key).or_insert_with(fresh);
+        let mut entry = self.slots.entry(key.clone()).or_insert_with(fresh);
         if now.duration_since(entry.at) >= self.keep {
             *entry = fresh();
         }
@@ -196,6 +202,10 @@ mod tests {
 
     use super::*;
 
+    fn header(key: &str) -> SubmitKey {
+        SubmitKey::Header(key.into())
+    }
+
     fn new(input: &str) -> NewTask {
         NewTask::parse(Some(input), None).expect("valid")
     }
@@ -213,7 +223,7 @@ mod tests {
     async fn submit(
         keys: &SubmitKeys,
         who: &str,
-        key: SubmitKey<'_>,
+        key: SubmitKey,
         input: &str,
         made: &AtomicUsize,
     ) -> Result<Submitted, TransitionError> {
@@ -236,16 +246,18 @@ mod tests {
     async fn a_repeat_gets_the_first_task_even_while_the_first_is_under_way() {
         let keys = SubmitKeys::default();
         let made = AtomicUsize::new(0);
-        let key = SubmitKey::Header("k-1");
+        let key = header("k-1");
         let (a, b) = tokio::join!(
-            submit(&keys, "ann", key, "hello", &made),
-            submit(&keys, "ann", key, "hello", &made)
+            submit(&keys, "ann", key.clone(), "hello", &made),
+            submit(&keys, "ann", key.clone(), "hello", &made)
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(made.load(Ordering::SeqCst), 1);
         assert_eq!(id(&a), id(&b));
         assert!(matches!(a, Submitted::Fresh(_)) != matches!(b, Submitted::Fresh(_)));
-        let later = submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        let later = submit(&keys, "ann", key.clone(), "hello", &made)
+            .await
+            .unwrap();
         assert!(matches!(later, Submitted::Repeated(i) if i == id(&a)));
     }
 
@@ -253,11 +265,15 @@ mod tests {
     async fn keys_are_per_person_and_a_header_key_reused_for_other_text_is_refused() {
         let keys = SubmitKeys::default();
         let made = AtomicUsize::new(0);
-        let key = SubmitKey::Header("k-2");
-        submit(&keys, "ann", key, "hello", &made).await.unwrap();
-        submit(&keys, "bob", key, "hello", &made).await.unwrap();
+        let key = header("k-2");
+        submit(&keys, "ann", key.clone(), "hello", &made)
+            .await
+            .unwrap();
+        submit(&keys, "bob", key.clone(), "hello", &made)
+            .await
+            .unwrap();
         assert_eq!(made.load(Ordering::SeqCst), 2, "bob's key is his own");
-        let reused = submit(&keys, "ann", key, "other text", &made).await;
+        let reused = submit(&keys, "ann", key.clone(), "other text", &made).await;
         assert!(
             matches!(reused, Err(TransitionError::KeyReused)),
             "{reused:?}"
@@ -269,13 +285,17 @@ mod tests {
     async fn a_form_key_sent_again_with_other_text_is_a_new_submission() {
         let keys = SubmitKeys::default();
         let made = AtomicUsize::new(0);
-        let key = SubmitKey::Form("page-1");
-        let a = submit(&keys, "ann", key, "hello", &made).await.unwrap();
-        let b = submit(&keys, "ann", key, "hello, edited", &made)
+        let key = SubmitKey::Form("page-1".into());
+        let a = submit(&keys, "ann", key.clone(), "hello", &made)
+            .await
+            .unwrap();
+        let b = submit(&keys, "ann", key.clone(), "hello, edited", &made)
             .await
             .unwrap();
         assert_ne!(id(&a), id(&b));
-        let again = submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        let again = submit(&keys, "ann", key.clone(), "hello", &made)
+            .await
+            .unwrap();
         assert_eq!(id(&again), id(&a));
         assert_eq!(made.load(Ordering::SeqCst), 2);
     }
@@ -284,16 +304,44 @@ mod tests {
     async fn a_failed_submission_leaves_the_key_free() {
         let keys = SubmitKeys::default();
         let who: Arc<str> = "ann".into();
-        let key = SubmitKey::Header("k-3");
+        let key = header("k-3");
         let refused = keys
-            .once(&who, key, &new("hello"), || async {
+            .once(&who, key.clone(), &new("hello"), || async {
                 Err(TransitionError::Full { max: 1 })
             })
             .await;
         assert!(matches!(refused, Err(TransitionError::Full { .. })));
+        assert!(keys.is_empty(), "a failed submission holds no key");
+        // The retry may even be corrected: the key was never used for a task.
         let made = AtomicUsize::new(0);
-        let retried = submit(&keys, "ann", key, "hello", &made).await.unwrap();
+        let retried = submit(&keys, "ann", key.clone(), "hello, corrected", &made)
+            .await
+            .unwrap();
         assert!(matches!(retried, Submitted::Fresh(_)));
+    }
+
+    #[tokio::test]
+    async fn a_repeat_waiting_on_a_submission_that_fails_takes_its_turn() {
+        let keys = SubmitKeys::default();
+        let who: Arc<str> = "ann".into();
+        let key = header("k-4");
+        let (gate, opened) = tokio::sync::oneshot::channel::<()>();
+        let hello = new("hello");
+        let first = keys.once(&who, key.clone(), &hello, || async {
+            opened.await.ok();
+            Err(TransitionError::Full { max: 1 })
+        });
+        let made = AtomicUsize::new(0);
+        let second = async {
+            tokio::task::yield_now().await; // the first holds the key by now
+            gate.send(()).ok();
+            submit(&keys, "ann", key.clone(), "hello", &made).await
+        };
+        let (first, second) = tokio::join!(first, second);
+        assert!(matches!(first, Err(TransitionError::Full { .. })));
+        assert!(matches!(second, Ok(Submitted::Fresh(_))), "{second:?}");
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        assert_eq!(keys.len(), 1, "the key is bound to the second's task");
     }
 
     #[tokio::test(start_paused = true)]
@@ -302,28 +350,28 @@ mod tests {
         let made = AtomicUsize::new(0);
         for n in 0..3 {
             let key = format!("k-{n}");
-            submit(&keys, "ann", SubmitKey::Header(&key), "x", &made)
+            submit(&keys, "ann", header(&key), "x", &made)
                 .await
                 .unwrap();
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         assert_eq!(keys.len(), 3);
         // A fourth key: the oldest is forgotten to make room.
-        submit(&keys, "ann", SubmitKey::Header("k-3"), "x", &made)
+        submit(&keys, "ann", header("k-3"), "x", &made)
             .await
             .unwrap();
         assert_eq!(keys.len(), 3);
-        let again = submit(&keys, "ann", SubmitKey::Header("k-0"), "x", &made)
+        let again = submit(&keys, "ann", header("k-0"), "x", &made)
             .await
             .unwrap();
         assert!(matches!(again, Submitted::Fresh(_)), "k-0 was forgotten");
-        let kept = submit(&keys, "ann", SubmitKey::Header("k-3"), "x", &made)
+        let kept = submit(&keys, "ann", header("k-3"), "x", &made)
             .await
             .unwrap();
         assert!(matches!(kept, Submitted::Repeated(_)), "k-3 is remembered");
 
         tokio::time::advance(Duration::from_secs(60)).await;
-        let expired = submit(&keys, "ann", SubmitKey::Header("k-3"), "x", &made)
+        let expired = submit(&keys, "ann", header("k-3"), "x", &made)
             .await
             .unwrap();
         assert!(matches!(expired, Submitted::Fresh(_)), "k-3 has expired");

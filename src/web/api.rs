@@ -53,7 +53,7 @@ pub async fn submit(
         )?
         .within(hitl.max_text())?;
     let (task, repeated) = hitl
-        .submit_once(new, &actor, key.map(SubmitKey::Header))
+        .submit_once(new, &actor, key.map(|key| SubmitKey::Header(key.into())))
         .await?;
     let location = format!("/api/tasks/{}", task.id);
     let mut answer = HeaderMap::new();

@@ -123,7 +123,7 @@ pub async fn submit(
     match key.and_then(|key| parsed.map(|new| (new, key))) {
         Ok((new, key)) => {
             let submitted = hitl
-                .submit_once(new, &actor, key.map(SubmitKey::Form))
+                .submit_once(new, &actor, key.map(|key| SubmitKey::Form(key.into())))
                 .await;
             let task = match submitted {
                 Ok((task, _)) => task,
