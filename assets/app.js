@@ -31,10 +31,45 @@
       }
     }
     var target = evt.detail.target;
+    var kept = sameReview(target, evt.detail.fragment) ? keepTyping(target, evt.detail.fragment) : null;
     if (target && target.contains && target.contains(document.activeElement) && target !== document.body) {
-      focusLost = true;
+      focusLost = kept || true;
     }
   });
+
+  // The review form is sent again while a review stays open (a deadline extended, say): what
+  // the reviewer has typed into it so far, and where, must survive the swap.
+  function sameReview(target, fragment) {
+    if (!target || !fragment || !fragment.querySelector || !target.querySelector) return false;
+    var now = target.querySelector("input[name=attempt]");
+    var next = fragment.querySelector("input[name=attempt]");
+    return !!(now && next && now.value === next.value);
+  }
+
+  // Copies typed values and open boxes into the incoming fragment; returns how to put focus
+  // back (the element's id and the selection in it), if it was in there.
+  function keepTyping(target, fragment) {
+    var fields = target.querySelectorAll("textarea[id], input[id]:not([type=hidden])");
+    for (var i = 0; i < fields.length; i++) {
+      var field = fields[i];
+      if (field.value === field.defaultValue) continue;
+      var twin = fragment.querySelector("#" + CSS.escape(field.id));
+      if (twin) twin.value = field.value;
+    }
+    var boxes = target.querySelectorAll("details[id][open]");
+    for (var j = 0; j < boxes.length; j++) {
+      var box = fragment.querySelector("#" + CSS.escape(boxes[j].id));
+      if (box) box.open = true;
+    }
+    var active = document.activeElement;
+    if (!active || !active.id || !target.contains(active)) return null;
+    var at = { id: active.id };
+    try {
+      at.start = active.selectionStart;
+      at.end = active.selectionEnd;
+    } catch (e) { /* not a text field */ }
+    return at;
+  }
 
   // When a swap removed the focused control (say the review form after a decision), put focus
   // on the status line, which says what happened, instead of leaving it on the page body. Right
@@ -42,8 +77,15 @@
   // arrives second is skipped as stale, so there may be no later event to wait for.
   function restoreFocus() {
     if (!focusLost) return;
+    var lost = focusLost;
     focusLost = false;
     if (document.activeElement && document.activeElement !== document.body) return;
+    var same = lost.id && document.getElementById(lost.id);
+    if (same) {
+      same.focus();
+      if (typeof lost.start === "number" && same.setSelectionRange) same.setSelectionRange(lost.start, lost.end);
+      return;
+    }
     var status = document.getElementById("task-status-text") || document.getElementById("main");
     if (status) status.focus();
   }

@@ -247,6 +247,35 @@ test("times show in the reader's time zone, the UTC time as the tooltip, also af
   await ctx.close();
 });
 
+test("what a reviewer is typing survives the review form being sent again (a deadline extended)", async () => {
+  const id = await submitApi(URL, "Keep my words", { review_timeout_secs: 3600, review_timeout_policy: "approve" });
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/tasks/${id}`);
+  await statusIs(page, "Waiting for review");
+  await page.locator("#edit-output summary").click();
+  await page.fill("#edited-output", "My edit");
+  await page.fill("#comment", "A long thought I am typing");
+  await page.keyboard.press("End");
+  const before = await page.locator("#task-review").getAttribute("data-seq");
+
+  const res = await fetch(`${URL}/api/tasks/${id}/deadline`, { method: "POST", body: JSON.stringify({ extend_secs: 600 }) });
+  assert.equal(res.status, 200);
+  await page.waitForFunction(
+    (seq) => document.getElementById("task-review").getAttribute("data-seq") !== seq,
+    before,
+  );
+
+  assert.equal(await page.inputValue("#comment"), "A long thought I am typing");
+  assert.equal(await page.inputValue("#edited-output"), "My edit");
+  assert.equal(await page.evaluate(() => document.getElementById("edit-output").open), true);
+  const caret = await page.evaluate(() => [document.activeElement.id, document.activeElement.selectionStart]);
+  assert.deepEqual(caret, ["comment", "A long thought I am typing".length], "focus and caret stay");
+  await page.keyboard.type(", still typing");
+  assert.equal(await page.inputValue("#comment"), "A long thought I am typing, still typing");
+  await ctx.close();
+});
+
 test("the other shortcuts: / searches the list, e edits before approving, n opens the next task", async () => {
   const word = `shortcut${Date.now()}`;
   const first = await submitApi(URL, `Edit me by keyboard ${word}`);
