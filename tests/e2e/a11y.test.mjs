@@ -93,6 +93,21 @@ test("every page passes axe in light and dark, with a screenshot of each", async
   }
 });
 
+test("in forced colours (Windows high contrast) the waiting task page passes axe, with a screenshot", async () => {
+  const pages = await tasksInEveryStatus();
+  const [, url, label] = pages.find(([name]) => name === "waiting");
+  const ctx = await context(browser, { forcedColors: "active" });
+  const page = await ctx.newPage();
+  await page.goto(url);
+  await statusIs(page, label);
+  await page.locator("#approve").focus();
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, "none", "focus still shows");
+  await assertAccessible(page, "task page, waiting, forced colours");
+  await shot(page, "task-waiting-forced-colors");
+  await ctx.close();
+});
+
 test("on a 320 px wide screen every page reflows: nothing scrolls sideways but a wide table in its box", async () => {
   const pages = await tasksInEveryStatus();
   const ctx = await context(browser, { viewport: { width: 320, height: 640 } });
