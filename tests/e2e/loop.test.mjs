@@ -209,6 +209,37 @@ test("the whole loop with the keyboard alone, focus visible and sensible after e
   await ctx.close();
 });
 
+test("the task list follows live: a row changes status in place and the counts move", async () => {
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/`);
+  await mark(page);
+  const count = async (label) => {
+    const text = await page.locator("#inbox-filters a", { hasText: label }).locator(".count").innerText();
+    return Number(text.replace(/,/g, ""));
+  };
+  const completed = await count("Completed");
+  const id = await submitApi(URL, "Watched from the list");
+  const row = page.locator(`#task-row-${id}`);
+  await row.locator(".badge", { hasText: "Waiting for review" }).waitFor();
+  const res = await fetch(`${URL}/api/tasks/${id}/feedback`, {
+    method: "POST",
+    body: JSON.stringify({ decision: "approved", attempt: 1 }),
+  });
+  assert.equal(res.status, 200);
+  await row.locator(".badge", { hasText: "Completed" }).waitFor();
+  await page.waitForFunction(
+    ([n]) => {
+      const link = [...document.querySelectorAll("#inbox-filters a")].find((a) => a.textContent.startsWith("Completed"));
+      return Number(link.querySelector(".count").textContent.replace(/,/g, "")) === n + 1;
+    },
+    [completed],
+  );
+  assert.equal(await page.locator(`#task-row-${id}`).count(), 1, "one row, changed in place");
+  await notReloaded(page);
+  await ctx.close();
+});
+
 test("a task cancelled from its page shows it live, without its review form", async () => {
   const id = await submitApi(URL, "Cancelled from the page");
   const ctx = await context(browser);
