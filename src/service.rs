@@ -135,46 +135,59 @@ impl Hitl {
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         crate::metrics::install();
-        let (events, durable, tasks) = match config.store {
-            StoreKind::Memory => (EventLog::in_memory(config.retain_events), None, Vec::new()),
-            StoreKind::Postgres => {
-                return Err(StoreError::Config(
-                    "--store postgres is opened with Hitl::start or Hitl::connect".into(),
-                ));
+        match config.store {
+            StoreKind::Memory => {
+                let events = EventLog::in_memory(config.retain_events);
+                let registry = Registry::new(events).keep_finished(config.keep_finished);
+                Self::assemble(config, registry, None, processor, shutdown)
             }
+            StoreKind::Postgres => Err(StoreError::Config(
+                "--store postgres is opened with Hitl::start or Hitl::connect".into(),
+            )),
             StoreKind::Sqlite => {
-                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
-                let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
-                let (sender, receiver) = journal::channel();
-                let events = EventLog::durable(
-                    config.retain_events,
-                    store.clone(),
-                    sender.clone(),
-                    &recovered,
-                );
-                let journal = Journal::spawn(
-                    store.clone(),
-                    events.clone(),
-                    &sender,
-                    receiver,
-                    config.retain_events,
-                )
-                .map_err(|source| StoreError::DataDir {
-                    path: config.data_dir.clone(),
-                    source,
-                })?;
-                let durable = Arc::new(Durable { store, journal });
-                (events, Some(durable), recovered.tasks)
+                let store = Arc::new(SqliteStore::open(&config.data_dir)?);
+                Self::with_store(config, store, processor, shutdown)
             }
-        };
+        }
+    }
+
+    /// A durable service over `store` (the SQLite store, or in tests one that fails on cue):
+    /// rebuilds the tasks it holds, resumes their work, and journals every change to it.
+    pub fn with_store(
+        config: &Config,
+        store: Arc<dyn Store>,
+        processor: Arc<dyn Processor>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        crate::metrics::install();
+        let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
+        let (sender, receiver) = journal::channel();
+        let events = EventLog::durable(
+            config.retain_events,
+            store.clone(),
+            sender.clone(),
+            &recovered,
+        );
+        let journal = Journal::spawn(
+            store.clone(),
+            events.clone(),
+            &sender,
+            receiver,
+            config.retain_events,
+        )
+        .map_err(|source| StoreError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let durable = Arc::new(Durable { store, journal });
         let hitl = Self::assemble(
             config,
             Registry::new(events).keep_finished(config.keep_finished),
-            durable,
+            Some(durable),
             processor,
             shutdown,
         )?;
-        hitl.restore(tasks, true);
+        hitl.restore(recovered.tasks, true);
         Ok(hitl)
     }
 

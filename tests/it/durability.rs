@@ -5,18 +5,30 @@
 use std::{
     path::Path,
     process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use futures_util::future::join_all;
-use hitl::task::TaskStatus;
+use hitl::{
+    config::{Config, StoreKind},
+    events::{Event, Scope},
+    service::Hitl,
+    store::{Recovered, Retention, Store, StoreError},
+    task::{TaskId, TaskStatus},
+};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader},
     process::{Child, Command},
 };
+use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Task, TestApp, WAIT, json_body, within};
+use crate::helpers::{Task, TestApp, WAIT, assert_error, json_body, test_config, within};
 
 /// A running `hitl` on a data directory.
 struct Server {
@@ -379,4 +391,86 @@ async fn review_deadlines_survive_a_crash_and_apply_once_after_it() {
         "{history}"
     );
     server.kill().await;
+}
+
+/// The SQLite store, but its writes wait while `stalled` is set: a disk that stops answering.
+struct Stalling {
+    inner: hitl::store::sqlite::SqliteStore,
+    stalled: Arc<AtomicBool>,
+}
+
+impl Store for Stalling {
+    fn load(&self, recent: usize) -> Result<Recovered, StoreError> {
+        self.inner.load(recent)
+    }
+    fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        while self.stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5)); // the journal's own thread
+        }
+        self.inner.append(events)
+    }
+    fn events_between(
+        &self,
+        after: u64,
+        upto: u64,
+        scope: Scope,
+    ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
+        self.inner.events_between(after, upto, scope)
+    }
+    fn task(&self, id: TaskId) -> Result<Option<Arc<hitl::task::Task>>, StoreError> {
+        self.inner.task(id)
+    }
+    fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        self.inner.prune(retention)
+    }
+    fn check(&self) -> Result<(), StoreError> {
+        self.inner.check()
+    }
+    fn release(&self) {
+        self.inner.release()
+    }
+}
+
+#[tokio::test]
+async fn a_keyed_retry_after_the_store_stalled_gets_the_task_that_was_made() {
+    // Arrange: a service whose disk stops answering
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        store: StoreKind::Sqlite,
+        data_dir: dir.path().to_owned(),
+        ..test_config()
+    };
+    let stalled = Arc::new(AtomicBool::new(true));
+    let store = Stalling {
+        inner: hitl::store::sqlite::SqliteStore::open(dir.path()).unwrap(),
+        stalled: stalled.clone(),
+    };
+    let processor = hitl::processors::build(&config).unwrap();
+    let hitl = Hitl::with_store(
+        &config,
+        Arc::new(store),
+        processor,
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let app = TestApp::serve(hitl).await;
+    let body = json!({ "input": "Made while the disk hung" });
+
+    // Act: the submission is made but cannot be saved in time (10 s)
+    let request = app.client.post(app.url("/api/tasks"));
+    let request = request.header("Idempotency-Key", "stalled-1").json(&body);
+    let first = tokio::time::timeout(Duration::from_secs(30), request.send())
+        .await
+        .expect("an answer within the store's patience")
+        .unwrap();
+    assert_error(first, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").await;
+    // The disk answers again; the client retries under the same key
+    stalled.store(false, Ordering::SeqCst);
+    let retry = app.submit_keyed("stalled-1", &body).await;
+
+    // Assert: the retry gets the task the first request made, and there is only that one
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert!(retry.headers().get("idempotent-replayed").is_some());
+    let task: Task = json_body(retry).await;
+    assert_eq!(app.listed_ids("").await, vec![task.id]);
 }
