@@ -6,7 +6,7 @@
 //! and count, and what it must get right (a repeat that arrives while the first is still being
 //! submitted waits for it, and a submission that failed does not count) is tokio's `OnceCell`.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ use crate::{
 
 /// How long a key is remembered.
 pub const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
-/// The most keys remembered; past it the oldest are forgotten first.
+/// The most keys remembered; past it the oldest of whoever holds the most are forgotten first.
 pub const MOST: usize = 10_000;
 /// The longest key taken.
 pub const MAX_KEY_LEN: usize = 255;
@@ -156,18 +156,28 @@ impl SubmitKeys {
         Ok(slot)
     }
 
-    /// Forgets keys older than `keep`, then the oldest until there is room for one more.
+    /// Forgets keys older than `keep`; then, until there is room for one more, the oldest key
+    /// of whoever holds the most, so one busy client cannot push out everyone else's.
     fn prune(&self, now: Instant) {
         self.slots
             .retain(|_, slot| now.duration_since(slot.at) < self.keep);
         while self.slots.len() >= self.most {
-            let oldest = self
-                .slots
-                .iter()
-                .min_by_key(|slot| slot.at)
-                .map(|slot| slot.key().clone());
-            match oldest {
-                Some(key) => self.slots.remove(&key),
+            // Per person: how many keys, and the oldest of them.
+            let mut held: HashMap<Arc<str>, (usize, Instant, Key)> = HashMap::new();
+            for slot in self.slots.iter() {
+                let (count, at, key) = held
+                    .entry(slot.key().0.clone())
+                    .or_insert_with(|| (0, slot.at, slot.key().clone()));
+                *count += 1;
+                if slot.at < *at {
+                    (*at, *key) = (slot.at, slot.key().clone());
+                }
+            }
+            let most = held
+                .into_values()
+                .max_by_key(|(count, at, _)| (*count, std::cmp::Reverse(*at)));
+            match most {
+                Some((_, _, key)) => self.slots.remove(&key),
                 None => break,
             };
         }
@@ -375,6 +385,37 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(expired, Submitted::Fresh(_)), "k-3 has expired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_client_pushes_out_its_own_keys_not_other_peoples() {
+        let keys = SubmitKeys::new(Duration::from_secs(3600), 3);
+        let made = AtomicUsize::new(0);
+        submit(&keys, "bob", header("b-0"), "x", &made)
+            .await
+            .unwrap();
+        for n in 0..4 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let key = format!("a-{n}");
+            submit(&keys, "ann", header(&key), "x", &made)
+                .await
+                .unwrap();
+        }
+        assert_eq!(keys.len(), 3);
+        let bob = submit(&keys, "bob", header("b-0"), "x", &made)
+            .await
+            .unwrap();
+        assert!(
+            matches!(bob, Submitted::Repeated(_)),
+            "bob's older key is kept"
+        );
+        let ann = submit(&keys, "ann", header("a-0"), "x", &made)
+            .await
+            .unwrap();
+        assert!(
+            matches!(ann, Submitted::Fresh(_)),
+            "ann's oldest went first"
+        );
     }
 
     #[test]
