@@ -31,11 +31,40 @@
       }
     }
     var target = evt.detail.target;
-    var kept = sameReview(target, evt.detail.fragment) ? keepTyping(target, evt.detail.fragment) : null;
+    var fragment = evt.detail.fragment;
+    var kept = sameReview(target, fragment) ? keepTyping(target, fragment) : null;
     if (target && target.contains && target.contains(document.activeElement) && target !== document.body) {
       focusLost = kept || true;
     }
+    evt.detail.swappedIds = topIds(fragment);
   });
+
+  // After each out-of-band swap: wire up and localise what came in, keep the title current,
+  // and put focus back if the swap took it away.
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var ids = evt.detail.swappedIds;
+    evt.detail.swappedIds = null; // htmx fires this once per swapped element: act once
+    (ids || []).forEach(function (id) {
+      var el = document.getElementById(id);
+      if (!el) return;
+      if (window.htmx) window.htmx.process(el);
+      if (window.hitlLocalTimes) window.hitlLocalTimes(el);
+      if (id === "task-status-text") retitle(el);
+    });
+    restoreFocus();
+  });
+
+  // htmx wires up swapped-in content (hx-post on the new review form, say) only when the swap
+  // settles, 20 ms later; a click in between (a shortcut pressed as soon as the status line
+  // changes) would submit the bare form and reload the page. So it is wired at once, above;
+  // htmx.process skips what is already wired, so the settle step does no harm after it.
+  function topIds(fragment) {
+    if (!fragment) return [];
+    var ids = [];
+    var tops = fragment.id ? [fragment] : fragment.children || [];
+    for (var i = 0; i < tops.length; i++) if (tops[i].id) ids.push(tops[i].id);
+    return ids;
+  }
 
   // The review form is sent again while a review stays open (a deadline extended, say): what
   // the reviewer has typed into it so far, and where, must survive the swap.
@@ -89,31 +118,6 @@
     var status = document.getElementById("task-status-text") || document.getElementById("main");
     if (status) status.focus();
   }
-  document.addEventListener("htmx:oobAfterSwap", restoreFocus);
-
-  // htmx wires up swapped-in content (hx-post on the new review form, say) only when the swap
-  // settles, 20 ms later; a click in between (a shortcut pressed as soon as the status line
-  // changes) would submit the bare form and reload the page. Wire it up at once instead;
-  // htmx.process skips what is already wired, so the settle step does no harm after it.
-  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
-    var fragment = evt.detail.fragment;
-    if (!evt.detail.shouldSwap || !fragment) return;
-    var ids = [];
-    var tops = fragment.id ? [fragment] : fragment.children || [];
-    for (var i = 0; i < tops.length; i++) if (tops[i].id) ids.push(tops[i].id);
-    evt.detail.swappedIds = ids;
-  });
-  document.addEventListener("htmx:oobAfterSwap", function (evt) {
-    var ids = evt.detail.swappedIds;
-    if (!ids || !window.htmx) return;
-    evt.detail.swappedIds = null;
-    ids.forEach(function (id) {
-      var el = document.getElementById(id);
-      if (el) window.htmx.process(el);
-      if (el && window.hitlLocalTimes) window.hitlLocalTimes(el);
-      if (id === "task-status-text") retitle(el);
-    });
-  });
 
   // The task page's title starts with the task's status ("Completed: …"), so a tab in the
   // background says where its task stands.
