@@ -335,13 +335,12 @@ impl Registry {
     /// Puts back a task recovered from the store, publishing nothing: its events are already in
     /// the log.
     pub fn restore(&self, task: Arc<Task>, shutdown: &CancellationToken) -> TaskHandle {
-        if !task.status.is_terminal() {
-            self.unfinished.fetch_add(1, Ordering::AcqRel);
-        }
         if task.status.is_terminal() {
             self.finished_order()
                 .order
                 .push_back((task.id, task.updated_at));
+        } else {
+            self.unfinished.fetch_add(1, Ordering::AcqRel);
         }
         let (live, handle) = LiveTask::new(task, shutdown);
         self.by_status.add(live.task.status);

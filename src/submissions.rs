@@ -106,17 +106,17 @@ impl SubmitKeys {
         };
         let slot = self.slot(&key, digest)?;
         let mut fresh = None;
-        let made = &mut fresh;
-        let made = slot
+        let made_here = &mut fresh;
+        let bound = slot
             .task
             .get_or_try_init(|| async move {
                 let task = submit().await?;
                 let id = task.id;
-                *made = Some(task);
+                *made_here = Some(task);
                 Ok::<_, TransitionError>(id)
             })
             .await;
-        let id = match made {
+        let id = match bound {
             Ok(id) => *id,
             Err(error) => {
                 // Unless a repeat is waiting on it (it takes its turn), the slot goes.
