@@ -22,26 +22,56 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            // One line an operator can act on, whatever RUST_BACKTRACE says.
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    // Log lines go to standard output through a thread of their own that drops what it cannot
+    // write, so a log reader that died (EPIPE) or stopped reading (a full pipe) never blocks a
+    // request or the shutdown, and a failed write is never reported by a panic (tracing's own
+    // fallback is `eprintln!`, which panics on a broken pipe: that is how SIGTERM once hung).
+    let (log_writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("hitl-log")
+        .finish(std::io::stdout());
     tracing_subscriber::fmt()
         // Colour codes only for a person at a terminal, not in a log file or a journal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(log_writer)
+        .log_internal_errors(false)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hitl=info,warn")),
         )
         .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            say(
+                std::io::stderr(),
+                format_args!("error: cannot start: {error}"),
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line an operator can act on, whatever RUST_BACKTRACE says.
+            say(std::io::stderr(), format_args!("error: {error:#}"));
+            std::process::ExitCode::FAILURE
+        }
+    };
+    // Tasks still parked on a dead peer must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Writes out the log lines still queued, waiting a second at most.
+    drop(log_guard);
+    code
+}
+
+/// Writes one line where `println!` would, but a closed or failing output is ignored instead of
+/// panicking: what hitl has to say is never worth stopping for.
+fn say(mut to: impl std::io::Write, line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(to, "{line}").and_then(|()| to.flush());
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = match Cli::parse().into_command() {
         Command::Serve(config) => config,
         Command::HashSecret => return hash_secret(),
@@ -57,7 +87,10 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
-    println!("listening on http://{addr}");
+    say(
+        std::io::stdout(),
+        format_args!("listening on http://{addr}"),
+    );
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let served = web::serve(listener, hitl.clone()).await;
@@ -78,7 +111,10 @@ fn hash_secret() -> anyhow::Result<()> {
         .context("cannot read the secret from standard input")?;
     let secret = secret.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!secret.is_empty(), "give the secret on standard input");
-    println!("{}", hitl::auth::hash_secret(secret));
+    say(
+        std::io::stdout(),
+        format_args!("{}", hitl::auth::hash_secret(secret)),
+    );
     Ok(())
 }
 
@@ -87,12 +123,15 @@ fn verify(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let report = hitl::store::sqlite::verify(data_dir)
         .with_context(|| format!("cannot verify {}", data_dir.display()))?;
     for problem in &report.breaks {
-        println!("BROKEN {problem}");
+        say(std::io::stdout(), format_args!("BROKEN {problem}"));
     }
     if report.without_trail > 0 {
-        println!(
-            "note: {} task(s) were written before audit trails existed and have none to check",
-            report.without_trail
+        say(
+            std::io::stdout(),
+            format_args!(
+                "note: {} task(s) were written before audit trails existed and have none to check",
+                report.without_trail
+            ),
         );
     }
     let summary = format!(
@@ -104,7 +143,10 @@ fn verify(data_dir: &std::path::Path) -> anyhow::Result<()> {
         "{summary}: {} break(s) found; the stored history was changed outside hitl",
         report.breaks.len()
     );
-    println!("{summary}: every chain is intact");
+    say(
+        std::io::stdout(),
+        format_args!("{summary}: every chain is intact"),
+    );
     Ok(())
 }
 

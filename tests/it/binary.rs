@@ -101,3 +101,66 @@ async fn hash_secret_prints_an_argon2_hash_of_standard_input() {
     );
     assert!(auth.check("ali", "open sesame\n").is_none());
 }
+
+/// `hitl 2>&1 | logger`, and the logger dies: the log lines hitl writes from then on fail with
+/// EPIPE. Requests are still served, and SIGTERM still stops it at once with a clean exit (it
+/// once hung for good: tracing reported the failed write with `eprintln!`, which panicked in
+/// the task that was to start the shutdown).
+#[tokio::test]
+async fn sigterm_stops_the_binary_whose_log_reader_is_gone() {
+    use std::io::BufRead;
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
+        .args(["--addr", "127.0.0.1:0", "--store", "memory"])
+        // Every request and the shutdown write log lines.
+        .env("RUST_LOG", "hitl=debug")
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::new(reader);
+        let mut line = String::new();
+        while !line.starts_with("listening on ") {
+            line.clear();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "it prints its address"
+            );
+        }
+        // The reader dies here: both outputs now lead to a pipe nobody reads.
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("it prints its address")
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = client
+            .post(format!("{base}/api/tasks"))
+            .body(r#"{"input": "logged into a dead pipe"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "requests are still served");
+    }
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the binary exits within 5 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "a clean exit, got {exit:?}");
+}
