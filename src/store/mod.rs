@@ -41,6 +41,12 @@ pub enum StoreError {
         "the database {path} is not a hitl database or is damaged ({cause}); move it aside to start afresh, or restore a backup"
     )]
     Corrupt { path: PathBuf, cause: String },
+    /// A file of the data directory is not what SQLite needs to read back what was committed;
+    /// starting would serve an empty store and write over what is left.
+    #[error(
+        "{path} is damaged: {found}. hitl has changed nothing; move the data directory aside (keep a copy: what is in it may still be recovered) and start on an empty one, or restore a backup"
+    )]
+    Damaged { path: PathBuf, found: String },
     #[error(
         "the database {path} was written by a newer hitl (schema version {found}, this one knows up to {known}); run that version"
     )]

@@ -20,11 +20,15 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, unix_ms};
+
+mod files;
+
 use crate::{
     audit::{AuditEntry, AuditEvent, Break, Digest, verify_chain},
     events::{Event, EventKind, Scope},
     task::{Decision, Task, TaskId},
 };
+pub use files::MARKER_FILE;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "hitl.sqlite3";
@@ -86,6 +90,13 @@ impl SqliteStore {
         fs::create_dir_all(dir).map_err(dir_error)?;
         let lock = take_lock(dir)?;
         let path = dir.join(DB_FILE);
+        // Before SQLite touches anything: a write-ahead log it would ignore, or a database that
+        // is not the one this directory held, stops the start with nothing changed.
+        let marker = files::inspect(dir)?;
+        if marker.is_some() {
+            let (version, id) = identity(&path)?;
+            files::check_marker(dir, marker, version, id)?;
+        }
         let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
             path: path.clone(),
             cause: e.to_string(),
@@ -103,6 +114,10 @@ impl SqliteStore {
         }
         configure(&writer)?;
         migrate(&mut writer, &path)?;
+        let id = store_id(&writer)?;
+        if marker.is_none() {
+            files::write_marker(dir, id)?;
+        }
         let reader = Connection::open(&path)?;
         configure(&reader)?;
         Ok(Self {
@@ -191,6 +206,51 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tracing::info!(version = version + 1, "database schema migrated");
     }
     Ok(())
+}
+
+/// The schema version and store id of the database at `path`, read without writing anything
+/// (no checkpoint, no recovery written back), so a refusal leaves every file as it was.
+fn identity(path: &Path) -> Result<(i64, Option<i64>), StoreError> {
+    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+        path: path.to_owned(),
+        cause: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(corrupt)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(corrupt)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(corrupt)?;
+    let id = if version >= 1 {
+        conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(corrupt)?
+    } else {
+        None
+    };
+    Ok((version, id))
+}
+
+/// The store's id, made when it is first opened (databases from before it get one then too).
+fn store_id(conn: &Connection) -> Result<i64, StoreError> {
+    // 63 of a v7 UUID's low, random bits: positive, and unlike any other store's.
+    let fresh = (uuid::Uuid::now_v7().as_u128() as u64 >> 1) as i64;
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?1)",
+        [fresh],
+    )?;
+    Ok(
+        conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |row| {
+            row.get(0)
+        })?,
+    )
 }
 
 fn decode_task(seq: u64, body: &str) -> Result<Arc<Task>, StoreError> {
@@ -482,16 +542,23 @@ pub fn verify(dir: &Path) -> Result<Verification, StoreError> {
             path.display()
         )));
     }
+    // The same checks as a start: a directory hitl would refuse is reported damaged, never
+    // "intact" because SQLite showed an empty store.
+    let marker = files::inspect(dir)?;
+    let (version, id) = identity(&path)?;
+    files::check_marker(dir, marker, version, id)?;
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
         path: path.clone(),
         cause: e.to_string(),
     };
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(corrupt)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(corrupt)?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(corrupt)?;
     if version < 2 {
         return Err(StoreError::Config(format!(
             "the database {} has no audit trail yet (schema version {version}); start this hitl on it once to add one",
@@ -818,8 +885,11 @@ mod tests {
         let garbage = "this is not a database, it is a shopping list\n".repeat(200);
         std::fs::write(dir.path().join(DB_FILE), &garbage).unwrap();
         let error = SqliteStore::open(dir.path()).err().expect("refused");
-        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
-        assert!(error.to_string().contains("move it aside"), "{error}");
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+        assert!(
+            error.to_string().contains("move the data directory aside"),
+            "{error}"
+        );
         let after = std::fs::read_to_string(dir.path().join(DB_FILE)).unwrap();
         assert_eq!(after, garbage, "the file is left as it was");
     }
@@ -836,5 +906,59 @@ mod tests {
             matches!(error, StoreError::TooNew { found: 99, .. }),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_directory_gets_a_marker_naming_its_database_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let marker = std::fs::read_to_string(dir.path().join(MARKER_FILE)).unwrap();
+        assert!(marker.contains("\nstore "), "{marker}");
+        // A directory from before markers (or a crash before its marker was written) gets one
+        // at its next start, naming the same database.
+        std::fs::remove_file(dir.path().join(MARKER_FILE)).unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let again = std::fs::read_to_string(dir.path().join(MARKER_FILE)).unwrap();
+        assert_eq!(again, marker, "the same store id");
+    }
+
+    #[test]
+    fn another_stores_database_or_one_without_tables_is_refused_with_the_marker_named() {
+        let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = SqliteStore::open(ours.path()).unwrap();
+        journal(&store);
+        drop(store);
+        drop(SqliteStore::open(theirs.path()).unwrap());
+        std::fs::copy(theirs.path().join(DB_FILE), ours.path().join(DB_FILE)).unwrap();
+        let _ = std::fs::remove_file(ours.path().join(format!("{DB_FILE}-wal")));
+        let error = SqliteStore::open(ours.path()).err().expect("refused");
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("not the database this directory was created with"),
+            "{error}"
+        );
+
+        // A database SQLite reads as new (every change lost) while the marker says data was
+        // here: refused, and no schema is migrated into it.
+        let fresh = Connection::open(ours.path().join(DB_FILE).with_extension("new")).unwrap();
+        fresh.pragma_update(None, "journal_mode", "WAL").unwrap();
+        drop(fresh);
+        std::fs::rename(
+            ours.path().join(DB_FILE).with_extension("new"),
+            ours.path().join(DB_FILE),
+        )
+        .unwrap();
+        let error = SqliteStore::open(ours.path()).err().expect("refused");
+        assert!(
+            error.to_string().contains("holds no hitl tables"),
+            "{error}"
+        );
+        let version: i64 = Connection::open(ours.path().join(DB_FILE))
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 0, "nothing migrated");
     }
 }

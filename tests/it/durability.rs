@@ -323,13 +323,173 @@ async fn an_unusable_data_dir_or_a_damaged_database_stops_the_start_with_a_reaso
     let (status, stderr) = refused_start(&damaged).await;
     assert!(!status.success());
     assert!(
-        stderr.contains("not a hitl database or is damaged"),
+        stderr.contains("hitl.sqlite3 is damaged: it does not start like an SQLite database"),
         "{stderr}"
     );
     for message in [&unusable, &stderr] {
         assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
         assert!(!message.contains("panicked"), "{message}");
     }
+}
+
+/// Every file of a data directory, by name, with its bytes (the lock file aside).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name() != "hitl.lock")
+        .map(|entry| {
+            let name = entry.file_name().into_string().unwrap();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for (name, bytes) in snapshot(from) {
+        std::fs::write(to.join(name), bytes).unwrap();
+    }
+}
+
+/// `hitl verify` on `dir`: its exit status and everything it wrote.
+async fn verify(dir: &Path) -> (std::process::ExitStatus, String) {
+    let output = within(
+        "verify to finish",
+        Command::new(env!("CARGO_BIN_EXE_hitl"))
+            .arg("verify")
+            .arg("--data-dir")
+            .arg(dir)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status, text)
+}
+
+/// After a `kill -9` the acknowledged tasks can sit in the write-ahead log alone. SQLite would
+/// read a log with a damaged header, or garbage, as empty, and a main file emptied as a new
+/// database: hitl used to start on either as an empty store, migrate a schema into it and say
+/// "every chain is intact". Now each is refused, naming the file and what was found, with
+/// every file left exactly as it was; `hitl verify` reports the damage.
+#[tokio::test]
+async fn a_damaged_write_ahead_log_stops_the_start_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, 0).await;
+    for n in 0..50 {
+        server.app.submit(&format!("task {n}"), 3).await;
+    }
+    server.kill().await;
+    let wal = std::fs::metadata(data.join("hitl.sqlite3-wal"))
+        .unwrap()
+        .len();
+    let main = std::fs::metadata(data.join("hitl.sqlite3")).unwrap().len();
+    assert!(
+        wal > main,
+        "the tasks are in the write-ahead log ({wal} bytes; the database {main})"
+    );
+
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage, &str, &str); 3] = [
+        (
+            "24 bytes of the log's header overwritten",
+            |dir| {
+                let path = dir.join("hitl.sqlite3-wal");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[..24].fill(0xA5);
+                std::fs::write(&path, bytes).unwrap();
+            },
+            "hitl.sqlite3-wal is damaged",
+            "does not start like an SQLite write-ahead log",
+        ),
+        (
+            "the log's header checksum off by one bit",
+            |dir| {
+                let path = dir.join("hitl.sqlite3-wal");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[20] ^= 1;
+                std::fs::write(&path, bytes).unwrap();
+            },
+            "hitl.sqlite3-wal is damaged",
+            "checksum does not match",
+        ),
+        (
+            "the log replaced with garbage",
+            |dir| {
+                let path = dir.join("hitl.sqlite3-wal");
+                let len = std::fs::metadata(&path).unwrap().len() as usize;
+                let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+                std::fs::write(&path, garbage).unwrap();
+            },
+            "hitl.sqlite3-wal is damaged",
+            "does not start like an SQLite write-ahead log",
+        ),
+    ];
+    let emptied: (&str, Damage, &str, &str) = (
+        "the main file emptied",
+        |dir| std::fs::write(dir.join("hitl.sqlite3"), b"").unwrap(),
+        "hitl.sqlite3 is damaged",
+        "is empty (0 bytes) while its write-ahead log",
+    );
+    let deleted_log: (&str, Damage, &str, &str) = (
+        "the log deleted and the main file emptied",
+        |dir| {
+            std::fs::remove_file(dir.join("hitl.sqlite3-wal")).unwrap();
+            std::fs::write(dir.join("hitl.sqlite3"), b"").unwrap();
+        },
+        "hitl.sqlite3 is damaged",
+        "says this directory held a hitl database",
+    );
+    for (n, (what, damage, file, found)) in damages
+        .into_iter()
+        .chain([emptied, deleted_log])
+        .enumerate()
+    {
+        let copy = dir.path().join(format!("copy-{n}"));
+        copy_dir(&data, &copy);
+        damage(&copy);
+        let before = snapshot(&copy);
+        let (status, stderr) = refused_start(&copy).await;
+        assert!(!status.success(), "{what}: refused");
+        assert!(
+            stderr.contains(file) && stderr.contains(found),
+            "{what}: says which file and what was found: {stderr}"
+        );
+        assert!(
+            stderr.contains("move the data directory aside (keep a copy"),
+            "{what}: says what to do: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{what}: one line: {stderr}"
+        );
+        assert!(!stderr.contains("migrated"), "{what}: {stderr}");
+        assert!(
+            snapshot(&copy) == before,
+            "{what}: every file is as it was (nothing migrated, nothing checkpointed)"
+        );
+        let (status, report) = verify(&copy).await;
+        assert!(!status.success(), "{what}: verify fails: {report}");
+        assert!(
+            report.contains(found) && !report.contains("intact"),
+            "{what}: verify reports the damage: {report}"
+        );
+        assert!(snapshot(&copy) == before, "{what}: verify changed nothing");
+    }
+
+    // The undamaged directory still has all fifty.
+    let (status, report) = verify(&data).await;
+    assert!(status.success(), "{report}");
+    assert!(report.contains("50 task(s)"), "{report}");
+    let server = Server::start(&data, 0).await;
+    assert_eq!(server.app.listed_ids("").await.len(), 50);
+    server.kill().await;
 }
 
 #[tokio::test]
