@@ -202,6 +202,10 @@ impl Shared {
                 Err(TransitionError::Conflict { message, task })
             }
             Err(WriteError::NotClaimed) => Err(TransitionError::NotClaimed),
+            Err(WriteError::KeyBound(task, digest)) => {
+                self.worked();
+                Err(TransitionError::KeyBound(task, digest))
+            }
         }
     }
 

@@ -73,6 +73,10 @@ pub enum TransitionError {
         "This Idempotency-Key was already used for a different submission. Use a new key for a new task."
     )]
     KeyReused,
+    /// The submission key was bound to task `0` by another submission (on another instance)
+    /// with the digest `1`; nothing was submitted.
+    #[error("this submission key already made task {0}")]
+    KeyBound(TaskId, Box<str>),
     /// Another instance holds the claim on this task's work: this one must not change it.
     #[error("another instance has taken over this task's work")]
     NotClaimed,

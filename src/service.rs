@@ -18,7 +18,7 @@ use crate::{
         postgres::PgStore,
         sqlite::SqliteStore,
     },
-    submissions::{SubmitKey, SubmitKeys, Submitted},
+    submissions::{StoredKey, SubmitKey, SubmitKeys, Submitted},
     task::{Feedback, ReviewTimeout, Task, TaskId, now},
     web::protect::StreamGate,
 };
@@ -421,8 +421,11 @@ impl Hitl {
         // the task that was made.
         let (hitl, by) = (self.clone(), by.clone());
         let keyed = tokio::spawn(async move {
-            let create = || hitl.create(new.clone(), &by);
-            hitl.submit_keys.once(&by.name, key, &new, create).await
+            let stored = |key| hitl.stored_key(key);
+            let create = |key| hitl.create(new.clone(), &by, Some(key));
+            hitl.submit_keys
+                .once(&by.name, key, &new, stored, create)
+                .await
         });
         let (task, repeated) = match keyed.await {
             Ok(keyed) => match keyed? {
@@ -445,12 +448,39 @@ impl Hitl {
     /// Accepts a task and starts its flow.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn submit(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
-        let task = self.create(new, by).await?;
+        let task = self.create(new, by, None).await?;
         self.saved(task).await
     }
 
+    /// The task a submission key made, as the store keeps it (`None` in memory mode): how a
+    /// retry after a restart, or on another instance, finds the first submission.
+    async fn stored_key(
+        &self,
+        key: Arc<StoredKey>,
+    ) -> Result<Option<(TaskId, Box<str>)>, TransitionError> {
+        let found = if let Some(durable) = &self.durable {
+            let store = durable.store.clone();
+            tokio::task::spawn_blocking(move || store.submit_key(&key))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Config(e.to_string())))
+        } else if let Some(shared) = self.registry.shared() {
+            shared.store.submit_key_async(&key).await
+        } else {
+            return Ok(None);
+        };
+        found.map_err(|error| {
+            tracing::warn!(%error, "cannot look up a submission key");
+            TransitionError::Unavailable
+        })
+    }
+
     /// Makes the task and starts its flow; [`Service::saved`] then waits for it to be durable.
-    async fn create(&self, new: NewTask, by: &Actor) -> Result<Arc<Task>, TransitionError> {
+    async fn create(
+        &self,
+        new: NewTask,
+        by: &Actor,
+        key: Option<Arc<StoredKey>>,
+    ) -> Result<Arc<Task>, TransitionError> {
         let max_attempts = new.max_attempts.unwrap_or(self.default_max_attempts);
         let default = self.review_timeout;
         let seconds = new
@@ -464,6 +494,7 @@ impl Hitl {
         let task = Task {
             submitted_by: by.recorded(),
             review_timeout: seconds.map(|seconds| ReviewTimeout { seconds, policy }),
+            submit_key: key,
             ..Task::new(TaskId::new(), new.input, max_attempts, now())
         };
         if let Some(shared) = self.registry.shared() {

@@ -5,6 +5,11 @@
 //! Written here rather than taken from a cache crate: it is a map of once-cells pruned by age
 //! and count, and what it must get right (a repeat that arrives while the first is still being
 //! submitted waits for it, and a submission that failed does not count) is tokio's `OnceCell`.
+//!
+//! With a store, the map is only the fast path: a key is written with the task it made, in the
+//! same commit ([`StoredKey`] on the task), and a key the map does not hold is looked up there,
+//! so a retry after a crash and a restart, or one sent to another instance, still finds its
+//! task. The store forgets keys after [`KEEP`] too.
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
@@ -44,6 +49,19 @@ impl SubmitKey {
         }
         Ok(key)
     }
+}
+
+/// A submission key as the store keeps it, beside the task it made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Who submitted (`anonymous` without sign-in): keys are per person.
+    pub owner: Arc<str>,
+    pub key: Box<str>,
+    /// Empty for an `Idempotency-Key`; for a form's key, the submission's digest (the same form
+    /// sent again with other text is another submission).
+    pub scope: Box<str>,
+    /// The submission's digest in hex: the same header key with another one is refused.
+    pub digest: Box<str>,
 }
 
 /// What a keyed submission came to.
@@ -87,33 +105,61 @@ impl SubmitKeys {
 
     /// Runs `submit` unless a submission by `who` under `key` has run, or is running (then it
     /// waits for it); a submission that failed leaves the key free, for this submission or
-    /// another.
-    pub async fn once<F, Fut>(
+    /// another. A key this map does not hold is first looked up with `stored` (the store's
+    /// keys); `submit` is given the key to write with its task.
+    pub async fn once<S, SFut, F, Fut>(
         &self,
         who: &Arc<str>,
         key: SubmitKey,
         new: &NewTask,
+        stored: S,
         submit: F,
     ) -> Result<Submitted, TransitionError>
     where
-        F: FnOnce() -> Fut,
+        S: FnOnce(Arc<StoredKey>) -> SFut,
+        SFut: Future<Output = Result<Option<(TaskId, Box<str>)>, TransitionError>>,
+        F: FnOnce(Arc<StoredKey>) -> Fut,
         Fut: Future<Output = Result<Arc<Task>, TransitionError>>,
     {
         let digest = digest(new);
-        let key = match key {
-            SubmitKey::Header(key) => (who.clone(), key, None),
-            SubmitKey::Form(key) => (who.clone(), key, Some(digest)),
+        let hex = hex::encode(digest);
+        let (key, scope) = match key {
+            SubmitKey::Header(key) => ((who.clone(), key, None), ""),
+            SubmitKey::Form(key) => ((who.clone(), key, Some(digest)), hex.as_str()),
         };
+        let record = Arc::new(StoredKey {
+            owner: who.clone(),
+            key: key.1.clone(),
+            scope: scope.into(),
+            digest: hex.as_str().into(),
+        });
         let slot = self.slot(&key, digest)?;
         let mut fresh = None;
         let made_here = &mut fresh;
         let bound = slot
             .task
             .get_or_try_init(|| async move {
-                let task = submit().await?;
-                let id = task.id;
-                *made_here = Some(task);
-                Ok::<_, TransitionError>(id)
+                // The same key with another submission (header keys only: a form key's scope
+                // is its digest) is refused, wherever the first one was made.
+                let bound = |id: TaskId, made: &str| {
+                    if made == &*record.digest {
+                        Ok(id)
+                    } else {
+                        Err(TransitionError::KeyReused)
+                    }
+                };
+                if let Some((id, made)) = stored(record.clone()).await? {
+                    return bound(id, &made);
+                }
+                match submit(record.clone()).await {
+                    Ok(task) => {
+                        let id = task.id;
+                        *made_here = Some(task);
+                        Ok(id)
+                    }
+                    Err(TransitionError::KeyBound(id, made)) => bound(id, &made),
+                    Err(error) => Err(error),
+                }
             })
             .await;
         let id = match bound {
@@ -237,12 +283,24 @@ mod tests {
         input: &str,
         made: &AtomicUsize,
     ) -> Result<Submitted, TransitionError> {
-        keys.once(&Arc::from(who), key, &new(input), || async {
-            made.fetch_add(1, Ordering::SeqCst);
-            tokio::task::yield_now().await;
-            Ok(task(input))
-        })
+        keys.once(
+            &Arc::from(who),
+            key,
+            &new(input),
+            nothing_stored,
+            |_| async {
+                made.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok(task(input))
+            },
+        )
         .await
+    }
+
+    async fn nothing_stored(
+        _: Arc<StoredKey>,
+    ) -> Result<Option<(TaskId, Box<str>)>, TransitionError> {
+        Ok(None)
     }
 
     fn id(submitted: &Submitted) -> TaskId {
@@ -316,9 +374,13 @@ mod tests {
         let who: Arc<str> = "ann".into();
         let key = header("k-3");
         let refused = keys
-            .once(&who, key.clone(), &new("hello"), || async {
-                Err(TransitionError::Full { max: 1 })
-            })
+            .once(
+                &who,
+                key.clone(),
+                &new("hello"),
+                nothing_stored,
+                |_| async { Err(TransitionError::Full { max: 1 }) },
+            )
             .await;
         assert!(matches!(refused, Err(TransitionError::Full { .. })));
         assert!(keys.is_empty(), "a failed submission holds no key");
@@ -337,7 +399,7 @@ mod tests {
         let key = header("k-4");
         let (gate, opened) = tokio::sync::oneshot::channel::<()>();
         let hello = new("hello");
-        let first = keys.once(&who, key.clone(), &hello, || async {
+        let first = keys.once(&who, key.clone(), &hello, nothing_stored, |_| async {
             opened.await.ok();
             Err(TransitionError::Full { max: 1 })
         });
@@ -352,6 +414,55 @@ mod tests {
         assert!(matches!(second, Ok(Submitted::Fresh(_))), "{second:?}");
         assert_eq!(made.load(Ordering::SeqCst), 1);
         assert_eq!(keys.len(), 1, "the key is bound to the second's task");
+    }
+
+    #[tokio::test]
+    async fn a_key_the_store_holds_gets_its_task_and_another_submission_under_it_is_refused() {
+        let keys = SubmitKeys::default();
+        let who: Arc<str> = "ann".into();
+        let earlier = TaskId::new();
+        let digest_of = |input: &str| hex::encode(super::digest(&new(input)));
+        let stored = |record: Arc<StoredKey>| async move {
+            assert_eq!(
+                (&*record.owner, &*record.key, &*record.scope),
+                ("ann", "k-s", "")
+            );
+            Ok(Some((earlier, digest_of("hello").into())))
+        };
+        let made = AtomicUsize::new(0);
+        let count = || async {
+            made.fetch_add(1, Ordering::SeqCst);
+            Ok(task("hello"))
+        };
+        let again = keys
+            .once(&who, header("k-s"), &new("hello"), stored, |_| count())
+            .await
+            .unwrap();
+        assert!(matches!(again, Submitted::Repeated(id) if id == earlier));
+        assert_eq!(made.load(Ordering::SeqCst), 0, "no second task");
+
+        let other = keys
+            .once(
+                &who,
+                header("k-t"),
+                &new("other"),
+                |_| async { Ok(Some((earlier, digest_of("hello").into()))) },
+                |_| count(),
+            )
+            .await;
+        assert!(
+            matches!(other, Err(TransitionError::KeyReused)),
+            "{other:?}"
+        );
+
+        // Another instance bound the key between the look-up and the commit.
+        let raced = keys
+            .once(&who, header("k-u"), &new("hello"), nothing_stored, |record| async move {
+                Err(TransitionError::KeyBound(earlier, record.digest.clone()))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(raced, Submitted::Repeated(id) if id == earlier));
     }
 
     #[tokio::test(start_paused = true)]

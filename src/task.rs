@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{AuditEntry, Digest};
+use crate::{
+    audit::{AuditEntry, Digest},
+    submissions::StoredKey,
+};
 
 /// A task's id: a UUID v7, so ids sort by creation time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -283,6 +286,10 @@ pub struct Task {
     /// copy read back from the event journal, which does not keep it.
     #[serde(skip)]
     pub history: Vec<Arc<AuditEntry>>,
+    /// The submission key that made it, written with its first event (in the same commit) so
+    /// a retry after a crash, or on another instance, finds it; the store keeps it apart.
+    #[serde(skip)]
+    pub submit_key: Option<Arc<StoredKey>>,
 }
 
 impl Task {
@@ -306,6 +313,7 @@ impl Task {
             updated_at: now,
             seq: 0,
             history: Vec::new(),
+            submit_key: None,
         }
     }
 

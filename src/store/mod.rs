@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 
 use crate::{
     events::{Event, EventKind, Scope},
+    submissions::StoredKey,
     task::{Task, TaskId},
 };
 
@@ -164,8 +165,15 @@ pub trait Store: Send + Sync + 'static {
     /// finished tasks that have left memory (`--keep-finished`).
     fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError>;
 
-    /// Drops the events `retention` no longer keeps; returns how many.
+    /// Drops the events `retention` no longer keeps (and submission keys older than
+    /// [`crate::submissions::KEEP`]); returns how many events.
     fn prune(&self, retention: Retention) -> Result<u64, StoreError>;
+
+    /// The task a submission key made and that submission's digest, if the key was stored
+    /// within [`crate::submissions::KEEP`].
+    fn submit_key(&self, _key: &StoredKey) -> Result<Option<(TaskId, Box<str>)>, StoreError> {
+        Ok(None)
+    }
 
     /// Is the store there and answering?
     fn check(&self) -> Result<(), StoreError>;
@@ -173,6 +181,11 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the store up after the last write: another instance may open it now (a restart
     /// within one process, as tests and embedders do).
     fn release(&self) {}
+}
+
+/// The oldest time, in [`unix_ms`], of a submission key still honoured.
+pub(crate) fn oldest_key_ms() -> i64 {
+    unix_ms(OffsetDateTime::now_utc() - crate::submissions::KEEP)
 }
 
 /// What both stores write for an event's time: milliseconds since the Unix epoch.

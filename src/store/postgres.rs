@@ -29,6 +29,7 @@ use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, u
 use crate::{
     audit::AuditEntry,
     events::{Event, Scope},
+    submissions::StoredKey,
     task::{Task, TaskId, now},
 };
 
@@ -63,6 +64,17 @@ const MIGRATIONS: &[&str] = &[
          audit    text
      );
      CREATE INDEX hitl_events_task ON hitl_events (task_id, seq);",
+    // 2: submission keys, each written with the task it made (pruned after a day).
+    "CREATE TABLE hitl_submit_keys (
+         owner   text NOT NULL,
+         key     text NOT NULL,
+         scope   text NOT NULL,
+         task_id text NOT NULL,
+         digest  text NOT NULL,
+         at_ms   bigint NOT NULL,
+         PRIMARY KEY (owner, key, scope)
+     );
+     CREATE INDEX hitl_submit_keys_at ON hitl_submit_keys (at_ms);",
 ];
 
 const LIVE: &str = "('pending', 'running', 'waiting_for_review')";
@@ -76,6 +88,8 @@ pub enum WriteError {
     Conflict(String, Arc<Task>),
     /// The change is the workflow's, and another instance holds the task's claim.
     NotClaimed,
+    /// The new task's submission key made task `0` first, a submission with digest `1`.
+    KeyBound(TaskId, Box<str>),
     Store(StoreError),
 }
 
@@ -471,8 +485,47 @@ impl PgStore {
         }
     }
 
+    /// The task a submission key made, and that submission's digest.
+    pub async fn submit_key_async(
+        &self,
+        key: &StoredKey,
+    ) -> Result<Option<(TaskId, Box<str>)>, StoreError> {
+        let client = self.pool.get().await?;
+        let read = client
+            .prepare_cached(
+                "SELECT task_id, digest FROM hitl_submit_keys
+                 WHERE owner = $1 AND key = $2 AND scope = $3 AND at_ms >= $4",
+            )
+            .await?;
+        let row = client
+            .query_opt(
+                &read,
+                &[
+                    &&*key.owner,
+                    &&*key.key,
+                    &&*key.scope,
+                    &super::oldest_key_ms(),
+                ],
+            )
+            .await?;
+        row.map(|row| {
+            let id: &str = row.get(0);
+            let id = id.parse().map_err(|e| {
+                StoreError::Decode(format!("a submission key's task id {id:?}: {e}"))
+            })?;
+            Ok((id, row.get::<_, &str>(1).into()))
+        })
+        .transpose()
+    }
+
     pub async fn prune_async(&self, retention: Retention) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
+        client
+            .execute(
+                "DELETE FROM hitl_submit_keys WHERE at_ms < $1",
+                &[&super::oldest_key_ms()],
+            )
+            .await?;
         let deleted = match retention {
             Retention::Count(keep) => {
                 client

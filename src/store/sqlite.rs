@@ -26,6 +26,7 @@ mod files;
 use crate::{
     audit::{AuditEntry, AuditEvent, Break, Digest, verify_chain},
     events::{Event, EventKind, Scope},
+    submissions::StoredKey,
     task::{Decision, Task, TaskId},
 };
 pub use files::MARKER_FILE;
@@ -67,6 +68,17 @@ const MIGRATIONS: &[&str] = &[
          entry   TEXT NOT NULL,
          PRIMARY KEY (task_id, n)
      ) WITHOUT ROWID;",
+    // 3: submission keys, each written with the task it made (pruned after a day).
+    "CREATE TABLE submit_keys (
+         owner   TEXT NOT NULL,
+         key     TEXT NOT NULL,
+         scope   TEXT NOT NULL,
+         task_id TEXT NOT NULL,
+         digest  TEXT NOT NULL,
+         at_ms   INTEGER NOT NULL,
+         PRIMARY KEY (owner, key, scope)
+     ) WITHOUT ROWID;
+     CREATE INDEX submit_keys_at ON submit_keys (at_ms);",
 ];
 
 pub struct SqliteStore {
@@ -358,6 +370,23 @@ fn insert_events(tx: &Transaction<'_>, events: &[Arc<Event>]) -> Result<(), Stor
             for entry in fresh {
                 audit.execute(params![task.id.to_string(), entry.n, entry.to_line()])?;
             }
+            // The key that made the task, with the event that made it.
+            if let Some(key) = &task.submit_key
+                && task.history.first().is_some_and(|e| e.seq == event.seq)
+            {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO submit_keys (owner, key, scope, task_id, digest, at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    &*key.owner,
+                    &*key.key,
+                    &*key.scope,
+                    task.id.to_string(),
+                    &*key.digest,
+                    unix_ms(event.at),
+                ])?;
+            }
         }
     }
     Ok(())
@@ -507,7 +536,33 @@ impl Store for SqliteStore {
                 }
             }
         };
+        conn.execute(
+            "DELETE FROM submit_keys WHERE at_ms < ?1",
+            [super::oldest_key_ms()],
+        )?;
         Ok(deleted as u64)
+    }
+
+    fn submit_key(&self, key: &StoredKey) -> Result<Option<(TaskId, Box<str>)>, StoreError> {
+        let found: Option<(String, String)> = self
+            .reader()
+            .prepare_cached(
+                "SELECT task_id, digest FROM submit_keys
+                 WHERE owner = ?1 AND key = ?2 AND scope = ?3 AND at_ms >= ?4",
+            )?
+            .query_row(
+                params![&*key.owner, &*key.key, &*key.scope, super::oldest_key_ms()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        found
+            .map(|(id, digest)| {
+                let id = id.parse().map_err(|e| {
+                    StoreError::Decode(format!("a submission key's task id {id:?}: {e}"))
+                })?;
+                Ok((id, digest.into()))
+            })
+            .transpose()
     }
 
     fn check(&self) -> Result<(), StoreError> {

@@ -119,6 +119,12 @@ impl From<TransitionError> for Problem {
                     TransitionError::Unavailable.to_string(),
                 )
             },
+            // `SubmitKeys::once` turns it into the task the key made; it never reaches a client.
+            TransitionError::KeyBound(..) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "This submission was already made; look for its task before you retry.",
+            ),
             // Only a workflow's own changes are refused this way; a request never is.
             TransitionError::NotClaimed => Self::new(
                 StatusCode::CONFLICT,

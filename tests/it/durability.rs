@@ -492,6 +492,53 @@ async fn a_damaged_write_ahead_log_stops_the_start_and_changes_nothing() {
     server.kill().await;
 }
 
+/// The `Idempotency-Key` exists for the answer that was lost, and a crash is when answers are
+/// lost: the key is written with the task it made, so a retry after `kill -9` and a restart
+/// gets that task (once kept only in memory, it made a second one). The form's key too.
+#[tokio::test]
+async fn a_keyed_retry_after_a_crash_gets_the_task_the_first_request_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = json!({ "input": "Submitted just before the crash" });
+    let server = Server::start(dir.path(), 0).await;
+    let first = server.app.submit_keyed("crash-1", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Task = json_body(first).await;
+    let form = [
+        ("input", "A form posted before the crash"),
+        ("submit_key", "form-1"),
+    ];
+    let posted = server.app.submit_form(&form, false).await;
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    let posted = crate::helpers::location(&posted);
+    server.kill().await;
+
+    let server = Server::start(dir.path(), 0).await;
+    let retry = server.app.submit_keyed("crash-1", &body).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(
+        retry.headers()["idempotent-replayed"],
+        "true",
+        "the retry is answered as a replay"
+    );
+    let retried: Task = json_body(retry).await;
+    assert_eq!(retried.id, first.id, "the first task, not a second");
+    let reused = server
+        .app
+        .submit_keyed("crash-1", &json!({ "input": "Something else" }))
+        .await;
+    assert_error(
+        reused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+    let again = server.app.submit_form(&form, false).await;
+    assert_eq!(crate::helpers::location(&again), posted, "the form's task");
+    assert_eq!(server.app.listed_ids("").await.len(), 2, "no second task");
+    server.kill().await;
+}
+
 #[tokio::test]
 async fn review_deadlines_survive_a_crash_and_apply_once_after_it() {
     // Arrange: two reviews with deadlines, open when the server is killed: one due in the

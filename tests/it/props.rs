@@ -888,6 +888,7 @@ fn allowed(from: (TaskStatus, u32), to: (TaskStatus, u32)) -> bool {
 fn journalled(task: &Task) -> Task {
     Task {
         history: Vec::new(),
+        submit_key: None,
         ..task.clone()
     }
 }

@@ -43,6 +43,7 @@ const TESTS: &[(&str, Test)] = tests![
     failover::the_database_lost_and_back_under_a_running_instance,
     writes::a_change_its_requester_gave_up_on_is_not_applied,
     writes::a_write_that_times_out_does_not_fail_the_task,
+    writes::a_keyed_submission_is_made_once_across_instances,
 ];
 
 /// Tests that restart the PostgreSQL server: run only when `HITL_TEST_PG_RESTART=1` says that

@@ -77,3 +77,41 @@ pub async fn a_write_that_times_out_does_not_fail_the_task(db: Db) {
     assert_eq!(waiting.status, TaskStatus::WaitingForReview);
     assert_eq!(waiting.attempt, 1);
 }
+
+/// Submission keys are kept in the database with the task they made, in the same commit: a
+/// retry sent to another instance gets the first task, the same key sent to two instances at
+/// once makes one task, and the key with another submission is refused on any instance.
+pub async fn a_keyed_submission_is_made_once_across_instances(db: Db) {
+    let (a, _) = db.instance().await;
+    let (b, _) = db.instance().await;
+    let body = serde_json::json!({ "input": "Sent to a, retried on b" });
+    let first = a.submit_keyed("across-1", &body).await;
+    assert_eq!(first.status(), 201);
+    let first: crate::helpers::Task = crate::helpers::json_body(first).await;
+    let retry = b.submit_keyed("across-1", &body).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retried: crate::helpers::Task = crate::helpers::json_body(retry).await;
+    assert_eq!(retried.id, first.id, "b answers with a's task");
+    let reused = b
+        .submit_keyed("across-1", &serde_json::json!({ "input": "Other" }))
+        .await;
+    crate::helpers::assert_error(
+        reused,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+
+    // Both instances at once, many times: one task per key.
+    for n in 0..10 {
+        let key = format!("race-{n}");
+        let body = serde_json::json!({ "input": format!("race {n}") });
+        let (x, y) = tokio::join!(a.submit_keyed(&key, &body), b.submit_keyed(&key, &body));
+        assert_eq!((x.status().as_u16(), y.status().as_u16()), (201, 201));
+        let x: crate::helpers::Task = crate::helpers::json_body(x).await;
+        let y: crate::helpers::Task = crate::helpers::json_body(y).await;
+        assert_eq!(x.id, y.id, "{key}: one task");
+    }
+    assert_eq!(a.listed_ids("").await.len(), 11, "no task twice");
+}

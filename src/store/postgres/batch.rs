@@ -22,6 +22,7 @@ use crate::{
     audit::{AuditEntry, AuditEvent, Digest},
     registry::changes::{self, Change},
     store::StoreError,
+    submissions::StoredKey,
     task::{Task, TaskId, now},
 };
 
@@ -69,7 +70,10 @@ impl Request {
 /// An answer held until the batch's fate is known.
 enum Reply {
     Change(oneshot::Sender<Changed>, Changed),
-    Insert(oneshot::Sender<Result<Arc<Task>, WriteError>>, Arc<Task>),
+    Insert(
+        oneshot::Sender<Result<Arc<Task>, WriteError>>,
+        Result<Arc<Task>, WriteError>,
+    ),
 }
 
 /// The journal rows a batch writes, column by column (one `INSERT … SELECT FROM UNNEST`).
@@ -117,7 +121,69 @@ impl Events {
     }
 }
 
+/// The submission keys a batch binds, column by column.
+#[derive(Default)]
+struct Keys {
+    owner: Vec<String>,
+    key: Vec<String>,
+    scope: Vec<String>,
+    task_id: Vec<String>,
+    digest: Vec<String>,
+}
+
+impl Keys {
+    fn push(&mut self, key: &StoredKey, task: TaskId) {
+        self.owner.push(key.owner.to_string());
+        self.key.push(key.key.to_string());
+        self.scope.push(key.scope.to_string());
+        self.task_id.push(task.to_string());
+        self.digest.push(key.digest.to_string());
+    }
+}
+
+/// (owner, key, scope) of a submission key.
+type KeyId = (Arc<str>, Box<str>, Box<str>);
+
 impl PgStore {
+    /// The submission keys of the batch's new tasks that are bound already, to the task they
+    /// made and its digest.
+    async fn bound_keys(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        asked: &Keys,
+    ) -> Result<HashMap<KeyId, (TaskId, Box<str>)>, StoreError> {
+        let mut bound = HashMap::new();
+        if asked.owner.is_empty() {
+            return Ok(bound);
+        }
+        let read = tx
+            .prepare_cached(
+                "SELECT k.owner, k.key, k.scope, k.task_id, k.digest
+                 FROM hitl_submit_keys AS k
+                 JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS a (owner, key, scope)
+                   USING (owner, key, scope)
+                 WHERE k.at_ms >= $4",
+            )
+            .await?;
+        let oldest = crate::store::oldest_key_ms();
+        for row in tx
+            .query(&read, &[&asked.owner, &asked.key, &asked.scope, &oldest])
+            .await?
+        {
+            let id: &str = row.get(3);
+            let id = id.parse().map_err(|e| {
+                StoreError::Decode(format!("a submission key's task id {id:?}: {e}"))
+            })?;
+            let key: KeyId = (
+                row.get::<_, &str>(0).into(),
+                row.get::<_, &str>(1).into(),
+                row.get::<_, &str>(2).into(),
+            );
+            bound.insert(key, (id, row.get::<_, &str>(4).into()));
+        }
+        Ok(bound)
+    }
+
     /// Writes `batch` in one transaction as `owner`, then answers every request in it. Returns
     /// the newest event number written (`None` if the batch wrote none), or why it failed (every
     /// request is then answered with that failure).
@@ -134,7 +200,7 @@ impl PgStore {
                 for reply in replies {
                     match reply {
                         Reply::Change(reply, changed) => drop(reply.send(changed)),
-                        Reply::Insert(reply, task) => drop(reply.send(Ok(task))),
+                        Reply::Insert(reply, task) => drop(reply.send(task)),
                     }
                 }
             }
@@ -189,6 +255,18 @@ impl PgStore {
             .prepare_cached("SELECT seq FROM hitl_seq FOR UPDATE")
             .await?;
         let head: i64 = tx.query_one(&counter, &[]).await?.get(0);
+        // With the counter held, every other batch has committed or waits: a submission key
+        // found unbound here stays so until this batch commits it.
+        let mut asked = Keys::default();
+        for request in &batch {
+            if let Request::Insert { task, .. } = request
+                && let Some(key) = &task.submit_key
+            {
+                asked.push(key, task.id);
+            }
+        }
+        let mut keys = self.bound_keys(&tx, &asked).await?;
+        let mut new_keys = Keys::default();
         let mut seq = head as u64;
         let mut events = Events::default();
         let (mut touched, mut inserted) = (HashSet::new(), Vec::new());
@@ -236,6 +314,16 @@ impl PgStore {
                     replies.push(Reply::Change(reply, changed));
                 }
                 Request::Insert { task, reply } => {
+                    if let Some(key) = &task.submit_key {
+                        let held = (key.owner.clone(), key.key.clone(), key.scope.clone());
+                        if let Some((id, digest)) = keys.get(&held) {
+                            let bound = WriteError::KeyBound(*id, digest.clone());
+                            replies.push(Reply::Insert(reply, Err(bound)));
+                            continue;
+                        }
+                        keys.insert(held, (task.id, key.digest.clone()));
+                        new_keys.push(key, task.id);
+                    }
                     seq += 1;
                     let mut task = Task { seq, ..task };
                     let submitted = AuditEvent::Submitted {
@@ -247,7 +335,7 @@ impl PgStore {
                     events.push(seq, &task, None, &task.history)?;
                     inserted.push(task.id);
                     tasks.insert(task.id, (task.clone(), Some(owner.to_owned())));
-                    replies.push(Reply::Insert(reply, Arc::new(task)));
+                    replies.push(Reply::Insert(reply, Ok(Arc::new(task))));
                 }
                 Request::Progress { id, attempt, text } => {
                     // A report after its attempt ended, or from a workflow that lost its
@@ -268,6 +356,28 @@ impl PgStore {
         }
         self.write_rows(&tx, owner, lease, &tasks, &touched, &inserted, &events, seq)
             .await?;
+        if !new_keys.owner.is_empty() {
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO hitl_submit_keys (owner, key, scope, task_id, digest, at_ms)
+                     SELECT *, $6::bigint FROM UNNEST($1::text[], $2::text[], $3::text[],
+                                                      $4::text[], $5::text[])",
+                )
+                .await?;
+            let k = &new_keys;
+            tx.execute(
+                &insert,
+                &[
+                    &k.owner,
+                    &k.key,
+                    &k.scope,
+                    &k.task_id,
+                    &k.digest,
+                    &unix_ms(now()),
+                ],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Some(seq))
     }
