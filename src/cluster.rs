@@ -157,7 +157,13 @@ impl Shared {
         let id = task.id;
         let (reply, answer) = oneshot::channel();
         let written = self
-            .queue(Request::Insert { task, reply }, answer)
+            .queue(
+                Request::Insert {
+                    task: Box::new(task),
+                    reply,
+                },
+                answer,
+            )
             .await
             .map(|task| (task, true));
         let (task, _) = self.written(id, written)?;

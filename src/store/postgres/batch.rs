@@ -44,7 +44,7 @@ pub enum Request {
     },
     /// Add a new task, with this instance holding the claim on its work.
     Insert {
-        task: Task,
+        task: Box<Task>,
         reply: oneshot::Sender<Result<Arc<Task>, WriteError>>,
     },
     /// An intermediate result of a running attempt (nobody waits on it).
@@ -325,7 +325,7 @@ impl PgStore {
                         new_keys.push(key, task.id);
                     }
                     seq += 1;
-                    let mut task = Task { seq, ..task };
+                    let mut task = Task { seq, ..*task };
                     let submitted = AuditEvent::Submitted {
                         input_sha256: Digest::of_text(&task.input),
                         max_attempts: task.max_attempts,
