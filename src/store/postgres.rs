@@ -77,6 +77,20 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX hitl_submit_keys_at ON hitl_submit_keys (at_ms);",
 ];
 
+/// Settings of every session hitl opens, sent with the connection (so a session cut and
+/// opened again has them too).
+///
+/// An instance that freezes (SIGSTOP, a VM paused, a network that silently drops its packets)
+/// in the middle of a transaction would hold its row locks, the event counter's among them,
+/// for as long as it stays frozen, and every other instance's writes would wait on it. hitl's
+/// transactions never wait on anything between statements but a round trip, so the server
+/// cuts a session idle in one for 5 s (rolling it back and freeing its locks); a statement
+/// that runs 30 s is stopped; and the server's keepalives find a vanished client in about 16 s.
+/// The instance whose session was cut finds it closed, opens another, and catches up.
+const SESSION: &str = "-c idle_in_transaction_session_timeout=5000 -c statement_timeout=30000 \
+                       -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=2 \
+                       -c tcp_keepalives_count=3";
+
 const LIVE: &str = "('pending', 'running', 'waiting_for_review')";
 const EVENT_COLUMNS: &str = "seq, kind, at_ms, attempt, text, task, task_seq, audit";
 
@@ -170,14 +184,20 @@ impl PgStore {
         })?;
         config
             .connect_timeout(Duration::from_secs(5))
-            .keepalives_idle(Duration::from_secs(30))
-            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
             .keepalives_retries(3);
         if config.get_tcp_user_timeout().is_none() {
             // A connection whose peer stopped acknowledging (a cut network) fails within this,
             // rather than hanging a query until the kernel gives up minutes later.
-            config.tcp_user_timeout(Duration::from_secs(30));
+            config.tcp_user_timeout(Duration::from_secs(20));
         }
+        // The URL's own options (a search_path, say) first; ours after them.
+        let options = match config.get_options() {
+            Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {SESSION}"),
+            _ => SESSION.to_owned(),
+        };
+        config.options(&options);
         if config.get_application_name().is_none() {
             config.application_name("hitl");
         }
@@ -286,29 +306,30 @@ impl PgStore {
             .start()
             .await?;
         let head: i64 = tx.query_one("SELECT seq FROM hitl_seq", &[]).await?.get(0);
-        let mut tasks = Vec::new();
-        for row in tx
+        let task_rows = tx
             .query("SELECT seq, body, history FROM hitl_tasks", &[])
-            .await?
-        {
+            .await?;
+        let event_rows = tx
+            .query(
+                &format!("SELECT {EVENT_COLUMNS} FROM hitl_events ORDER BY seq DESC LIMIT $1"),
+                &[&(recent as i64)],
+            )
+            .await?;
+        // Decoded after the commit: the session is never idle in a transaction for longer than
+        // a round trip (the server cuts one that is, see `SESSION`).
+        tx.commit().await?;
+        let mut tasks = Vec::with_capacity(task_rows.len());
+        for row in task_rows {
             tasks.push(Arc::new(decode_task(
                 row.get::<_, i64>(0) as u64,
                 row.get(1),
                 Some(row.get(2)),
             )?));
         }
-        let mut events = Vec::new();
-        for row in tx
-            .query(
-                &format!("SELECT {EVENT_COLUMNS} FROM hitl_events ORDER BY seq DESC LIMIT $1"),
-                &[&(recent as i64)],
-            )
-            .await?
-        {
-            events.push(Arc::new(decode_event(&row)?.event));
+        let mut events = Vec::with_capacity(event_rows.len());
+        for row in event_rows.iter().rev() {
+            events.push(Arc::new(decode_event(row)?.event));
         }
-        events.reverse();
-        tx.commit().await?;
         Ok(Recovered {
             tasks,
             recent: events,

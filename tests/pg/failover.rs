@@ -36,7 +36,7 @@ pub async fn instances_starting_at_once_migrate_once(db: Db) {
         .execute("SELECT version FROM hitl_migrations")
         .await
         .expect("the migrations table");
-    assert_eq!(versions, 1, "one row per version, applied once");
+    assert_eq!(versions, 2, "one row per version, applied once");
     // All three serve the same tasks.
     let task = started[0].0.submit("Migrated", 3).await;
     for (app, _) in &started {
@@ -255,4 +255,112 @@ pub async fn the_database_restarted_under_a_running_instance(db: Db) {
     assert_eq!(completed.status, TaskStatus::Completed);
     let again = a.submit_for_review("After the restart", 3).await;
     assert_eq!(again.attempt, 1);
+}
+
+/// Signals a process of ours.
+fn signal(child: &std::process::Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    // SAFETY: signalling our own child process.
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "signal {signal} sent"
+    );
+}
+
+/// One instance frozen (SIGSTOP) in the middle of a transaction, holding the event counter's
+/// row lock: the other instance's writes carry on within seconds (the server cuts the frozen
+/// session), and the frozen one, let go again (SIGCONT), works and catches up. Once, the
+/// healthy instance answered every write 503 for as long as the other stayed frozen.
+pub async fn a_frozen_instance_does_not_stop_the_others_writes(db: Db) {
+    // Arrange: A under a steady load of submissions, its sessions named so they can be found.
+    let named = |name: &str| format!("{}&application_name={name}", db.url);
+    let mut a = Binary::spawn_url(&named("hitl_frozen"), &[]);
+    let b = Binary::spawn_url(&named("hitl_healthy"), &[]);
+    let load = {
+        let base = a.app.base_url.clone();
+        tokio::spawn(async move {
+            // Plain requests: while A is frozen they hang, and whatever they get is fine.
+            let client = reqwest::Client::new();
+            let submitters = (0..8).map(|n| {
+                let (client, url) = (client.clone(), format!("{base}/api/tasks"));
+                async move {
+                    for k in 0.. {
+                        let body = json!({ "input": format!("load {n}-{k}") });
+                        let _ = client.post(&url).json(&body).send().await;
+                    }
+                }
+            });
+            futures_util::future::join_all(submitters).await;
+        })
+    };
+    let holds_counter = "SELECT 1 FROM pg_locks l JOIN pg_stat_activity s USING (pid)
+                         WHERE s.application_name = 'hitl_frozen' AND l.granted
+                           AND l.relation = 'hitl_seq'::regclass";
+
+    // Act: freeze A until it is caught holding the counter (it holds it about a round trip
+    // per batch, so this takes a few tries).
+    let mut caught = false;
+    for _ in 0..400 {
+        signal(&a.child, libc::SIGSTOP);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if db.execute(holds_counter).await.expect("pg_locks") > 0 {
+            caught = true;
+            break;
+        }
+        signal(&a.child, libc::SIGCONT);
+        tokio::time::sleep(Duration::from_millis(7)).await;
+    }
+    assert!(caught, "A was caught holding the counter's lock");
+
+    // Assert: B's submissions succeed, the first within the server's cut (5 s) and a round
+    // trip, the rest at once.
+    let started = std::time::Instant::now();
+    let first = b
+        .app
+        .submit_json(&json!({ "input": "While A is frozen" }))
+        .await;
+    assert_eq!(
+        first.status(),
+        StatusCode::CREATED,
+        "B writes while A is frozen"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "within seconds, not {:?}",
+        started.elapsed()
+    );
+    let mut made = vec![
+        json_body::<Value>(first).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    for n in 0..5 {
+        let started = std::time::Instant::now();
+        let task = b.app.submit(&format!("B, A still frozen {n}"), 3).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        made.push(task.id);
+    }
+
+    // A let go: it carries on, and has caught up with what B made meanwhile.
+    signal(&a.child, libc::SIGCONT);
+    load.abort();
+    eventually("A submits again", Duration::from_secs(30), || async {
+        a.app
+            .submit_json(&json!({ "input": "A is back" }))
+            .await
+            .status()
+            == StatusCode::CREATED
+    })
+    .await;
+    for id in &made {
+        let task = within("A to show B's task", a.app.wait_for_review(id, 1)).await;
+        assert_eq!(task.status, TaskStatus::WaitingForReview);
+    }
+    a.stop();
 }

@@ -140,12 +140,21 @@ impl Binary {
 
     /// With claims that last `lease_ms` unless renewed.
     pub fn spawn_with_lease(db: &Db, lease_ms: u64, args: &[&str]) -> Self {
+        Self::spawn_at(&db.url, lease_ms, args)
+    }
+
+    /// On the database `url` (this test's, with options of its own).
+    pub fn spawn_url(url: &str, args: &[&str]) -> Self {
+        Self::spawn_at(url, LEASE_MS, args)
+    }
+
+    fn spawn_at(url: &str, lease_ms: u64, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
             .args(["--store", "postgres", "--addr", "127.0.0.1:0"])
             .args(["--claim-lease-ms", &lease_ms.to_string()])
             .args(["--database-connections", "6"])
             .args(args)
-            .env("HITL_DATABASE_URL", &db.url)
+            .env("HITL_DATABASE_URL", url)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -41,6 +41,7 @@ const TESTS: &[(&str, Test)] = tests![
     failover::a_stopped_instance_hands_its_work_over_at_once,
     failover::review_deadlines_apply_once_across_instances,
     failover::the_database_lost_and_back_under_a_running_instance,
+    failover::a_frozen_instance_does_not_stop_the_others_writes,
     writes::a_change_its_requester_gave_up_on_is_not_applied,
     writes::a_write_that_times_out_does_not_fail_the_task,
     writes::a_keyed_submission_is_made_once_across_instances,
