@@ -83,6 +83,10 @@ pub fn app(hitl: Hitl) -> Router {
             session::authenticate,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            hitl.limits.max_body_bytes,
+            protect::check_request,
+        ))
         .layer(middleware::from_fn(protect::explain_errors))
         .layer(CsrfLayer::new())
         .layer(middleware::from_fn(protect::explain_csrf))

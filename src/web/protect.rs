@@ -38,6 +38,25 @@ pub async fn explain_csrf(request: Request, next: Next) -> Response {
     audience.answer(problem)
 }
 
+/// Refuses at once a body whose declared `Content-Length` is over `--max-body-bytes`: 413
+/// before a byte of it is waited for (a client that declares a huge body and sends none once
+/// waited for the request timeout).
+pub async fn check_request(
+    axum::extract::State(max_body): axum::extract::State<u64>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_body) {
+        return Audience::of(&request).answer(Problem::body_too_large());
+    }
+    next.run(request).await
+}
+
 /// Who an error is for: a script on the API, or a browser (through htmx or not).
 #[derive(Clone, Copy)]
 struct Audience {
