@@ -1,11 +1,14 @@
 //! The embedded store: one SQLite file under the data directory, in WAL mode with
 //! `synchronous = FULL`, so a committed transaction survives a crash or a power cut.
 //!
-//! Three tables: `tasks` holds each task's current state, `events` the journal (pruned by
-//! `--retain-events`), `audit` each task's hash-chained trail (never pruned). All change in the
-//! same transaction, so the journal, the trail and the state can never disagree. A lock file keeps a second
-//! hitl off the same directory (SQLite would let it in and the two would fight over sequence
-//! numbers).
+//! Four tables: `tasks` holds each task's current state, `events` the journal (pruned by
+//! `--retain-events`), `audit` each task's hash-chained trail (never pruned), `submit_keys` the
+//! submission keys of the last day with the task each made. All change in the same
+//! transaction, so the journal, the trail, the keys and the state can never disagree. A lock
+//! file keeps a second hitl off the same directory (SQLite would let it in and the two would
+//! fight over sequence numbers); before SQLite reads anything, [`files`] checks the database,
+//! its write-ahead log and the directory's marker, so a log SQLite would ignore is refused, not
+//! started over.
 
 use std::{
     collections::HashMap,
