@@ -230,14 +230,7 @@ fn identity(path: &Path) -> Result<(i64, Option<i64>), StoreError> {
         path: path.to_owned(),
         cause: e.to_string(),
     };
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(corrupt)?;
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )
-    .map_err(corrupt)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = open_read_only(path)?;
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(corrupt)?;
@@ -251,6 +244,23 @@ fn identity(path: &Path) -> Result<(i64, Option<i64>), StoreError> {
         None
     };
     Ok((version, id))
+}
+
+/// A connection that only reads: no recovery written back, no checkpoint when it closes.
+fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+        path: path.to_owned(),
+        cause: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(corrupt)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(corrupt)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 /// The store's id, made when it is first opened (databases from before it get one then too).
@@ -605,18 +615,7 @@ pub fn verify(dir: &Path) -> Result<Verification, StoreError> {
     let marker = files::inspect(dir)?;
     let (version, id) = identity(&path)?;
     files::check_marker(dir, marker, version, id)?;
-    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
-        path: path.clone(),
-        cause: e.to_string(),
-    };
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(corrupt)?;
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )
-    .map_err(corrupt)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = open_read_only(&path)?;
     if version < 2 {
         return Err(StoreError::Config(format!(
             "the database {} has no audit trail yet (schema version {version}); start this hitl on it once to add one",

@@ -12,6 +12,21 @@ use tokio::{
     process::Command,
 };
 
+/// Sends SIGTERM and asserts a clean exit (0) within 5 s.
+async fn terminate_cleanly(child: &mut tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the binary exits within 5 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "a clean exit, got {exit:?}");
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_binary_promptly_with_streams_open() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hitl"))
@@ -48,19 +63,8 @@ async fn sigterm_stops_the_binary_promptly_with_streams_open() {
         streams.push(response.bytes_stream());
     }
 
-    let pid = child.id().unwrap().to_string();
     let sent = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-
-    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("the binary exits within 5 s of SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "a clean exit, got {exit:?}");
+    terminate_cleanly(&mut child).await;
     for mut stream in streams {
         let ended = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(Ok(_)) = stream.next().await {}
@@ -152,15 +156,5 @@ async fn sigterm_stops_the_binary_whose_log_reader_is_gone() {
             .unwrap();
         assert_eq!(response.status(), 201, "requests are still served");
     }
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("the binary exits within 5 s of SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "a clean exit, got {exit:?}");
+    terminate_cleanly(&mut child).await;
 }
