@@ -388,8 +388,14 @@ fn insert_events(tx: &Transaction<'_>, events: &[Arc<Event>]) -> Result<(), Stor
                 && task.history.first().is_some_and(|e| e.seq == event.seq)
             {
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO submit_keys (owner, key, scope, task_id, digest, at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    // A key past its day but not yet pruned is taken over; a live one never
+                    // is (the look-up before the submission found none).
+                    "INSERT INTO submit_keys (owner, key, scope, task_id, digest, at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (owner, key, scope) DO UPDATE
+                         SET task_id = excluded.task_id, digest = excluded.digest,
+                             at_ms = excluded.at_ms
+                         WHERE submit_keys.at_ms < ?7",
                 )?
                 .execute(params![
                     &*key.owner,
@@ -398,6 +404,7 @@ fn insert_events(tx: &Transaction<'_>, events: &[Arc<Event>]) -> Result<(), Stor
                     task.id.to_string(),
                     &*key.digest,
                     unix_ms(event.at),
+                    super::oldest_key_ms(),
                 ])?;
             }
         }

@@ -537,6 +537,29 @@ async fn a_keyed_retry_after_a_crash_gets_the_task_the_first_request_made() {
     assert_eq!(crate::helpers::location(&again), posted, "the form's task");
     assert_eq!(server.app.listed_ids("").await.len(), 2, "no second task");
     server.kill().await;
+
+    // A key past its day that was not pruned yet is free: the submission under it makes a
+    // task and binds the key to it, across the next crash too.
+    let db = rusqlite::Connection::open(dir.path().join("hitl.sqlite3")).unwrap();
+    db.execute(
+        "INSERT INTO submit_keys VALUES ('anyone', 'yesterday', '', ?1, 'old', 0)",
+        [&first.id],
+    )
+    .unwrap();
+    drop(db);
+    let server = Server::start(dir.path(), 0).await;
+    let body = json!({ "input": "Under a key that expired" });
+    let made = server.app.submit_keyed("yesterday", &body).await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    assert!(made.headers().get("idempotent-replayed").is_none());
+    let made: Task = json_body(made).await;
+    assert_ne!(made.id, first.id);
+    server.kill().await;
+    let server = Server::start(dir.path(), 0).await;
+    let retry = server.app.submit_keyed("yesterday", &body).await;
+    assert!(retry.headers().get("idempotent-replayed").is_some());
+    assert_eq!(json_body::<Task>(retry).await.id, made.id);
+    server.kill().await;
 }
 
 #[tokio::test]

@@ -359,9 +359,15 @@ impl PgStore {
         if !new_keys.owner.is_empty() {
             let insert = tx
                 .prepare_cached(
-                    "INSERT INTO hitl_submit_keys (owner, key, scope, task_id, digest, at_ms)
+                    // A key past its day but not yet pruned is taken over (`bound_keys` did
+                    // not count it); a live one never reaches here.
+                    "INSERT INTO hitl_submit_keys AS k (owner, key, scope, task_id, digest, at_ms)
                      SELECT *, $6::bigint FROM UNNEST($1::text[], $2::text[], $3::text[],
-                                                      $4::text[], $5::text[])",
+                                                      $4::text[], $5::text[])
+                     ON CONFLICT (owner, key, scope) DO UPDATE
+                         SET task_id = excluded.task_id, digest = excluded.digest,
+                             at_ms = excluded.at_ms
+                         WHERE k.at_ms < $7",
                 )
                 .await?;
             let k = &new_keys;
@@ -374,6 +380,7 @@ impl PgStore {
                     &k.task_id,
                     &k.digest,
                     &unix_ms(now()),
+                    &crate::store::oldest_key_ms(),
                 ],
             )
             .await?;
