@@ -77,8 +77,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX hitl_submit_keys_at ON hitl_submit_keys (at_ms);",
 ];
 
-/// Settings of every session hitl opens, sent with the connection (so a session cut and
-/// opened again has them too).
+/// Settings of every pooled session hitl opens, set as it is opened (so a session cut and
+/// opened again has them too). `SET`, not the `options` startup parameter, which poolers such as
+/// PgBouncer refuse; a setting the URL's own `options` names is left as the URL says.
 ///
 /// An instance that freezes (SIGSTOP, a VM paused, a network that silently drops its packets)
 /// in the middle of a transaction would hold its row locks, the event counter's among them,
@@ -87,9 +88,24 @@ const MIGRATIONS: &[&str] = &[
 /// cuts a session idle in one for 5 s (rolling it back and freeing its locks); a statement
 /// that runs 30 s is stopped; and the server's keepalives find a vanished client in about 16 s.
 /// The instance whose session was cut finds it closed, opens another, and catches up.
-const SESSION: &str = "-c idle_in_transaction_session_timeout=5000 -c statement_timeout=30000 \
-                       -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=2 \
-                       -c tcp_keepalives_count=3";
+const SESSION: &[(&str, &str)] = &[
+    ("idle_in_transaction_session_timeout", "5000"),
+    ("statement_timeout", "30000"),
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "2"),
+    ("tcp_keepalives_count", "3"),
+];
+
+/// The `SET` statements for [`SESSION`] that the URL's `options` do not override.
+fn session_settings(config: &tokio_postgres::Config) -> String {
+    let theirs = config.get_options().unwrap_or_default();
+    SESSION
+        .iter()
+        .filter(|(name, _)| !theirs.contains(name))
+        .map(|(name, value)| format!("SET {name} = {value};"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 const LIVE: &str = "('pending', 'running', 'waiting_for_review')";
 const EVENT_COLUMNS: &str = "seq, kind, at_ms, attempt, text, task, task_seq, audit";
@@ -149,7 +165,20 @@ fn pool(config: &tokio_postgres::Config, connections: usize) -> Result<Pool, Sto
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    let settings: Arc<str> = session_settings(config).into();
     Pool::builder(manager)
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let settings = settings.clone();
+            Box::pin(async move {
+                if !settings.is_empty() {
+                    client
+                        .batch_execute(&settings)
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)?;
+                }
+                Ok(())
+            })
+        }))
         .max_size(connections.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(5)))
@@ -192,12 +221,6 @@ impl PgStore {
             // rather than hanging a query until the kernel gives up minutes later.
             config.tcp_user_timeout(Duration::from_secs(20));
         }
-        // The URL's own options (a search_path, say) first; ours after them.
-        let options = match config.get_options() {
-            Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {SESSION}"),
-            _ => SESSION.to_owned(),
-        };
-        config.options(&options);
         if config.get_application_name().is_none() {
             config.application_name("hitl");
         }
@@ -316,7 +339,7 @@ impl PgStore {
             )
             .await?;
         // Decoded after the commit: the session is never idle in a transaction for longer than
-        // a round trip (the server cuts one that is, see `SESSION`).
+        // a round trip (the server cuts one that is, see [`SESSION`]).
         tx.commit().await?;
         let mut tasks = Vec::with_capacity(task_rows.len());
         for row in task_rows {

@@ -246,14 +246,30 @@ fn identity(path: &Path) -> Result<(i64, Option<i64>), StoreError> {
     Ok((version, id))
 }
 
-/// A connection that only reads: no recovery written back, no checkpoint when it closes.
+/// A connection that only reads: no recovery written back, no checkpoint when it closes. With
+/// no write-ahead log to read, the file is opened immutable, so SQLite does not even create an
+/// empty log and its index beside it; with one, it builds the log's index (`-shm`, derived
+/// from the log) and changes nothing else.
 fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
         path: path.to_owned(),
         cause: e.to_string(),
     };
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(corrupt)?;
+    let wal = path.with_file_name(files::wal_file());
+    let has_wal = fs::metadata(&wal).is_ok_and(|meta| meta.len() > 0);
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let conn = if has_wal {
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    } else {
+        // A URI names the file: `%`, `?` and `#` in the path must be escaped.
+        let escaped = path
+            .to_string_lossy()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        Connection::open_with_flags(format!("file:{escaped}?immutable=1"), flags)
+    }
+    .map_err(corrupt)?;
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
         true,
@@ -994,7 +1010,9 @@ mod tests {
         drop(store);
         drop(SqliteStore::open(theirs.path()).unwrap());
         std::fs::copy(theirs.path().join(DB_FILE), ours.path().join(DB_FILE)).unwrap();
-        let _ = std::fs::remove_file(ours.path().join(format!("{DB_FILE}-wal")));
+        for beside in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(ours.path().join(format!("{DB_FILE}{beside}")));
+        }
         let error = SqliteStore::open(ours.path()).err().expect("refused");
         assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
         assert!(
@@ -1003,6 +1021,10 @@ mod tests {
                 .contains("not the database this directory was created with"),
             "{error}"
         );
+        for beside in ["-wal", "-shm"] {
+            let path = ours.path().join(format!("{DB_FILE}{beside}"));
+            assert!(!path.exists(), "the refusal made no {beside} file");
+        }
 
         // A database SQLite reads as new (every change lost) while the marker says data was
         // here: refused, and no schema is migrated into it.

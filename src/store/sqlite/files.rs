@@ -23,7 +23,7 @@ use crate::store::StoreError;
 /// The marker's name inside the data directory.
 pub const MARKER_FILE: &str = "hitl.store";
 /// The write-ahead log's name inside the data directory.
-pub fn wal_file() -> String {
+pub(super) fn wal_file() -> String {
     format!("{DB_FILE}-wal")
 }
 
