@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use tokio::{sync::OnceCell, time::Instant};
 
+pub use crate::task::StoredKey;
 use crate::{
     input::NewTask,
     registry::TransitionError,
@@ -49,19 +50,6 @@ impl SubmitKey {
         }
         Ok(key)
     }
-}
-
-/// A submission key as the store keeps it, beside the task it made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredKey {
-    /// Who submitted (`anonymous` without sign-in): keys are per person.
-    pub owner: Arc<str>,
-    pub key: Box<str>,
-    /// Empty for an `Idempotency-Key`; for a form's key, the submission's digest (the same form
-    /// sent again with other text is another submission).
-    pub scope: Box<str>,
-    /// The submission's digest in hex: the same header key with another one is refused.
-    pub digest: Box<str>,
 }
 
 /// What a keyed submission came to.

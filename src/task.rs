@@ -10,10 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{
-    audit::{AuditEntry, Digest},
-    submissions::StoredKey,
-};
+use crate::audit::{AuditEntry, Digest};
 
 /// A task's id: a UUID v7, so ids sort by creation time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -247,6 +244,20 @@ impl FromStr for TimeoutPolicy {
 pub struct ReviewTimeout {
     pub seconds: u64,
     pub policy: TimeoutPolicy,
+}
+
+/// A submission key as the store keeps it, beside the task it made
+/// (see [`crate::submissions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Who submitted (`anonymous` without sign-in): keys are per person.
+    pub owner: Arc<str>,
+    pub key: Box<str>,
+    /// Empty for an `Idempotency-Key`; for a form's key, the submission's digest (the same form
+    /// sent again with other text is another submission).
+    pub scope: Box<str>,
+    /// The submission's digest in hex: the same header key with another one is refused.
+    pub digest: Box<str>,
 }
 
 /// A task, as the JSON API returns it (and the store keeps it).
