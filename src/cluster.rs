@@ -27,13 +27,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     events::EventLog,
+    model::task::{Task, TaskId},
     registry::{Change, Registry, TransitionError},
     review::ReviewFlow,
     store::{
         Retention, StoreError,
         postgres::{Changed, PgStore, Request, WriteError},
     },
-    task::{Task, TaskId},
 };
 
 /// The longest a change may take in the database before the request is answered 503.

@@ -5,7 +5,8 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    input::MAX_ATTEMPTS_LIMIT, registry::MAX_TIMEOUT_SECS, store::Retention, task::TimeoutPolicy,
+    model::event::Retention,
+    model::status::{MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECS, TimeoutPolicy},
 };
 
 #[derive(Parser, Debug)]

@@ -20,60 +20,11 @@ use std::{
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+pub use crate::model::event::{Event, EventKind, Scope};
 use crate::{
+    model::task::{Task, TaskId},
     store::{Recovered, Retention, Store, journal::JournalSender},
-    task::{Task, TaskId},
 };
-
-/// What happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// The task's status (or attempt) changed; `Event::task` is its new state.
-    Status,
-    /// An intermediate result while an attempt runs.
-    Progress { attempt: u32, text: Arc<str> },
-}
-
-/// One numbered event, with the task as it was when the event happened.
-#[derive(Clone, Debug)]
-pub struct Event {
-    pub seq: u64,
-    pub at: OffsetDateTime,
-    pub kind: EventKind,
-    pub task: Arc<Task>,
-    /// The event's data on `/api/events`, serialised once for every stream that sends it (a
-    /// thousand watchers of one task would otherwise serialise it a thousand times).
-    pub json: std::sync::OnceLock<Arc<str>>,
-}
-
-impl Event {
-    pub fn task_id(&self) -> TaskId {
-        self.task.id
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self.kind {
-            EventKind::Status => "status",
-            EventKind::Progress { .. } => "progress",
-        }
-    }
-}
-
-/// Which tasks a watcher cares about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    Task(TaskId),
-}
-
-impl Scope {
-    pub fn includes(self, id: TaskId) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Task(task) => task == id,
-        }
-    }
-}
 
 /// The answer to "what happened after N?".
 #[derive(Debug)]
@@ -217,7 +168,7 @@ impl EventLog {
             });
             inner.latest.insert(task.id, event);
         }
-        inner.trim(crate::task::now());
+        inner.trim(crate::model::task::now());
         Self {
             inner: Arc::new(RwLock::new(inner)),
             head: watch::Sender::new(recovered.head),
@@ -238,7 +189,7 @@ impl EventLog {
             inner.issued = seq;
             inner.recent.push_back(event);
             inner.advance(seq);
-            inner.trim(crate::task::now());
+            inner.trim(crate::model::task::now());
         }
         metrics::counter!("hitl_events_replicated_total").increment(1);
         self.advance_head(seq);
@@ -257,7 +208,7 @@ impl EventLog {
             let seq = inner.issued + 1;
             let event = Arc::new(Event {
                 seq,
-                at: crate::task::now(),
+                at: crate::model::task::now(),
                 kind,
                 task: task(seq),
                 json: Default::default(),
@@ -288,7 +239,7 @@ impl EventLog {
         {
             let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
             inner.advance(upto);
-            inner.trim(crate::task::now());
+            inner.trim(crate::model::task::now());
         }
         self.advance_head(upto);
     }
@@ -430,7 +381,12 @@ mod tests {
     use super::*;
 
     fn task() -> Arc<Task> {
-        Arc::new(Task::new(TaskId::new(), "x".into(), 3, crate::task::now()))
+        Arc::new(Task::new(
+            TaskId::new(),
+            "x".into(),
+            3,
+            crate::model::task::now(),
+        ))
     }
 
     fn publish_for(log: &EventLog, task: &Arc<Task>) -> u64 {

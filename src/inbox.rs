@@ -22,8 +22,8 @@ pub use search::{Search, TextIndex};
 
 use crate::{
     input::InvalidField,
+    model::task::{Task, TaskId, TaskStatus},
     registry::Registry,
-    task::{Task, TaskId, TaskStatus},
 };
 
 /// Tasks on a page of the home page.

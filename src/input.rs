@@ -6,15 +6,14 @@
 use std::sync::Arc;
 
 use crate::{
-    audit::Digest,
-    registry::MAX_TIMEOUT_SECS,
-    task::{Decision, TimeoutPolicy},
+    model::audit::Digest,
+    model::status::MAX_TIMEOUT_SECS,
+    model::task::{Decision, TimeoutPolicy},
 };
 
 /// The largest input, comment or edited output accepted, in bytes (64 KiB).
 pub const MAX_TEXT_BYTES: usize = 65_536;
-/// The most attempts a task may allow.
-pub const MAX_ATTEMPTS_LIMIT: u32 = 20;
+pub use crate::model::status::MAX_ATTEMPTS_LIMIT;
 
 /// A field that cannot be accepted as sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

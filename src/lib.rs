@@ -10,8 +10,8 @@
 //! - [`review`]: the review flow on that engine (`Process -> Review -> Result`), its shared store
 //!   and the processor that does an attempt's work.
 //! - [`processors`]: the processors `--processor` chooses: simulated, a command, an LLM.
-//! - [`task`]: the task data model, as the JSON API shows it.
-//! - [`audit`]: the hash-chained audit trail of each task, and how a chain is verified.
+//! - [`model`]: the ground floor: ids and statuses, the task, its audit trail, event values and
+//!   the pure rules of every change (`task` and `audit` are re-exported at the crate's root).
 //! - [`registry`]: the live tasks in a `DashMap`, and the guarded transitions that change them.
 //! - [`events`]: the numbered event log every stream reads from, with replay and snapshots.
 //! - [`store`]: the durable stores (SQLite, PostgreSQL) tasks are rebuilt from, and the group-commit journal
@@ -28,7 +28,6 @@
 //! - [`auth`]: users, roles, sessions and bearer tokens for `--auth token`.
 //! - [`config`]: command-line flags.
 
-pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -37,14 +36,15 @@ pub mod events;
 pub mod inbox;
 pub mod input;
 pub mod metrics;
+pub mod model;
 pub mod processors;
 pub mod registry;
 pub mod review;
 pub mod service;
 pub mod store;
 pub mod submissions;
-pub mod task;
 pub mod views;
 pub mod web;
 
+pub use model::{audit, task};
 pub use service::Hitl;

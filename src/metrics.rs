@@ -12,7 +12,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::{service::Hitl, task::TaskStatus};
+use crate::{model::task::TaskStatus, service::Hitl};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

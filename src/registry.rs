@@ -24,15 +24,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    audit::{AuditEvent, Digest},
     cluster::Shared,
     events::{Event, EventKind, EventLog},
+    model::audit::{AuditEvent, Digest},
+    model::task::{Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now},
     store::Retention,
-    task::{Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now},
 };
 
-pub mod changes;
-pub use changes::Change;
+pub use crate::model::changes::{self, Change};
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +83,7 @@ pub enum TransitionError {
 
 type Result<T, E = TransitionError> = std::result::Result<T, E>;
 
-/// The longest review timeout honoured (a year): beyond it the deadline arithmetic could
-/// overflow, and nobody means it.
-pub const MAX_TIMEOUT_SECS: u64 = 365 * 86_400;
+pub use crate::model::status::MAX_TIMEOUT_SECS;
 
 /// Cheap-clone handle to the live tasks and the event log.
 #[derive(Clone)]
@@ -185,7 +182,7 @@ impl Registry {
     pub fn replicate(
         &self,
         mut event: Event,
-        fresh: Vec<Arc<crate::audit::AuditEntry>>,
+        fresh: Vec<Arc<crate::model::audit::AuditEntry>>,
         shutdown: &CancellationToken,
     ) -> bool {
         let id = event.task_id();

@@ -10,6 +10,7 @@ use crate::{
     config::{AuthConfig, AuthMode, Config, Limits, StoreKind},
     events::{EventLog, Scope},
     input::{DecisionRequest, NewTask},
+    model::task::{Feedback, ReviewTimeout, Task, TaskId, now},
     registry::{Registry, TransitionError},
     review::{ProcessOptions, Processor, ReviewFlow},
     store::{
@@ -19,7 +20,6 @@ use crate::{
         sqlite::SqliteStore,
     },
     submissions::{StoredKey, SubmitKey, SubmitKeys, Submitted},
-    task::{Feedback, ReviewTimeout, Task, TaskId, now},
     web::protect::StreamGate,
 };
 

@@ -17,11 +17,11 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use tokio::{sync::OnceCell, time::Instant};
 
-pub use crate::task::StoredKey;
+pub use crate::model::task::StoredKey;
 use crate::{
     input::NewTask,
+    model::task::{Task, TaskId},
     registry::TransitionError,
-    task::{Task, TaskId},
 };
 
 /// How long a key is remembered.

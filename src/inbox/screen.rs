@@ -9,7 +9,7 @@
 //!   the page keeps its size.
 //! - On any other page, or past page 1's end, nothing moves: the page is told in words.
 
-use crate::task::{Task, TaskId, TaskStatus};
+use crate::model::task::{Task, TaskId, TaskStatus};
 
 use super::{InboxPage, InboxQuery, Search};
 
@@ -111,7 +111,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::{inbox::Counts, task::now};
+    use crate::{inbox::Counts, model::task::now};
 
     fn task(n: u128, status: TaskStatus) -> Task {
         let mut task = Task::new(

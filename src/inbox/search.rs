@@ -18,8 +18,8 @@ use std::sync::Arc;
 use memchr::memmem::Finder;
 
 use crate::{
+    model::task::{Task, TaskId, TaskStatus},
     registry::Registry,
-    task::{Task, TaskId, TaskStatus},
 };
 
 /// Ends every field in the index. Never part of UTF-8, so never part of a needle: no match can
@@ -286,7 +286,7 @@ impl TextIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{AttemptRecord, Decision, now};
+    use crate::model::task::{AttemptRecord, Decision, now};
 
     fn search(needle: &str) -> Search {
         Search::new(needle).expect("a search")

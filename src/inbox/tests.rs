@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::*;
-use crate::{events::EventLog, task::now};
+use crate::{events::EventLog, model::task::now};
 
 fn id(n: u128) -> TaskId {
     TaskId(Uuid::from_u128(n))

@@ -18,8 +18,8 @@ use tracing::Instrument;
 use crate::{
     config::ProcessorConfig,
     engine::{Action, Flow, FlowError},
+    model::task::{Decision, Feedback, TaskId, TaskStatus},
     registry::{Registry, TaskHandle, TransitionError, changes},
-    task::{Decision, Feedback, TaskId, TaskStatus},
 };
 pub use nodes::{ProcessNode, ResultNode, ReviewNode};
 pub use processor::{PriorAttempt, ProcessRequest, Processor, SimulatedProcessor};

@@ -11,13 +11,13 @@ use tokio::{
 };
 
 use crate::{
-    audit::AuditEvent,
     engine::{Node, NodeError},
+    model::audit::AuditEvent,
+    model::task::{Feedback, Task, TaskId, TaskStatus, now},
     registry::{
         Registry, TransitionError,
         changes::{self, Outcome},
     },
-    task::{Feedback, Task, TaskId, TaskStatus, now},
 };
 
 use super::{PriorAttempt, ProcessOptions, ProcessRequest, Processor, ReviewStore, Step};
@@ -395,7 +395,7 @@ impl Node<ReviewStore> for ResultNode {
         tracing::debug!(
             task_id = %store.task_id,
             attempt = feedback.attempt,
-            result = %crate::task::excerpt(&result, 120),
+            result = %crate::model::task::excerpt(&result, 120),
             result_bytes = result.len(),
             "task completed"
         );

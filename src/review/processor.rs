@@ -5,7 +5,7 @@ use std::{fmt::Write as _, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use crate::{
     engine::NodeError,
-    task::{TaskId, excerpt},
+    model::task::{TaskId, excerpt},
 };
 
 /// An earlier attempt and what the reviewer said of it.

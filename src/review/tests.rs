@@ -12,9 +12,9 @@ use super::*;
 use crate::{
     engine::NodeError,
     events::EventLog,
+    model::task::{Decision, Task, TaskStatus, now},
     registry::Registry,
     review::processor::ProcessFuture,
-    task::{Decision, Task, TaskStatus, now},
 };
 
 /// Records every request; fails while `failures` is above zero; can hang forever.

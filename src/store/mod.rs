@@ -15,14 +15,15 @@ pub mod journal;
 pub mod postgres;
 pub mod sqlite;
 
-use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use time::OffsetDateTime;
 
+pub use crate::model::event::Retention;
 use crate::{
-    events::{Event, EventKind, Scope},
+    model::event::{Event, EventKind, Scope},
+    model::task::{Task, TaskId},
     submissions::StoredKey,
-    task::{Task, TaskId},
 };
 
 /// Why the store could not do what was asked, in words an operator can act on.
@@ -65,71 +66,6 @@ pub enum StoreError {
     /// The configuration does not let the service start (it is reported the same way).
     #[error("{0}")]
     Config(String),
-}
-
-/// How long events are kept for clients that reconnect with `Last-Event-ID`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retention {
-    /// The newest N events.
-    Count(u64),
-    /// Events younger than this.
-    Age(Duration),
-}
-
-impl Retention {
-    /// Events the in-memory log keeps for replay when nothing older can be read back from a
-    /// store. An age bound alone could grow without limit, so memory also stops at this count.
-    pub const MEMORY_CAP: usize = 100_000;
-    /// With a store behind it the in-memory log only needs the recent tail: older events are
-    /// read back from the store.
-    pub const DURABLE_MEMORY_CAP: usize = 10_000;
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self::Count(100_000)
-    }
-}
-
-impl fmt::Display for Retention {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Count(n) => write!(f, "{n}"),
-            Self::Age(age) => write!(f, "{}s", age.as_secs()),
-        }
-    }
-}
-
-impl FromStr for Retention {
-    type Err = String;
-
-    /// `100000` keeps that many events; `90s`, `30m`, `24h` or `7d` keeps events that young.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let unit = match s.chars().last() {
-            Some('s') => 1,
-            Some('m') => 60,
-            Some('h') => 3600,
-            Some('d') => 86_400,
-            _ => {
-                return match s.parse::<u64>() {
-                    Ok(0) | Err(_) => Err(format!(
-                        "{s:?} is neither a count of events (1 or more) nor an age such as 90s, 30m, 24h or 7d"
-                    )),
-                    Ok(n) => Ok(Self::Count(n)),
-                };
-            }
-        };
-        const CENTURY: u64 = 100 * 365 * 86_400;
-        match s[..s.len() - 1].trim().parse::<u64>() {
-            Ok(n) if n > 0 && n.saturating_mul(unit) <= CENTURY => {
-                Ok(Self::Age(Duration::from_secs(n * unit)))
-            }
-            _ => Err(format!(
-                "{s:?} is not an age such as 90s, 30m, 24h or 7d (a whole number, more than 0, up to a century)"
-            )),
-        }
-    }
 }
 
 /// What a store holds, read back at start-up.
@@ -221,27 +157,5 @@ pub(crate) fn event_kind(
             text: text.into(),
         }),
         _ => Err(StoreError::Decode(format!("event {seq}'s kind {kind:?}"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_is_a_count_or_an_age() {
-        assert_eq!("500".parse(), Ok(Retention::Count(500)));
-        assert_eq!("90s".parse(), Ok(Retention::Age(Duration::from_secs(90))));
-        assert_eq!(
-            "24h".parse(),
-            Ok(Retention::Age(Duration::from_secs(86_400)))
-        );
-        assert_eq!(
-            "7d".parse(),
-            Ok(Retention::Age(Duration::from_secs(7 * 86_400)))
-        );
-        for bad in ["0", "0h", "-3", "h", "12x", "", "1.5h", "9999999d"] {
-            assert!(bad.parse::<Retention>().is_err(), "{bad:?} is refused");
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! The shared store: one PostgreSQL database that several hitl instances use at once.
 //!
 //! The database decides. Every change is one transaction that locks the task's row, applies the
-//! registry's rules ([`crate::registry::changes`]) to the task as the database has it, takes the
+//! registry's rules ([`crate::model::changes`]) to the task as the database has it, takes the
 //! next number from a one-row counter (whose row lock makes transactions commit in sequence
 //! order, so a reader never sees event N+1 before N), writes the event, the task and its audit
 //! trail, and announces the number with `NOTIFY` (ids only, never payloads). Every instance reads
@@ -27,10 +27,10 @@ pub use batch::{BoxedChange, Changed, Request};
 
 use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, unix_ms};
 use crate::{
-    audit::AuditEntry,
-    events::{Event, Scope},
+    model::audit::AuditEntry,
+    model::event::{Event, Scope},
+    model::task::{Task, TaskId, now},
     submissions::StoredKey,
-    task::{Task, TaskId, now},
 };
 
 /// Schema versions, applied in order inside one transaction each.

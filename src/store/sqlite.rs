@@ -27,10 +27,10 @@ use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, u
 mod files;
 
 use crate::{
-    audit::{AuditEntry, AuditEvent, Break, Digest, verify_chain},
-    events::{Event, EventKind, Scope},
+    model::audit::{AuditEntry, AuditEvent, Break, Digest, verify_chain},
+    model::event::{Event, EventKind, Scope},
+    model::task::{Decision, Task, TaskId},
     submissions::StoredKey,
-    task::{Decision, Task, TaskId},
 };
 pub use files::MARKER_FILE;
 
@@ -800,7 +800,7 @@ fn check_task(task: &Task, entries: &[AuditEntry]) -> Vec<Break> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{TaskId, TaskStatus, now};
+    use crate::model::task::{TaskId, TaskStatus, now};
 
     fn status_event(seq: u64, task: &Task, status: TaskStatus, at: OffsetDateTime) -> Arc<Event> {
         Arc::new(Event {

@@ -5,9 +5,9 @@ use maud::{Markup, html};
 
 use super::{excerpt, task_url, time};
 use crate::{
-    audit::{AuditEvent, Digest},
     auth::{Actor, Role},
-    task::{AttemptRecord, Task, TaskStatus, TimeoutPolicy},
+    model::audit::{AuditEvent, Digest},
+    model::task::{AttemptRecord, Task, TaskStatus, TimeoutPolicy},
 };
 use time::OffsetDateTime;
 
@@ -188,7 +188,7 @@ fn may_cancel(task: &Task) -> bool {
 /// The open review's deadline, the time left, what happens then, and a form to extend it.
 fn deadline_note(task: &Task, deadline: OffsetDateTime, policy: TimeoutPolicy) -> Markup {
     let url = task_url(task.id);
-    let left = deadline - crate::task::now();
+    let left = deadline - crate::model::task::now();
     html! {
         div #deadline.deadline {
             p {

@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use super::fragments;
 use crate::{
     inbox::{Counts, InboxPage, InboxQuery, MAX_SEARCH_BYTES, Placement, Screen},
-    task::{Task, TaskStatus},
+    model::task::{Task, TaskStatus},
 };
 
 /// The statuses in the order a reviewer looks for them: what needs them first.

@@ -13,8 +13,8 @@ pub mod pages;
 use maud::{DOCTYPE, Markup, html};
 use time::{OffsetDateTime, macros::format_description};
 
-use crate::task::TaskId;
-pub use crate::task::excerpt;
+use crate::model::task::TaskId;
+pub use crate::model::task::excerpt;
 
 /// htmx settings: swap error responses too (they carry the message to show), and never evaluate
 /// code from attributes or responses.

@@ -9,8 +9,8 @@ use super::{
 };
 use crate::{
     inbox::InboxPage,
-    input::MAX_ATTEMPTS_LIMIT,
-    task::{Task, TaskStatus},
+    model::status::MAX_ATTEMPTS_LIMIT,
+    model::task::{Task, TaskStatus},
 };
 
 /// A byte count as people read it.

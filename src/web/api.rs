@@ -19,9 +19,9 @@ use crate::{
     auth::Actor,
     inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
     input::{DecisionFields, DecisionRequest, InvalidField, NewTask, attempt_number, extension},
+    model::task::{Task, TaskId},
     service::Hitl,
     submissions::SubmitKey,
-    task::{Task, TaskId},
 };
 
 /// A task id from the path; one that is not even a UUID names no task.

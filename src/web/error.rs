@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{input::InvalidField, registry::TransitionError, task::Task};
+use crate::{input::InvalidField, model::task::Task, registry::TransitionError};
 
 /// A refused request: its status, a stable code, a message for a person, and the task's state
 /// now when there is one.

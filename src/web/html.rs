@@ -21,9 +21,9 @@ use crate::{
         DecisionFields, DecisionRequest, InvalidField, NewTask, attempt_number, extension,
         parse_number,
     },
+    model::task::{Decision, Task, TaskId},
     service::Hitl,
     submissions::SubmitKey,
-    task::{Decision, Task, TaskId},
     views::{
         fragments::{self, FlashKind},
         pages::{self, SubmitForm},

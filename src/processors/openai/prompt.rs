@@ -172,7 +172,7 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::TaskId;
+    use crate::model::task::TaskId;
 
     fn request(history: &[(&str, Option<&str>)]) -> ProcessRequest {
         ProcessRequest {

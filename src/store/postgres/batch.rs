@@ -19,11 +19,11 @@ use tokio::sync::oneshot;
 use super::{PgStore, WriteError, encode_task};
 use crate::store::unix_ms;
 use crate::{
-    audit::{AuditEntry, AuditEvent, Digest},
+    model::audit::{AuditEntry, AuditEvent, Digest},
+    model::task::{Task, TaskId, now},
     registry::changes::{self, Change},
     store::StoreError,
     submissions::StoredKey,
-    task::{Task, TaskId, now},
 };
 
 /// A change to apply to a task, boxed so changes of every kind share one queue.

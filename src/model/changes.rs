@@ -9,9 +9,9 @@ use std::{sync::Arc, time::Duration};
 
 use time::OffsetDateTime;
 
-use super::MAX_TIMEOUT_SECS;
-use crate::{
+use super::{
     audit::{AuditEntry, AuditEvent, Digest},
+    status::MAX_TIMEOUT_SECS,
     task::{AttemptRecord, Decision, Feedback, Task, TaskStatus, TimeoutPolicy, now, same_text},
 };
 
@@ -350,7 +350,7 @@ pub fn record(task: &mut Task, by: Option<Arc<str>>, happened: Vec<AuditEvent>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{ReviewTimeout, TaskId};
+    use crate::model::task::{ReviewTimeout, TaskId};
 
     /// A task waiting for review of `attempt` of 2, with an output.
     fn waiting(attempt: u32) -> Task {

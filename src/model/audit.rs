@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use crate::task::{Decision, TaskId, TaskStatus};
+use super::status::{Decision, TaskId, TaskStatus};
 
 /// A SHA-256, written as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]

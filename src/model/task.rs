@@ -4,155 +4,13 @@
 //! events, streams and pages can hold a snapshot without copying its text (every long string is
 //! an `Arc<str>`).
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::audit::{AuditEntry, Digest};
-
-/// A task's id: a UUID v7, so ids sort by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskId(pub Uuid);
-
-impl TaskId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl Default for TaskId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for TaskId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
-
-/// Where a task is in its lifecycle, written on the wire in `snake_case`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Pending,
-    Running,
-    WaitingForReview,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl TaskStatus {
-    pub const ALL: [TaskStatus; 6] = [
-        Self::Pending,
-        Self::Running,
-        Self::WaitingForReview,
-        Self::Completed,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// Its place in [`Self::ALL`], for per-status arrays (the declaration order, which `ALL`
-    /// follows; a test holds them together).
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The wire name, as in the contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::WaitingForReview => "waiting_for_review",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// The name a person reads.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Pending => "Pending",
-            Self::Running => "Running",
-            Self::WaitingForReview => "Waiting for review",
-            Self::Completed => "Completed",
-            Self::Failed => "Failed",
-            Self::Cancelled => "Cancelled",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-}
-
-impl FromStr for TaskStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown status {s:?}; expected one of {}", names.join(", "))
-            })
-    }
-}
-
-/// A reviewer's verdict on one attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Accept the output (or the reviewer's edit of it) as the final result.
-    Approved,
-    /// Request changes: the task goes back for another attempt with the comment.
-    Rejected,
-    /// Reject for good: the task ends `failed`.
-    RejectedFinal,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-            Self::RejectedFinal => "rejected_final",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Approved => "Approved",
-            Self::Rejected => "Changes requested",
-            Self::RejectedFinal => "Rejected",
-        }
-    }
-}
-
-impl FromStr for Decision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Approved, Self::Rejected, Self::RejectedFinal]
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown decision {s:?}; expected approved, rejected or rejected_final")
-            })
-    }
-}
+use super::audit::{AuditEntry, Digest};
+pub use super::status::{Decision, ReviewTimeout, TaskId, TaskStatus, TimeoutPolicy};
 
 /// A decision as a reviewer gave it, for one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,61 +47,6 @@ pub struct AttemptRecord {
     /// The review deadline passed and its policy decided.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub timed_out: bool,
-}
-
-/// What happens when a review deadline passes with no decision.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeoutPolicy {
-    /// Nothing is decided; the task is shown as overdue.
-    #[default]
-    None,
-    /// The task ends `failed`.
-    Fail,
-    /// The output under review is approved as it is.
-    Approve,
-    /// Changes are requested, with a comment saying the deadline passed.
-    Reject,
-}
-
-impl TimeoutPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Fail => "fail",
-            Self::Approve => "approve",
-            Self::Reject => "reject",
-        }
-    }
-
-    /// What it does, in words for the task page.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::None => "nothing is decided; the task is marked overdue",
-            Self::Fail => "the task fails",
-            Self::Approve => "the output is approved as it is",
-            Self::Reject => "changes are requested automatically",
-        }
-    }
-}
-
-impl FromStr for TimeoutPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::None, Self::Fail, Self::Approve, Self::Reject]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown deadline policy {s:?}; expected none, fail, approve or reject")
-            })
-    }
-}
-
-/// How long a review may stay open, and what happens then.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReviewTimeout {
-    pub seconds: u64,
-    pub policy: TimeoutPolicy,
 }
 
 /// A submission key as the store keeps it, beside the task it made
@@ -364,16 +167,4 @@ pub fn excerpt(text: &str, max: usize) -> String {
         out.push('…');
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TaskStatus;
-
-    #[test]
-    fn each_status_index_is_its_place_in_all() {
-        for (i, status) in TaskStatus::ALL.iter().enumerate() {
-            assert_eq!(status.index(), i, "{status:?}");
-        }
-    }
 }
