@@ -462,8 +462,10 @@ mod tests {
         let recovered = store.load(10).unwrap();
         let (sender, receiver) = journal::channel();
         let log = EventLog::durable(retention, store.clone(), sender.clone(), &recovered);
+        let durable = log.clone();
+        let on_durable = Box::new(move |seq| durable.mark_durable(seq));
         let journal =
-            journal::Journal::spawn(store, log.clone(), &sender, receiver, retention).unwrap();
+            journal::Journal::spawn(store, on_durable, &sender, receiver, retention).unwrap();
         (log, journal)
     }
 

@@ -12,7 +12,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::{model::task::TaskStatus, service::Hitl};
+use crate::model::task::TaskStatus;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -37,9 +37,9 @@ pub fn install() {
     });
 }
 
-/// The Prometheus text page, with the task counts read now.
-pub fn render(hitl: &Hitl) -> String {
-    let counts = hitl.registry.count_by_status();
+/// The Prometheus text page, with the task counts (per status, in the order of
+/// [`TaskStatus::ALL`]) read now.
+pub fn render(counts: [usize; TaskStatus::ALL.len()]) -> String {
     for (status, count) in TaskStatus::ALL.iter().zip(counts) {
         metrics::gauge!("hitl_tasks", "status" => status.as_str()).set(count as f64);
     }

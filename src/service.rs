@@ -20,7 +20,6 @@ use crate::{
         sqlite::SqliteStore,
     },
     submissions::{StoredKey, SubmitKey, SubmitKeys, Submitted},
-    web::protect::StreamGate,
 };
 
 /// How long a request waits for its change to reach the disk before it is answered 503.
@@ -53,8 +52,6 @@ pub struct Service {
     pub durable: Option<Arc<Durable>>,
     /// What clients may ask of the service at once.
     pub limits: Limits,
-    /// Counts open event streams against the limits.
-    pub streams: StreamGate,
     /// Users and sessions; `None` without sign-in (`--auth none`).
     pub auth: Option<Arc<Auth>>,
     /// May a reviewer decide on their own task?
@@ -168,9 +165,10 @@ impl Hitl {
             sender.clone(),
             &recovered,
         );
+        let log = events.clone();
         let journal = Journal::spawn(
             store.clone(),
-            events.clone(),
+            Box::new(move |seq| log.mark_durable(seq)),
             &sender,
             receiver,
             config.retain_events,
@@ -217,10 +215,6 @@ impl Hitl {
                 seconds: timeout.as_secs().max(1),
                 policy: config.review_timeout_policy,
             }),
-            streams: StreamGate::new(
-                config.limits.max_streams,
-                config.limits.max_streams_per_client,
-            ),
             submit_keys: SubmitKeys::default(),
         })))
     }

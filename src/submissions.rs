@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// How long a key is remembered.
-pub const KEEP: Duration = Duration::from_secs(24 * 60 * 60);
+pub const KEEP: Duration = StoredKey::KEEP;
 /// The most keys remembered; past it the oldest of whoever holds the most are forgotten first.
 pub const MOST: usize = 10_000;
 /// The longest key taken.

@@ -63,6 +63,11 @@ pub struct StoredKey {
     pub digest: Box<str>,
 }
 
+impl StoredKey {
+    /// How long a key is honoured (and kept by the store).
+    pub const KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+}
+
 /// A task, as the JSON API returns it (and the store keeps it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {

@@ -19,7 +19,11 @@ use std::{
 use tokio::sync::oneshot;
 
 use super::{Retention, Store};
-use crate::events::{Event, EventLog};
+use crate::model::event::Event;
+
+/// Told the sequence number of the newest event each commit made durable (the event log, which
+/// then lets streams and answers go that far). A callback, so the journal stands below the log.
+pub type OnDurable = Box<dyn Fn(u64) + Send>;
 
 /// The most events one transaction carries.
 const MAX_BATCH: usize = 4096;
@@ -64,10 +68,11 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the writer over `store`, reading what `sender` queues and reporting to `log`.
+    /// Starts the writer over `store`, reading what `sender` queues and telling `durable` how
+    /// far each commit reached.
     pub fn spawn(
         store: Arc<dyn Store>,
-        log: EventLog,
+        durable: OnDurable,
         sender: &JournalSender,
         receiver: JournalReceiver,
         retention: Retention,
@@ -76,7 +81,7 @@ impl Journal {
         let stopping = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             store,
-            log,
+            durable,
             retention,
             healthy: healthy.clone(),
             stopping: stopping.clone(),
@@ -113,7 +118,7 @@ impl Journal {
 
 struct Writer {
     store: Arc<dyn Store>,
-    log: EventLog,
+    durable: OnDurable,
     retention: Retention,
     healthy: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
@@ -178,7 +183,7 @@ impl Writer {
         metrics::histogram!("hitl_journal_batch_events").record(batch.len() as f64);
         metrics::histogram!("hitl_journal_commit_seconds").record(started.elapsed().as_secs_f64());
         if let Some(last) = batch.last() {
-            self.log.mark_durable(last.seq);
+            (self.durable)(last.seq);
         }
     }
 }

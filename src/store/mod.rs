@@ -22,8 +22,7 @@ use time::OffsetDateTime;
 pub use crate::model::event::Retention;
 use crate::{
     model::event::{Event, EventKind, Scope},
-    model::task::{Task, TaskId},
-    submissions::StoredKey,
+    model::task::{StoredKey, Task, TaskId},
 };
 
 /// Why the store could not do what was asked, in words an operator can act on.
@@ -102,11 +101,11 @@ pub trait Store: Send + Sync + 'static {
     fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError>;
 
     /// Drops the events `retention` no longer keeps (and submission keys older than
-    /// [`crate::submissions::KEEP`]); returns how many events.
+    /// [`StoredKey::KEEP`]); returns how many events.
     fn prune(&self, retention: Retention) -> Result<u64, StoreError>;
 
     /// The task a submission key made and that submission's digest, if the key was stored
-    /// within [`crate::submissions::KEEP`].
+    /// within [`StoredKey::KEEP`].
     fn submit_key(&self, _key: &StoredKey) -> Result<Option<(TaskId, Box<str>)>, StoreError> {
         Ok(None)
     }
@@ -121,7 +120,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// The oldest time, in [`unix_ms`], of a submission key still honoured.
 pub(crate) fn oldest_key_ms() -> i64 {
-    unix_ms(OffsetDateTime::now_utc() - crate::submissions::KEEP)
+    unix_ms(OffsetDateTime::now_utc() - StoredKey::KEEP)
 }
 
 /// What both stores write for an event's time: milliseconds since the Unix epoch.

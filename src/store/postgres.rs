@@ -29,8 +29,7 @@ use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, u
 use crate::{
     model::audit::AuditEntry,
     model::event::{Event, Scope},
-    model::task::{Task, TaskId, now},
-    submissions::StoredKey,
+    model::task::{StoredKey, Task, TaskId, now},
 };
 
 /// Schema versions, applied in order inside one transaction each.

@@ -29,8 +29,7 @@ mod files;
 use crate::{
     model::audit::{AuditEntry, AuditEvent, Break, Digest, verify_chain},
     model::event::{Event, EventKind, Scope},
-    model::task::{Decision, Task, TaskId},
-    submissions::StoredKey,
+    model::task::{Decision, StoredKey, Task, TaskId},
 };
 pub use files::MARKER_FILE;
 

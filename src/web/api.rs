@@ -13,21 +13,16 @@ use serde_json::json;
 
 use super::{
     error::{ApiError, Problem},
-    extract::JsonBody,
+    extract::{JsonBody, parse_id},
 };
 use crate::{
     auth::Actor,
     inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
     input::{DecisionFields, DecisionRequest, InvalidField, NewTask, attempt_number, extension},
-    model::task::{Task, TaskId},
+    model::task::Task,
     service::Hitl,
     submissions::SubmitKey,
 };
-
-/// A task id from the path; one that is not even a UUID names no task.
-pub fn parse_id(id: &str) -> Result<TaskId, Problem> {
-    id.parse().map_err(|_| Problem::not_found())
-}
 
 #[derive(Deserialize)]
 pub struct SubmitBody {
@@ -247,7 +242,7 @@ pub async fn metrics(State(hitl): State<Hitl>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&hitl),
+        crate::metrics::render(hitl.registry.count_by_status()),
     )
 }
 

@@ -10,7 +10,17 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{input::InvalidField, model::task::Task, registry::TransitionError};
+use maud::html;
+
+use crate::{
+    input::InvalidField,
+    model::task::Task,
+    registry::TransitionError,
+    views::{
+        fragments::{self, FlashKind},
+        pages,
+    },
+};
 
 /// A refused request: its status, a stable code, a message for a person, and the task's state
 /// now when there is one.
@@ -161,4 +171,22 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "code": problem.code, "message": problem.message } });
         problem.respond(Json(body))
     }
+}
+
+/// A refused action: its status with the page again (or an alert fragment for htmx), saying what
+/// went wrong and, when there is a task, what its state is now.
+pub fn refused(htmx: bool, problem: Problem) -> Response {
+    let message = &problem.message;
+    let body = match (htmx, &problem.task) {
+        (true, task) => html! {
+            (fragments::flash(FlashKind::Error, html! { (message) }, true))
+            @if let Some(task) = task { (fragments::task_regions(task)) }
+        },
+        (false, Some(task)) => pages::task(task, Some(message)),
+        (false, None) => pages::error(
+            problem.status.canonical_reason().unwrap_or("Error"),
+            message,
+        ),
+    };
+    problem.respond(body)
 }

@@ -8,6 +8,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, Problem};
+use crate::model::task::TaskId;
 
 /// Was this request made by htmx? Then the answer is a fragment, not a page or a redirect.
 #[derive(Clone, Copy, Debug)]
@@ -55,4 +56,9 @@ pub fn body_problem(status: StatusCode) -> Problem {
     } else {
         Problem::malformed("The request body could not be read.")
     }
+}
+
+/// A task id from the path; one that is not even a UUID names no task.
+pub fn parse_id(id: &str) -> Result<TaskId, Problem> {
+    id.parse().map_err(|_| Problem::not_found())
 }

@@ -13,7 +13,10 @@ use axum::{
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{api::parse_id, error::Problem, extract::Htmx};
+use super::{
+    error::{Problem, refused},
+    extract::{Htmx, parse_id},
+};
 use crate::{
     auth::Actor,
     inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
@@ -356,22 +359,4 @@ fn done(htmx: bool, task: &Task, message: &str) -> Response {
         (fragments::task_regions(task))
     }
     .into_response()
-}
-
-/// A refused action: its status with the page again (or an alert fragment for htmx), saying what
-/// went wrong and, when there is a task, what its state is now.
-pub(super) fn refused(htmx: bool, problem: Problem) -> Response {
-    let message = &problem.message;
-    let body = match (htmx, &problem.task) {
-        (true, task) => html! {
-            (fragments::flash(FlashKind::Error, html! { (message) }, true))
-            @if let Some(task) = task { (fragments::task_regions(task)) }
-        },
-        (false, Some(task)) => pages::task(task, Some(message)),
-        (false, None) => pages::error(
-            problem.status.canonical_reason().unwrap_or("Error"),
-            message,
-        ),
-    };
-    problem.respond(body)
 }

@@ -6,7 +6,7 @@
 //! row where [`Screen`] places it, and a line for the live region. When it cannot replay, it
 //! sends a `resync` whose fragments ask the reader to reload.
 
-use std::net::IpAddr;
+use super::protect::Opener;
 
 use axum::{
     http::{HeaderMap, StatusCode},
@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 
 use super::{
     error::Problem,
-    stream::{Frame, Fresh, StreamQuery, frames, last_event_id, sse},
+    sse::{Frame, Fresh, StreamQuery, frames, last_event_id, sse},
 };
 use crate::{
     events::{EventKind, Scope},
@@ -33,7 +33,7 @@ pub fn events(
     inbox: &Inbox,
     query: &StreamQuery,
     headers: &HeaderMap,
-    client: Option<IpAddr>,
+    opener: Opener,
 ) -> Result<Response, Problem> {
     if query.task.is_some() {
         return Err(Problem::new(
@@ -56,7 +56,7 @@ pub fn events(
     // rendered may be among them, which `Screen::place` allows for.
     let mut screen = Screen::new(&inbox.query(&hitl.registry, &view));
     let registry = hitl.registry.clone();
-    let frames = frames(hitl, Scope::All, Some(start), Fresh::ResyncOnly, client)?;
+    let frames = frames(hitl, Scope::All, Some(start), Fresh::ResyncOnly, opener)?;
     Ok(sse(frames.filter_map(move |frame| {
         std::future::ready(push(&registry, &mut screen, frame))
     })))

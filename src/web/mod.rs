@@ -9,6 +9,7 @@ mod html;
 mod inbox_stream;
 pub mod protect;
 mod session;
+pub mod sse;
 pub mod stream;
 
 use axum::{
@@ -82,6 +83,10 @@ pub fn app(hitl: Hitl) -> Router {
             hitl.clone(),
             session::authenticate,
         ))
+        .layer(Extension(protect::StreamGate::new(
+            hitl.limits.max_streams,
+            hitl.limits.max_streams_per_client,
+        )))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             hitl.limits.max_body_bytes,

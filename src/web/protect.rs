@@ -80,7 +80,7 @@ impl Audience {
         if self.api {
             ApiError(problem).into_response()
         } else {
-            super::html::refused(self.htmx, problem)
+            super::error::refused(self.htmx, problem)
         }
     }
 }
@@ -98,6 +98,35 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip()),
         ))
+    }
+}
+
+/// Who asks to open an event stream: the gate that counts streams (installed by
+/// [`super::app`]) and the client's address. Admitted when the stream starts.
+#[derive(Clone)]
+pub struct Opener {
+    gate: StreamGate,
+    client: Option<IpAddr>,
+}
+
+impl Opener {
+    /// A place for the stream, or why there is none.
+    pub fn admit(&self) -> Result<StreamPass, Problem> {
+        self.gate.admit(self.client)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Opener {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let gate = parts
+            .extensions
+            .get::<StreamGate>()
+            .cloned()
+            .expect("app() installs the stream gate");
+        let Ok(ClientIp(client)) = ClientIp::from_request_parts(parts, state).await;
+        Ok(Self { gate, client })
     }
 }
 

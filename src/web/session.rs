@@ -75,7 +75,7 @@ fn unauthenticated(request: &Request) -> Response {
             "unauthenticated",
             "Your session has ended. Sign in again, then try once more.",
         );
-        return super::html::refused(true, problem);
+        return super::error::refused(true, problem);
     }
     // Back to this page after signing in (a GET), or to the page a form was posted from.
     let next = match *request.method() {

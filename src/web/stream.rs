@@ -4,68 +4,29 @@
 //! of every task in scope, or, given `Last-Event-ID`, with exactly the events after it (or a
 //! `resync` and the current state, when those are no longer kept); then it follows the log.
 
-use std::{convert::Infallible, net::IpAddr, time::Duration};
-
 use axum::{
     Extension,
     extract::{Query, State},
     http::{HeaderMap, StatusCode},
-    response::{
-        IntoResponse, Response,
-        sse::{Event as SseEvent, KeepAlive, Sse},
-    },
+    response::{Response, sse::Event as SseEvent},
 };
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use maud::html;
-use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
 use super::{
-    api::parse_id,
     error::{ApiError, Problem},
-    protect::ClientIp,
+    extract::parse_id,
+    protect::Opener,
+    sse::{Frame, Fresh, StreamQuery, frames, last_event_id, sse},
 };
 use crate::{
-    events::{Event, EventKind, EventLog, Scope, Since},
+    events::{Event, EventKind, Scope},
     inbox::Inbox,
     service::Hitl,
     views::fragments,
 };
-
-/// Idle connections get a comment this often (the contract asks for at least every 15 s).
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
-
-/// One thing to send.
-pub enum Frame {
-    Event(Arc<Event>),
-    /// The client's `Last-Event-ID` cannot be replayed; the current state follows.
-    Resync {
-        id: u64,
-    },
-}
-
-#[derive(Deserialize)]
-pub struct StreamQuery {
-    pub(super) task: Option<String>,
-    /// `inbox`: the home page's stream (see `inbox_stream.rs`).
-    view: Option<String>,
-    /// The event a page reflects: where its stream starts when the browser sends no
-    /// `Last-Event-ID`.
-    pub(super) since: Option<String>,
-    pub(super) status: Option<String>,
-    pub(super) q: Option<String>,
-    pub(super) page: Option<String>,
-}
-
-/// How a stream starts when it cannot replay from an event: with every task's current state
-/// (what the contract's streams do), or with nothing but a `resync` (a page of the inbox, which
-/// cannot take 100,000 rows).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Fresh {
-    Snapshot,
-    ResyncOnly,
-}
 
 /// Is there such a task: live, or finished and read back from the store? A stream of a task
 /// that has left memory starts with nothing (its page already shows how it ended) and stays
@@ -79,75 +40,6 @@ async fn known(hitl: &Hitl, scope: Scope) -> Result<(), Problem> {
     }
 }
 
-/// The frames for one client: where it starts, then everything after, until shutdown.
-pub fn frames(
-    hitl: &Hitl,
-    scope: Scope,
-    last_event_id: Option<u64>,
-    fresh: Fresh,
-    client: Option<IpAddr>,
-) -> Result<impl Stream<Item = Frame> + use<>, Problem> {
-    let pass = hitl.streams.admit(client)?;
-    // Watch before reading the log, so nothing that becomes visible in between is missed. Every
-    // stream wakes on the log's durable head: a task's own change signal fires before its event
-    // is durable, and so before the log will hand it out.
-    let mut wake = hitl.registry.events.watch_head();
-    let log = hitl.registry.events.clone();
-    let stream = async_stream::stream! {
-        let _pass = pass;
-        let start = match last_event_id {
-            Some(n) => Some((n, log.replay(n, scope).await)),
-            None => None,
-        };
-        let (first, mut last) = match start {
-            Some((n, Since::Events { events, head })) => {
-                (events.into_iter().map(Frame::Event).collect(), head.max(n))
-            }
-            Some((_, Since::Gone)) => restart(&log, scope, true, fresh),
-            None => restart(&log, scope, false, fresh),
-        };
-        for frame in first {
-            yield frame;
-        }
-        while wake.changed().await.is_ok() {
-            let (frames, head) = match log.replay(last, scope).await {
-                Since::Events { events, head } => (events.into_iter().map(Frame::Event).collect(), head),
-                Since::Gone => restart(&log, scope, true, fresh),
-            };
-            last = head;
-            for frame in frames {
-                yield frame;
-            }
-        }
-    };
-    Ok(stream.take_until(hitl.shutdown.clone().cancelled_owned()))
-}
-
-/// The current state as frames (after a `resync` when asked), and the head it reflects.
-fn restart(log: &EventLog, scope: Scope, resync: bool, fresh: Fresh) -> (Vec<Frame>, u64) {
-    if fresh == Fresh::ResyncOnly {
-        let head = log.head();
-        let frames = resync.then_some(Frame::Resync { id: head });
-        return (frames.into_iter().collect(), head);
-    }
-    let snapshot = log.snapshot(scope);
-    let mut frames = Vec::with_capacity(snapshot.events.len() + 1);
-    if resync {
-        // An id below every snapshot event, so the ids a client sees keep growing.
-        let first = snapshot.events.first().map_or(snapshot.head, |e| e.seq - 1);
-        frames.push(Frame::Resync { id: first });
-    }
-    frames.extend(snapshot.events.into_iter().map(Frame::Event));
-    (frames, snapshot.head)
-}
-
-pub(super) fn last_event_id(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
 fn scope(query: &StreamQuery) -> Result<Scope, Problem> {
     match query.task.as_deref() {
         None | Some("") => Ok(Scope::All),
@@ -155,17 +47,10 @@ fn scope(query: &StreamQuery) -> Result<Scope, Problem> {
     }
 }
 
-pub(super) fn sse(stream: impl Stream<Item = SseEvent> + Send + 'static) -> Response {
-    let stream = stream.map(Ok::<_, Infallible>);
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
-}
-
 /// `GET /api/events`: JSON events.
 pub async fn json_events(
     State(hitl): State<Hitl>,
-    ClientIp(client): ClientIp,
+    opener: Opener,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -173,7 +58,7 @@ pub async fn json_events(
     let scope = scope(&query)?;
     hitl.reach(scope, start).await;
     known(&hitl, scope).await?;
-    let frames = frames(&hitl, scope, start, Fresh::Snapshot, client)?;
+    let frames = frames(&hitl, scope, start, Fresh::Snapshot, opener)?;
     Ok(sse(frames.map(json_frame)))
 }
 
@@ -217,7 +102,7 @@ fn event_json(event: &Event) -> String {
 pub async fn html_events(
     State(hitl): State<Hitl>,
     Extension(inbox): Extension<Arc<Inbox>>,
-    ClientIp(client): ClientIp,
+    opener: Opener,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -229,11 +114,11 @@ pub async fn html_events(
             async {
                 let scope = scope(&query)?;
                 known(&hitl, scope).await?;
-                task_events(&hitl, scope, &headers, client)
+                task_events(&hitl, scope, &headers, opener)
             }
             .await
         }
-        Some("inbox") => super::inbox_stream::events(&hitl, &inbox, &query, &headers, client),
+        Some("inbox") => super::inbox_stream::events(&hitl, &inbox, &query, &headers, opener),
         Some(_) => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
@@ -242,7 +127,7 @@ pub async fn html_events(
     };
     // An EventSource acts on the status (and `Retry-After`); a person who opens the URL reads
     // the page.
-    result.unwrap_or_else(|problem| super::html::refused(false, problem))
+    result.unwrap_or_else(|problem| super::error::refused(false, problem))
 }
 
 /// Every task's fragments (or one task's, with `task`), as the contract describes.
@@ -250,9 +135,9 @@ fn task_events(
     hitl: &Hitl,
     scope: Scope,
     headers: &HeaderMap,
-    client: Option<IpAddr>,
+    opener: Opener,
 ) -> Result<Response, Problem> {
-    let frames = frames(hitl, scope, last_event_id(headers), Fresh::Snapshot, client)?;
+    let frames = frames(hitl, scope, last_event_id(headers), Fresh::Snapshot, opener)?;
     // Fragments are rendered for this connection's viewer: a submitter is not sent forms only
     // reviewers may use.
     let viewer = crate::views::VIEWER.try_with(Clone::clone).ok().flatten();

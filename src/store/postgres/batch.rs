@@ -20,10 +20,9 @@ use super::{PgStore, WriteError, encode_task};
 use crate::store::unix_ms;
 use crate::{
     model::audit::{AuditEntry, AuditEvent, Digest},
-    model::task::{Task, TaskId, now},
+    model::task::{StoredKey, Task, TaskId, now},
     registry::changes::{self, Change},
     store::StoreError,
-    submissions::StoredKey,
 };
 
 /// A change to apply to a task, boxed so changes of every kind share one queue.
