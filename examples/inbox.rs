@@ -274,9 +274,9 @@ fn resident_mb() -> f64 {
 
 /// Cancels `n` unfinished tasks: a busy server's changes between two searches, which the text
 /// index catches up with.
-fn change(hitl: &Hitl, unfinished: &mut Vec<TaskId>, n: usize) {
+async fn change(hitl: &Hitl, unfinished: &mut Vec<TaskId>, n: usize) {
     for id in unfinished.drain(unfinished.len().saturating_sub(n)..) {
-        let _ = hitl.registry.cancel(id, None);
+        let _ = hitl.registry.cancel(id, None).await;
     }
 }
 
@@ -373,7 +373,7 @@ async fn main() -> Result<()> {
         let (mut requests, mut queries, mut total) = (Vec::new(), Vec::new(), 0);
         for _ in 0..runs {
             if churn {
-                change(&hitl, &mut unfinished, 50);
+                change(&hitl, &mut unfinished, 50).await;
             }
             requests.push(get(&app, &uri).await?);
             let started = Instant::now();

@@ -15,7 +15,6 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use dashmap::DashMap;
@@ -27,7 +26,7 @@ use crate::{
     cluster::Shared,
     events::{Event, EventKind, EventLog},
     model::audit::{AuditEvent, Digest},
-    model::task::{Feedback, Task, TaskId, TaskStatus, TimeoutPolicy, now},
+    model::task::{Feedback, Task, TaskId, TaskStatus, now},
     store::Retention,
 };
 
@@ -41,19 +40,12 @@ pub enum TransitionError {
     /// The task is not in a state that allows the change; `task` is its state now.
     #[error("{message}")]
     Conflict { message: String, task: Arc<Task> },
-    /// The server is shutting down and the task's workflow stopped before it could act.
-    #[error(
-        "The server is shutting down; your decision was not applied. Try again when it is back."
-    )]
+    /// The server is shutting down and the request stopped before it could act.
+    #[error("The server is shutting down; nothing was changed. Try again when it is back.")]
     Stopped,
     /// As many tasks are unfinished as the service takes; nothing was submitted.
     #[error("the service already has {max} unfinished tasks")]
     Full { max: usize },
-    /// A decision was handed to the workflow but did not take effect in time; it may yet.
-    #[error(
-        "Your decision was received but has not taken effect yet. Reload the task to see whether it did before deciding again."
-    )]
-    Unconfirmed,
     /// The actor may not do this; the message says why.
     #[error("{0}")]
     Forbidden(String),
@@ -114,8 +106,6 @@ struct LiveTask {
     task: Arc<Task>,
     /// Sequence number of this task's newest event: one-task streams and waiters watch it.
     changed: watch::Sender<u64>,
-    /// The decision for the attempt under review: the signal the review node waits on.
-    feedback: watch::Sender<Option<Feedback>>,
     /// Cancelled when the task is cancelled or the server shuts down; stops its workflow.
     cancel: CancellationToken,
 }
@@ -124,34 +114,19 @@ impl LiveTask {
     /// A task's slot in the map and the handle its workflow follows it by.
     fn new(task: Arc<Task>, shutdown: &CancellationToken) -> (Self, TaskHandle) {
         let cancel = shutdown.child_token();
-        let (feedback, feedback_rx) = watch::channel(None);
         let live = Self {
             task: task.clone(),
             changed: watch::Sender::new(task.seq),
-            feedback,
             cancel: cancel.clone(),
         };
-        let handle = TaskHandle {
-            task,
-            feedback: feedback_rx,
-            cancel,
-        };
+        let handle = TaskHandle { task, cancel };
         (live, handle)
     }
-}
-
-/// A decision handed to the workflow, not yet applied.
-pub struct PendingDecision {
-    attempt: u32,
-    changes: watch::Receiver<u64>,
-    /// The task's workflow token: if it fires, nobody will apply the decision.
-    flow: CancellationToken,
 }
 
 /// What a task's workflow needs to follow its task.
 pub struct TaskHandle {
     pub task: Arc<Task>,
-    pub feedback: watch::Receiver<Option<Feedback>>,
     pub cancel: CancellationToken,
 }
 
@@ -248,7 +223,6 @@ impl Registry {
         let live = self.tasks.get(&id)?;
         Some(TaskHandle {
             task: live.task.clone(),
-            feedback: live.feedback.subscribe(),
             cancel: live.cancel.child_token(),
         })
     }
@@ -420,6 +394,10 @@ impl Registry {
         });
         live.task = event.task.clone();
         live.changed.send_replace(event.seq);
+        if live.task.status == TaskStatus::Cancelled {
+            // Stops the task's workflow (a running attempt is dropped at once).
+            live.cancel.cancel();
+        }
         drop(live);
         if finishes {
             self.finished_order().order.push_back((id, event.at));
@@ -492,189 +470,42 @@ impl Registry {
         })
     }
 
-    /// Hands a reviewer's decision to the task's workflow, if the task is waiting for a decision
-    /// on exactly that attempt and none was given yet. Of racing decisions exactly one passes this
-    /// check. The answer lets the caller wait for the workflow to apply the decision.
-    pub fn decide(&self, id: TaskId, feedback: Feedback) -> Result<PendingDecision> {
-        // The write guard, though nothing is written through it, is what makes the check and
-        // the send below one step: two racing decisions cannot both see "not decided yet".
-        let live = self
-            .tasks
-            .get_mut(&id)
-            .ok_or(TransitionError::NotFound(id))?;
-        Self::hand_over(&live, feedback)
+    /// Decides the attempt under review: one guarded compare-and-set that applies the whole
+    /// decision (approved: completed; changes requested: the next attempt, or failed at the
+    /// limit; rejected: failed), here under the task's guard or in the shared database. Of
+    /// racing decisions exactly one passes; the task's workflow observes the result.
+    pub async fn decide(&self, id: TaskId, feedback: Feedback) -> Result<Arc<Task>> {
+        let by = feedback.by.clone();
+        self.apply(id, by, false, move |task| changes::decide(task, &feedback))
+            .await
     }
 
-    /// Decides `attempt` and returns the task once the decision took effect: handed to the
-    /// task's workflow here, or in one compare-and-set in the shared database.
-    pub async fn decide_now(&self, id: TaskId, feedback: Feedback) -> Result<Arc<Task>> {
-        if self.shared.is_some() {
-            let by = feedback.by.clone();
-            return self
-                .apply(id, by, false, move |task| changes::decide(task, &feedback))
-                .await;
-        }
-        let pending = self.decide(id, feedback)?;
-        self.decision_applied(id, pending).await
-    }
-
-    /// The checks and the hand-over of [`Self::decide`], under the task's write guard.
-    fn hand_over(live: &LiveTask, feedback: Feedback) -> Result<PendingDecision> {
-        let task = &live.task;
-        let conflict = |message: String| TransitionError::Conflict {
-            message,
-            task: task.clone(),
-        };
-        changes::check_decision(task, &feedback).map_err(conflict)?;
-        if live
-            .feedback
-            .borrow()
-            .as_ref()
-            .is_some_and(|f| f.attempt == feedback.attempt)
-        {
-            return Err(conflict(format!(
-                "Attempt {} has already been decided.",
-                feedback.attempt
-            )));
-        }
-        let attempt = feedback.attempt;
-        live.feedback.send_replace(Some(feedback));
-        Ok(PendingDecision {
-            attempt,
-            changes: live.changed.subscribe(),
-            flow: live.cancel.clone(),
-        })
-    }
-    /// Waits until the workflow has moved the task on from reviewing the decided attempt, then
-    /// returns the task if the decision is what moved it (a cancel did not come first).
-    pub async fn decision_applied(
-        &self,
-        id: TaskId,
-        pending: PendingDecision,
-    ) -> Result<Arc<Task>> {
-        const PATIENCE: Duration = Duration::from_secs(10);
-        let PendingDecision {
-            attempt,
-            mut changes,
-            flow,
-        } = pending;
-        let wait = async {
-            loop {
-                let task = self.get(id).ok_or(TransitionError::NotFound(id))?;
-                if !task.awaits_decision_on(attempt) {
-                    return Ok(task);
-                }
-                tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return Ok(task) },
-                    () = flow.cancelled() => return Ok(task),
-                }
-            }
-        };
-        let task = match tokio::time::timeout(PATIENCE, wait).await {
-            Ok(task) => task?,
-            Err(_) => self.get(id).ok_or(TransitionError::NotFound(id))?,
-        };
-        if task.decision_for(attempt).is_some() {
-            Ok(task)
-        } else if task.awaits_decision_on(attempt) {
-            // Still waiting: either the workflow stopped (shutdown) or it is unusually slow. In
-            // neither case is the decision applied, let alone saved, so it is not a success.
-            if flow.is_cancelled() {
-                Err(TransitionError::Stopped)
-            } else {
-                Err(TransitionError::Unconfirmed)
-            }
-        } else {
-            Err(TransitionError::Conflict {
-                message: format!(
-                    "The task became {} before your decision took effect.",
-                    task.status.label().to_lowercase()
-                ),
-                task,
-            })
-        }
-    }
-
-    /// The review deadline `due` of `attempt` passed: hands the policy's decision to the
-    /// workflow through the same guard as a person's, so exactly one of them wins. Refused (a
-    /// conflict) when a decision came first, or when the deadline is no longer `due` (it was
-    /// extended at the same moment). `Ok(false)` when there is nothing to decide (policy
-    /// `none`, recorded as such). With `--store postgres` the policy is applied at once, in the
-    /// database, by the same compare-and-set as a person's decision.
+    /// The review deadline `due` of `attempt` passed: applies its policy through the same
+    /// guard as a person's decision, so exactly one of them counts. Refused (a conflict) when a
+    /// decision came first, or when the deadline is no longer `due` (it was extended at the same
+    /// moment). `Ok(false)` when there was nothing to decide (policy `none`: recorded as passed).
     pub async fn time_out(&self, id: TaskId, attempt: u32, due: OffsetDateTime) -> Result<bool> {
-        if self.shared.is_some() {
-            let decides = self
-                .get(id)
-                .and_then(|task| task.review_timeout)
-                .is_some_and(|t| t.policy != TimeoutPolicy::None);
-            self.apply(id, None, true, move |task| {
+        let task = self
+            .apply(id, None, true, move |task| {
                 changes::time_out(task, attempt, due)
             })
             .await?;
-            return Ok(decides);
-        }
-        let live = self
-            .tasks
-            .get_mut(&id)
-            .ok_or(TransitionError::NotFound(id))?;
-        let feedback = match changes::deadline_decision(&live.task, attempt, due) {
-            Err(message) => {
-                return Err(TransitionError::Conflict {
-                    message,
-                    task: live.task.clone(),
-                });
-            }
-            Ok(Some(feedback)) => feedback,
-            Ok(None) => {
-                // Nothing to decide: record that it passed, once the guard is let go (a
-                // transition takes it again).
-                drop(live);
-                self.transition(id, None, |task| {
-                    changes::deadline_passed(task, attempt, due)
-                })?;
-                return Ok(false);
-            }
-        };
-        Self::hand_over(&live, feedback)?;
-        Ok(true)
+        Ok(!task.awaits_decision_on(attempt))
     }
 
     /// Moves the deadline of the review open on `attempt` (the one under review, if `None`)
     /// `secs` later, counted from now if it has passed.
-    pub fn extend_deadline(
+    pub async fn extend_deadline(
         &self,
         id: TaskId,
         attempt: Option<u32>,
         secs: u64,
         by: Option<Arc<str>>,
     ) -> Result<Arc<Task>> {
-        self.transition(id, by, |task| changes::extend_deadline(task, attempt, secs))
-    }
-
-    /// `waiting_for_review -> running`, the next attempt: the reviewer asked for changes.
-    pub fn request_changes(&self, id: TaskId, feedback: &Feedback) -> Result<Arc<Task>> {
-        self.transition(id, feedback.by.clone(), |task| {
-            changes::request_changes(task, feedback)
+        self.apply(id, by, false, move |task| {
+            changes::extend_deadline(task, attempt, secs)
         })
-    }
-
-    /// `waiting_for_review -> completed` with the final result.
-    pub fn complete(
-        &self,
-        id: TaskId,
-        feedback: &Feedback,
-        final_result: Arc<str>,
-    ) -> Result<Arc<Task>> {
-        self.transition(id, feedback.by.clone(), |task| {
-            changes::complete(task, feedback, final_result)
-        })
-    }
-
-    /// `waiting_for_review -> failed`: rejected for good, or at the attempt limit.
-    pub fn reject(&self, id: TaskId, feedback: &Feedback, reason: String) -> Result<Arc<Task>> {
-        self.transition(id, feedback.by.clone(), |task| {
-            changes::reject(task, feedback, reason)
-        })
+        .await
     }
 
     /// Any non-terminal status `-> failed`: processing could not produce an output.
@@ -682,41 +513,12 @@ impl Registry {
         self.transition(id, None, |task| changes::fail(task, message))
     }
 
-    /// Any non-terminal status `-> cancelled`; stops the task's workflow.
-    pub fn cancel(&self, id: TaskId, by: Option<Arc<str>>) -> Result<Arc<Task>> {
-        let task = self.transition(id, by.clone(), |task| changes::cancel(task, by))?;
-        if let Some(live) = self.tasks.get(&id) {
-            live.cancel.cancel();
-        }
-        Ok(task)
-    }
-
-    /// [`Self::cancel`], here or in the shared database (whose every instance stops the task's
-    /// workflow when it learns of the cancel).
-    pub async fn cancel_now(&self, id: TaskId, by: Option<Arc<str>>) -> Result<Arc<Task>> {
-        if self.shared.is_none() {
-            return self.cancel(id, by);
-        }
+    /// Any non-terminal status `-> cancelled`; the task's workflow stops (here at once, on
+    /// every instance as it learns of the cancel).
+    pub async fn cancel(&self, id: TaskId, by: Option<Arc<str>>) -> Result<Arc<Task>> {
         let who = by.clone();
         self.apply(id, who, false, move |task| changes::cancel(task, by))
             .await
-    }
-
-    /// [`Self::extend_deadline`], here or in the shared database.
-    pub async fn extend_deadline_now(
-        &self,
-        id: TaskId,
-        attempt: Option<u32>,
-        secs: u64,
-        by: Option<Arc<str>>,
-    ) -> Result<Arc<Task>> {
-        if self.shared.is_none() {
-            return self.extend_deadline(id, attempt, secs, by);
-        }
-        self.apply(id, by, false, move |task| {
-            changes::extend_deadline(task, attempt, secs)
-        })
-        .await
     }
 }
 
@@ -752,6 +554,8 @@ impl StatusCounts {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn finished(hours_ago: i64) -> Arc<Task> {

@@ -546,7 +546,7 @@ impl Hitl {
             output_sha256: request.output_sha256,
             timed_out: false,
         };
-        let task = self.registry.decide_now(id, feedback).await?;
+        let task = self.registry.decide(id, feedback).await?;
         self.saved(task).await
     }
 
@@ -567,7 +567,7 @@ impl Hitl {
         self.live(id).await?;
         let task = self
             .registry
-            .extend_deadline_now(id, attempt, secs, by.recorded())
+            .extend_deadline(id, attempt, secs, by.recorded())
             .await?;
         self.saved(task).await
     }
@@ -581,7 +581,7 @@ impl Hitl {
                 "Submitters can cancel only the tasks they submitted.".into(),
             ));
         }
-        let task = self.registry.cancel_now(id, by.recorded()).await?;
+        let task = self.registry.cancel(id, by.recorded()).await?;
         self.saved(task).await
     }
 }

@@ -50,7 +50,7 @@ pub struct AttemptRecord {
 }
 
 /// A submission key as the store keeps it, beside the task it made
-/// (see [`crate::submissions`]).
+/// (see the `submissions` module).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredKey {
     /// Who submitted (`anonymous` without sign-in): keys are per person.

@@ -12,13 +12,13 @@ mod tests;
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::{
     config::ProcessorConfig,
     engine::{Action, Flow, FlowError},
-    model::task::{Decision, Feedback, TaskId, TaskStatus},
+    model::task::{Decision, TaskId, TaskStatus},
     registry::{Registry, TaskHandle, TransitionError, changes},
 };
 pub use nodes::{ProcessNode, ResultNode, ReviewNode};
@@ -60,10 +60,7 @@ pub struct ReviewStore {
     pub output: Option<Arc<str>>,
     /// Every earlier attempt's output and the reviewer's comment on it.
     pub history: Vec<PriorAttempt>,
-    /// The decision on the latest attempt.
-    pub feedback: Option<Feedback>,
-    /// Where decisions arrive: the signal the review node waits on.
-    pub signal: watch::Receiver<Option<Feedback>>,
+    /// The approved result, once the review is decided so.
     pub final_result: Option<Arc<str>>,
 }
 
@@ -88,8 +85,6 @@ impl ReviewStore {
             max_attempts: task.max_attempts,
             output: task.output.clone(),
             history,
-            feedback: None,
-            signal: handle.feedback.clone(),
             final_result: None,
         }
     }
@@ -156,9 +151,7 @@ impl ReviewFlow {
             )
             .node(
                 "Result",
-                ResultNode {
-                    registry: registry.clone(),
-                },
+                ResultNode,
             )
             .edge("Process", Step::Processed, "Review")
             .edge("Review", Step::Approved, "Result")

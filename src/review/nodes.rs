@@ -6,17 +6,17 @@ use futures_util::FutureExt;
 
 use time::OffsetDateTime;
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore},
     time::Instant,
 };
 
 use crate::{
     engine::{Node, NodeError},
     model::audit::AuditEvent,
-    model::task::{Feedback, Task, TaskId, TaskStatus, now},
+    model::task::{Task, TaskId, TaskStatus, now},
     registry::{
         Registry, TransitionError,
-        changes::{self, Outcome},
+        changes,
     },
 };
 
@@ -163,40 +163,29 @@ pub struct ReviewNode {
     pub registry: Registry,
 }
 
-/// How a review ended.
-pub enum Reviewed {
-    /// A decision handed to this workflow, for it to apply.
-    Decision(Feedback),
-    /// Decided already, in the shared database (by any instance): the task as it is now.
-    Settled(Arc<Task>),
-}
-
 impl Node<ReviewStore> for ReviewNode {
-    type Prep = (TaskId, u32, watch::Receiver<Option<Feedback>>);
-    type Output = Reviewed;
+    type Prep = (TaskId, u32);
+    /// The task once the review is decided: the decision moved it on.
+    type Output = Arc<Task>;
     type Action = Step;
 
     async fn prep(&self, store: &ReviewStore) -> Result<Self::Prep, NodeError> {
-        Ok((store.task_id, store.attempt, store.signal.clone()))
+        Ok((store.task_id, store.attempt))
     }
 
-    /// Waits for the decision; if the review has a deadline, applies its policy when it passes,
-    /// through the registry's guard, so a person's decision at the same moment and the
-    /// deadline's cannot both count. A deadline moved later (extended) is followed.
-    async fn exec(&self, (id, attempt, signal): &Self::Prep) -> Result<Reviewed, NodeError> {
+    /// Waits until the review is decided. A decision (a person's, a deadline's, a cancel) is
+    /// one guarded change of the task, made wherever it arrives (the registry, or the shared
+    /// database, by any instance); this node only observes the task moving on. If the review
+    /// has a deadline, it applies its policy when it passes, through the same guard, so a
+    /// person's decision at the same moment and the deadline's cannot both count. A deadline
+    /// moved later (extended) is followed.
+    async fn exec(&self, (id, attempt): &Self::Prep) -> Result<Arc<Task>, NodeError> {
         let (id, attempt) = (*id, *attempt);
-        let mut signal = signal.clone();
         let mut changes = self
             .registry
             .watch(id)
             .ok_or_else(|| NodeError::new("the task is gone"))?;
-        let shared = self.registry.shared().is_some();
-        // With a shared database the decision is made there, by whichever instance took it;
-        // this workflow learns of it as the task moves on.
         let settled = || {
-            if !shared {
-                return None;
-            }
             self.registry
                 .get(id)
                 .filter(|task| !task.awaits_decision_on(attempt))
@@ -204,7 +193,7 @@ impl Node<ReviewStore> for ReviewNode {
         let mut deadline = Deadline::of(self.registry.get(id).as_deref(), attempt);
         loop {
             if let Some(task) = settled() {
-                return Ok(Reviewed::Settled(task));
+                return Ok(task);
             }
             let due = deadline.due();
             let sleep = async {
@@ -213,14 +202,10 @@ impl Node<ReviewStore> for ReviewNode {
                     None => std::future::pending().await,
                 }
             };
-            // Biased: a decision, then a moved deadline, are seen before the timer, so an
-            // extension that lands as the deadline passes is not overtaken by it.
+            // Biased: a change of the task (a decision, a moved deadline) is seen before the
+            // timer, so an extension that lands as the deadline passes is not overtaken by it.
             let passed = tokio::select! {
                 biased;
-                feedback = signal.wait_for(|f| f.as_ref().is_some_and(|f| f.attempt == attempt)) => {
-                    let feedback = feedback.map_err(|_| NodeError::new("the review was abandoned"))?;
-                    return Ok(Reviewed::Decision(feedback.clone().expect("wait_for checked it is there")));
-                }
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return Err(NodeError::new("the task is gone"));
@@ -249,43 +234,15 @@ impl Node<ReviewStore> for ReviewNode {
         &self,
         store: &mut ReviewStore,
         _: Self::Prep,
-        reviewed: Reviewed,
+        task: Arc<Task>,
     ) -> Result<Step, NodeError> {
-        let feedback = match reviewed {
-            Reviewed::Decision(feedback) => feedback,
-            Reviewed::Settled(task) => return Ok(settled(store, &task)),
-        };
-        let id = store.task_id;
-        store.feedback = Some(feedback.clone());
-        let output = store.output.clone().unwrap_or_default();
-        let step = match changes::outcome(&feedback, store.attempt, store.max_attempts, &output) {
-            Outcome::Complete(result) => {
-                store.final_result = Some(result);
-                Step::Approved
-            }
-            Outcome::Retry => {
-                self.registry.request_changes(id, &feedback)?;
-                store.history.push(PriorAttempt {
-                    attempt: store.attempt,
-                    output,
-                    comment: feedback.comment.clone(),
-                });
-                store.attempt += 1;
-                store.output = None;
-                Step::Rejected
-            }
-            Outcome::Fail(reason) => {
-                self.registry.reject(id, &feedback, reason)?;
-                Step::Failed
-            }
-        };
-        Ok(step)
+        Ok(settled(store, &task))
     }
 }
 
-/// Where the workflow goes after a review decided in the shared database: on to the next
-/// attempt when changes were requested, or nowhere (the task has ended; the decision recorded
-/// everything already).
+/// Where the workflow goes once the review is decided: on to the next attempt when changes
+/// were requested, to the result when approved, or nowhere (the task failed or was cancelled;
+/// the decision recorded everything already).
 fn settled(store: &mut ReviewStore, task: &Task) -> Step {
     if task.status == TaskStatus::Running && task.attempt == store.attempt + 1 {
         let decided = task.attempts.iter().find(|a| a.attempt == store.attempt);
@@ -298,7 +255,8 @@ fn settled(store: &mut ReviewStore, task: &Task) -> Step {
         store.output = None;
         Step::Rejected
     } else if task.status == TaskStatus::Completed {
-        Step::Done
+        store.final_result = task.final_result.clone();
+        Step::Approved
     } else {
         Step::Failed
     }
@@ -362,21 +320,20 @@ fn already_passed(task: &Task, attempt: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Records the approved result and marks the task complete.
-pub struct ResultNode {
-    pub registry: Registry,
-}
+/// The end of an approved task: the decision completed it (with the final result) in the same
+/// step that decided it, so what is left is to say so.
+pub struct ResultNode;
 
 impl Node<ReviewStore> for ResultNode {
-    type Prep = (Feedback, Arc<str>);
+    type Prep = Arc<str>;
     type Output = ();
     type Action = Step;
 
     async fn prep(&self, store: &ReviewStore) -> Result<Self::Prep, NodeError> {
-        match (&store.feedback, &store.final_result) {
-            (Some(feedback), Some(result)) => Ok((feedback.clone(), result.clone())),
-            _ => Err(NodeError::new("no approved result to record")),
-        }
+        store
+            .final_result
+            .clone()
+            .ok_or_else(|| NodeError::new("no approved result to record"))
     }
 
     async fn exec(&self, _: &Self::Prep) -> Result<(), NodeError> {
@@ -387,14 +344,12 @@ impl Node<ReviewStore> for ResultNode {
     async fn post(
         &self,
         store: &mut ReviewStore,
-        (feedback, result): Self::Prep,
+        result: Self::Prep,
         _: (),
     ) -> Result<Step, NodeError> {
-        self.registry
-            .complete(store.task_id, &feedback, result.clone())?;
         tracing::debug!(
             task_id = %store.task_id,
-            attempt = feedback.attempt,
+            attempt = store.attempt,
             result = %crate::model::task::excerpt(&result, 120),
             result_bytes = result.len(),
             "task completed"

@@ -12,7 +12,7 @@ use super::*;
 use crate::{
     engine::NodeError,
     events::EventLog,
-    model::task::{Decision, Task, TaskStatus, now},
+    model::task::{Decision, Feedback, Task, TaskStatus, now},
     registry::Registry,
     review::processor::ProcessFuture,
 };
@@ -106,8 +106,7 @@ impl Harness {
             output_sha256: None,
             timed_out: false,
         };
-        let pending = self.registry.decide(id, feedback).unwrap();
-        self.registry.decision_applied(id, pending).await.unwrap();
+        self.registry.decide(id, feedback).await.unwrap();
     }
 }
 
@@ -203,7 +202,7 @@ async fn cancelling_stops_a_running_attempt_and_nothing_is_written_after() {
     });
     let id = h.submit(3);
     h.until(id, TaskStatus::Running, 1).await;
-    let cancelled = h.registry.cancel(id, None).unwrap();
+    let cancelled = h.registry.cancel(id, None).await.unwrap();
     let head = h.registry.events.head();
     tokio::task::yield_now().await;
     let task = h.registry.get(id).unwrap();
@@ -211,7 +210,7 @@ async fn cancelling_stops_a_running_attempt_and_nothing_is_written_after() {
     assert_eq!(task, cancelled);
     assert_eq!(h.registry.events.head(), head, "no event after the cancel");
     assert!(
-        h.registry.cancel(id, None).is_err(),
+        h.registry.cancel(id, None).await.is_err(),
         "a finished task cannot be cancelled again"
     );
 }
@@ -225,8 +224,10 @@ async fn the_flow_describes_itself() {
     assert!(mermaid.contains("Review -->|rejected| Process"));
 }
 
+/// A decision is one guarded change of the task, so one that arrives as the server stops is
+/// applied like any other (it once waited for a workflow that had stopped, and was refused).
 #[tokio::test]
-async fn a_decision_during_shutdown_is_reported_as_not_applied() {
+async fn a_decision_during_shutdown_is_applied_not_lost() {
     let h = Harness::new(Scripted::default());
     let id = h.submit(3);
     h.until(id, TaskStatus::WaitingForReview, 1).await;
@@ -242,17 +243,12 @@ async fn a_decision_during_shutdown_is_reported_as_not_applied() {
         output_sha256: None,
         timed_out: false,
     };
-    let pending = h.registry.decide(id, feedback).unwrap();
-    let answer = tokio::time::timeout(
-        Duration::from_secs(5),
-        h.registry.decision_applied(id, pending),
-    )
-    .await
-    .expect("no waiting out the patience when the flow is gone");
-    assert!(matches!(
-        answer,
-        Err(crate::registry::TransitionError::Stopped)
-    ));
+    let task = tokio::time::timeout(Duration::from_secs(5), h.registry.decide(id, feedback))
+        .await
+        .expect("answered at once: nothing waits for the stopped workflow")
+        .expect("the decision is applied");
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(h.registry.get(id).unwrap().status, TaskStatus::Completed);
 }
 
 struct Panicking;

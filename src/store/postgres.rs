@@ -5,7 +5,7 @@
 //! next number from a one-row counter (whose row lock makes transactions commit in sequence
 //! order, so a reader never sees event N+1 before N), writes the event, the task and its audit
 //! trail, and announces the number with `NOTIFY` (ids only, never payloads). Every instance reads
-//! the journal in order from there ([`crate::cluster`]).
+//! the journal in order from there (the `cluster` module).
 //!
 //! Changes queue up and are written in batches ([`batch`]), one transaction (and one fsync) for
 //! whatever queued while the previous batch was committing.

@@ -111,11 +111,6 @@ impl From<TransitionError> for Problem {
             TransitionError::Forbidden(message) => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", message)
             }
-            TransitionError::Unconfirmed => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_confirmed",
-                TransitionError::Unconfirmed.to_string(),
-            ),
             TransitionError::NotSaved => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
