@@ -21,14 +21,17 @@ use std::{
 };
 
 use dashmap::DashMap;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, future::BoxFuture};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     events::EventLog,
-    model::task::{Task, TaskId},
-    registry::{Change, Registry, TransitionError},
+    model::{
+        changes::BoxedChange,
+        task::{Task, TaskId},
+    },
+    registry::{Authority, Change, Registry, TransitionError},
     review::ReviewFlow,
     store::{
         Retention, StoreError,
@@ -277,7 +280,7 @@ impl Shared {
     }
 
     /// A workflow ended (its token is cancelled): forget it, unless another took its place.
-    pub fn ended(&self, id: TaskId) {
+    fn forget(&self, id: TaskId) {
         self.claims.remove_if(&id, |_, token| token.is_cancelled());
     }
 
@@ -313,6 +316,36 @@ impl Shared {
             Ok(Err(error)) => tracing::warn!(%error, "cannot release claims; they run out"),
             Err(_) => tracing::warn!("cannot release claims in time; they run out"),
         }
+    }
+}
+
+/// The shared database is where this instance's registry sends its changes.
+impl Authority for Shared {
+    fn transition(
+        &self,
+        id: TaskId,
+        by: Option<Arc<str>>,
+        claimed: bool,
+        change: BoxedChange,
+    ) -> BoxFuture<'_, Result<Arc<Task>, TransitionError>> {
+        Box::pin(Shared::transition(self, id, by, claimed, change))
+    }
+
+    fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) {
+        Shared::progress(self, id, attempt, text);
+    }
+
+    fn ended(&self, id: TaskId, token: CancellationToken, suspended: bool) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // The workflow's own token (a child of the task's): its claim is let go.
+            token.cancel();
+            self.forget(id);
+            if suspended {
+                // Let the claim go in the database too, so the work is resumed at once if it
+                // can be; if the database does not answer, the lease runs out.
+                self.release(id).await;
+            }
+        })
     }
 }
 

@@ -18,6 +18,10 @@ use super::{
 /// What a change records in the audit trail, or why it was refused.
 pub type Change = Result<Vec<AuditEvent>, String>;
 
+/// A change to apply to a task, boxed so changes of every kind can travel together (to a
+/// shared database's write queue, say).
+pub type BoxedChange = Box<dyn FnOnce(&mut Task) -> Change + Send>;
+
 /// `pending -> running` for `attempt`; nothing (no entries) if it is already running.
 pub fn start_attempt(task: &mut Task, attempt: u32) -> Change {
     if task.status == TaskStatus::Running && task.attempt == attempt {

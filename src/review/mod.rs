@@ -149,10 +149,7 @@ impl ReviewFlow {
                     registry: registry.clone(),
                 },
             )
-            .node(
-                "Result",
-                ResultNode,
-            )
+            .node("Result", ResultNode)
             .edge("Process", Step::Processed, "Review")
             .edge("Review", Step::Approved, "Result")
             .edge("Review", Step::Rejected, "Process")
@@ -203,16 +200,7 @@ impl ReviewFlow {
                     }
                     result = this.flow.run_from(node, &mut store) => this.finish(id, result).await,
                 };
-                if let Some(shared) = this.registry.shared() {
-                    // The workflow's own token (a child of the task's): its claim is let go.
-                    token.cancel();
-                    shared.ended(id);
-                    if suspended {
-                        // Let the claim go in the database too, so the work is resumed at once
-                        // if it can be; if the database does not answer, the lease runs out.
-                        shared.release(id).await;
-                    }
-                }
+                this.registry.workflow_ended(id, token, suspended).await;
             }
             .instrument(span),
         );
@@ -231,7 +219,7 @@ impl ReviewFlow {
             tracing::debug!(%error, "flow stopped after the task ended");
             return false;
         }
-        if error.source.suspend && self.registry.shared().is_some() {
+        if error.source.suspend && self.registry.suspends_work() {
             // The database did not answer, or the claim is no longer this instance's: the task
             // is not at fault. The workflow stops and its claim runs out; whoever claims it
             // next (maybe this instance) resumes the work from what the database holds.

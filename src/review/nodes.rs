@@ -14,10 +14,7 @@ use crate::{
     engine::{Node, NodeError},
     model::audit::AuditEvent,
     model::task::{Task, TaskId, TaskStatus, now},
-    registry::{
-        Registry, TransitionError,
-        changes,
-    },
+    registry::{Registry, TransitionError, changes},
 };
 
 use super::{PriorAttempt, ProcessOptions, ProcessRequest, Processor, ReviewStore, Step};
@@ -85,17 +82,7 @@ impl Node<ReviewStore> for ProcessNode {
             .await
             .map_err(|_| NodeError::fatal("processing has stopped"))?;
         let attempt = store.attempt;
-        if self.registry.shared().is_none() {
-            // In one process: already running (after a request for changes) is seen under a
-            // read lock, with nothing copied.
-            self.registry.start_attempt(store.task_id, attempt)?;
-        } else {
-            self.registry
-                .apply(store.task_id, None, true, move |task| {
-                    changes::start_attempt(task, attempt)
-                })
-                .await?;
-        }
+        self.registry.start_attempt(store.task_id, attempt).await?;
         Ok(Processing {
             request: ProcessRequest {
                 task_id: store.task_id,

@@ -77,7 +77,7 @@ fn render_home(hitl: &Hitl, inbox: &Inbox, query: &InboxQuery, form: SubmitForm)
         hitl.default_max_attempts,
         hitl.max_text(),
         form,
-        hitl.durable.is_none() && hitl.registry.shared().is_none(),
+        hitl.backing.keeps_nothing(),
     );
     (status, markup).into_response()
 }

@@ -20,13 +20,12 @@ use super::{PgStore, WriteError, encode_task};
 use crate::store::unix_ms;
 use crate::{
     model::audit::{AuditEntry, AuditEvent, Digest},
+    model::changes,
     model::task::{StoredKey, Task, TaskId, now},
-    registry::changes::{self, Change},
     store::StoreError,
 };
 
-/// A change to apply to a task, boxed so changes of every kind share one queue.
-pub type BoxedChange = Box<dyn FnOnce(&mut Task) -> Change + Send>;
+pub use crate::model::changes::BoxedChange;
 
 /// What a change answers: the task after it (and whether it changed), or why it was refused.
 pub type Changed = Result<(Arc<Task>, bool), WriteError>;

@@ -22,8 +22,11 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+mod authority;
+
+pub use authority::Authority;
+
 use crate::{
-    cluster::Shared,
     events::{Event, EventKind, EventLog},
     model::audit::{AuditEvent, Digest},
     model::task::{Feedback, Task, TaskId, TaskStatus, now},
@@ -93,7 +96,7 @@ pub struct Registry {
     pub events: EventLog,
     /// With `--store postgres`: the database every change is decided in; the map is then a
     /// replica, filled in order from the shared journal.
-    shared: Option<Arc<Shared>>,
+    authority: Option<Arc<dyn Authority>>,
 }
 
 #[derive(Default)]
@@ -138,15 +141,15 @@ impl Registry {
             by_status: Arc::default(),
             finished: Arc::default(),
             events,
-            shared: None,
+            authority: None,
         }
     }
 
     /// A replica of the tasks in a shared database: changes are decided there, and `events`
     /// is filled from its journal by [`Self::replicate`].
-    pub fn with_shared(events: EventLog, shared: Arc<Shared>) -> Self {
+    pub fn with_authority(events: EventLog, authority: Arc<dyn Authority>) -> Self {
         Self {
-            shared: Some(shared),
+            authority: Some(authority),
             ..Self::new(events)
         }
     }
@@ -420,33 +423,53 @@ impl Registry {
     where
         F: FnOnce(&mut Task) -> Change + Send + 'static,
     {
-        match &self.shared {
+        match &self.authority {
             None => self.transition(id, by, change),
-            Some(shared) => Box::pin(shared.transition(id, by, claimed, change)).await,
+            Some(authority) => {
+                authority
+                    .transition(id, by, claimed, Box::new(change))
+                    .await
+            }
         }
     }
 
-    /// The shared database this service's tasks are decided in, with `--store postgres`.
-    pub fn shared(&self) -> Option<&Arc<Shared>> {
-        self.shared.as_ref()
-    }
-
-    /// `pending -> running` for the attempt about to be processed (already `running` after a
-    /// request for changes, which is fine and publishes nothing).
-    pub fn start_attempt(&self, id: TaskId, attempt: u32) -> Result<Arc<Task>> {
-        if let Some(task) = self.get(id)
+    /// `pending -> running` for the attempt about to be processed by this instance's workflow
+    /// (already `running` after a request for changes, which is fine and publishes nothing).
+    pub async fn start_attempt(&self, id: TaskId, attempt: u32) -> Result<Arc<Task>> {
+        if self.authority.is_none()
+            && let Some(task) = self.get(id)
             && task.status == TaskStatus::Running
             && task.attempt == attempt
         {
+            // In one process: seen under a read lock, with nothing copied.
             return Ok(task);
         }
-        self.transition(id, None, |task| changes::start_attempt(task, attempt))
+        self.apply(id, None, true, move |task| {
+            changes::start_attempt(task, attempt)
+        })
+        .await
+    }
+
+    /// A task's workflow on this instance has ended (`suspended`: stopped without finishing
+    /// its task, which is not at fault). With a shared database its claim is given up, so the
+    /// work is resumed at once; in one process nothing is left to do.
+    pub async fn workflow_ended(&self, id: TaskId, token: CancellationToken, suspended: bool) {
+        if let Some(authority) = &self.authority {
+            authority.ended(id, token, suspended).await;
+        }
+    }
+
+    /// Does a workflow whose own change was refused for a reason that is not the task's (the
+    /// database did not answer, another instance took the work over) stop and leave the task
+    /// to be resumed, rather than fail it? Only where another instance can resume it.
+    pub fn suspends_work(&self) -> bool {
+        self.authority.is_some()
     }
 
     /// Publishes an intermediate result of a running attempt.
     pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) -> Result<()> {
-        if let Some(shared) = &self.shared {
-            shared.progress(id, attempt, text);
+        if let Some(authority) = &self.authority {
+            authority.progress(id, attempt, text);
             return Ok(());
         }
         let live = self.tasks.get(&id).ok_or(TransitionError::NotFound(id))?;

@@ -1,24 +1,24 @@
 //! The service handle every route shares: submit, decide, cancel, and what they need.
+//!
+//! [`open`] builds it for the configured store, restores what the store holds, and closes it;
+//! this file is what requests ask of it.
+
+mod open;
 
 use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::{Actor, Auth, Role, Users},
-    cluster::{self, Shared},
-    config::{AuthConfig, AuthMode, Config, Limits, StoreKind},
-    events::{EventLog, Scope},
+    auth::{Actor, Auth, Role},
+    cluster::Shared,
+    config::Limits,
+    events::Scope,
     input::{DecisionRequest, NewTask},
     model::task::{Feedback, ReviewTimeout, Task, TaskId, now},
     registry::{Registry, TransitionError},
-    review::{ProcessOptions, Processor, ReviewFlow},
-    store::{
-        Retention, Store, StoreError,
-        journal::{self, Journal},
-        postgres::PgStore,
-        sqlite::SqliteStore,
-    },
+    review::ReviewFlow,
+    store::{Store, StoreError, journal::Journal},
     submissions::{StoredKey, SubmitKey, SubmitKeys, Submitted},
 };
 
@@ -48,8 +48,8 @@ pub struct Service {
     pub default_max_attempts: u32,
     /// Cancelled when the server shuts down: ends every stream and every task's flow.
     pub shutdown: CancellationToken,
-    /// The durable store and its writer; `None` in memory mode.
-    pub durable: Option<Arc<Durable>>,
+    /// What keeps the tasks: nothing, a journal of this process's, or a shared database.
+    pub backing: Backing,
     /// What clients may ask of the service at once.
     pub limits: Limits,
     /// Users and sessions; `None` without sign-in (`--auth none`).
@@ -62,6 +62,34 @@ pub struct Service {
     pub submit_keys: SubmitKeys,
 }
 
+/// What keeps the tasks: one value for the three modes, matched where they behave differently
+/// (where a change is decided, how long an answer waits, where a task that left memory is read).
+pub enum Backing {
+    /// Nothing is kept (`--store memory`): demos and tests.
+    Memory,
+    /// This process decides every change and journals it to a store only it writes (SQLite).
+    Journal(Arc<Durable>),
+    /// Several instances on one PostgreSQL database, which decides every change; this
+    /// instance's registry is a replica of its journal.
+    Shared(Arc<Shared>),
+}
+
+impl Backing {
+    /// Is nothing kept (every page says so)?
+    pub fn keeps_nothing(&self) -> bool {
+        matches!(self, Self::Memory)
+    }
+
+    /// The store a task that left memory is read back from.
+    fn store(&self) -> Option<Arc<dyn Store>> {
+        match self {
+            Self::Memory => None,
+            Self::Journal(durable) => Some(durable.store.clone()),
+            Self::Shared(shared) => Some(shared.store.clone()),
+        }
+    }
+}
+
 /// The store behind a durable service, and the journal that writes to it.
 pub struct Durable {
     pub store: Arc<dyn Store>,
@@ -69,216 +97,6 @@ pub struct Durable {
 }
 
 impl Hitl {
-    /// Opens the configured store, rebuilds the tasks it holds and resumes their work, with the
-    /// simulated processor.
-    pub fn open(config: &Config, shutdown: CancellationToken) -> Result<Self, StoreError> {
-        let processor = crate::processors::build(config).map_err(StoreError::Config)?;
-        Self::with_processor(config, processor, shutdown)
-    }
-
-    /// Opens the configured store, whichever it is: [`Self::open`], or for `--store postgres`
-    /// (whose client is asynchronous) [`Self::connect`].
-    pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Self, StoreError> {
-        let processor = crate::processors::build(config).map_err(StoreError::Config)?;
-        match config.store {
-            StoreKind::Postgres => Self::connect(config, processor, shutdown).await,
-            _ => Self::with_processor(config, processor, shutdown),
-        }
-    }
-
-    /// Joins the service shared by every instance on `--database-url`: reads its tasks, starts
-    /// replicating its journal, and takes over work whose claim has run out.
-    pub async fn connect(
-        config: &Config,
-        processor: Arc<dyn Processor>,
-        shutdown: CancellationToken,
-    ) -> Result<Self, StoreError> {
-        crate::metrics::install();
-        let url = config.database_url.as_deref().ok_or_else(|| {
-            StoreError::Config(
-                "--store postgres needs --database-url (or HITL_DATABASE_URL)".into(),
-            )
-        })?;
-        let store = Arc::new(PgStore::connect(url, config.database_connections as usize).await?);
-        let recovered = store.load_async(Retention::DURABLE_MEMORY_CAP).await?;
-        let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
-        let lease = Duration::from_millis(config.claim_lease_ms);
-        let (shared, writes) = Shared::new(store, lease, events.clone());
-        let registry =
-            Registry::with_shared(events, shared.clone()).keep_finished(config.keep_finished);
-        let hitl = Self::assemble(config, registry, None, processor, shutdown)?;
-        // The tasks as they were; their work is resumed by whichever instance claims it.
-        hitl.restore(recovered.tasks, false);
-        let token = hitl.shutdown.clone();
-        tokio::spawn(cluster::replicate(
-            shared.clone(),
-            hitl.registry.clone(),
-            token.clone(),
-        ));
-        tokio::spawn(cluster::write(Arc::downgrade(&shared), writes));
-        tokio::spawn(cluster::keep_claims(
-            shared,
-            hitl.registry.clone(),
-            hitl.flow.clone(),
-            config.retain_events,
-            token,
-        ));
-        Ok(hitl)
-    }
-
-    pub fn with_processor(
-        config: &Config,
-        processor: Arc<dyn Processor>,
-        shutdown: CancellationToken,
-    ) -> Result<Self, StoreError> {
-        crate::metrics::install();
-        match config.store {
-            StoreKind::Memory => {
-                let events = EventLog::in_memory(config.retain_events);
-                let registry = Registry::new(events).keep_finished(config.keep_finished);
-                Self::assemble(config, registry, None, processor, shutdown)
-            }
-            StoreKind::Postgres => Err(StoreError::Config(
-                "--store postgres is opened with Hitl::start or Hitl::connect".into(),
-            )),
-            StoreKind::Sqlite => {
-                let store = Arc::new(SqliteStore::open(&config.data_dir)?);
-                Self::with_store(config, store, processor, shutdown)
-            }
-        }
-    }
-
-    /// A durable service over `store` (the SQLite store, or in tests one that fails on cue):
-    /// rebuilds the tasks it holds, resumes their work, and journals every change to it.
-    pub fn with_store(
-        config: &Config,
-        store: Arc<dyn Store>,
-        processor: Arc<dyn Processor>,
-        shutdown: CancellationToken,
-    ) -> Result<Self, StoreError> {
-        crate::metrics::install();
-        let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
-        let (sender, receiver) = journal::channel();
-        let events = EventLog::durable(
-            config.retain_events,
-            store.clone(),
-            sender.clone(),
-            &recovered,
-        );
-        let log = events.clone();
-        let journal = Journal::spawn(
-            store.clone(),
-            Box::new(move |seq| log.mark_durable(seq)),
-            &sender,
-            receiver,
-            config.retain_events,
-        )
-        .map_err(|source| StoreError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
-        let durable = Arc::new(Durable { store, journal });
-        let hitl = Self::assemble(
-            config,
-            Registry::new(events).keep_finished(config.keep_finished),
-            Some(durable),
-            processor,
-            shutdown,
-        )?;
-        hitl.restore(recovered.tasks, true);
-        Ok(hitl)
-    }
-
-    /// The service around its registry, whatever keeps the tasks.
-    fn assemble(
-        config: &Config,
-        registry: Registry,
-        durable: Option<Arc<Durable>>,
-        processor: Arc<dyn Processor>,
-        shutdown: CancellationToken,
-    ) -> Result<Self, StoreError> {
-        let auth = auth_from(&config.auth)?.map(Arc::new);
-        Ok(Self(Arc::new(Service {
-            flow: Arc::new(ReviewFlow::new(
-                registry.clone(),
-                processor,
-                ProcessOptions::from(&config.processing),
-            )),
-            registry,
-            default_max_attempts: config.max_attempts,
-            shutdown,
-            durable,
-            limits: config.limits,
-            auth,
-            allow_self_review: config.auth.allow_self_review,
-            review_timeout: config.review_timeout.map(|timeout| ReviewTimeout {
-                seconds: timeout.as_secs().max(1),
-                policy: config.review_timeout_policy,
-            }),
-            submit_keys: SubmitKeys::default(),
-        })))
-    }
-
-    /// Puts recovered tasks back and, if `work` says this instance does their work (with several
-    /// instances, whichever claims a task does), carries on with the unfinished ones where they
-    /// were: an attempt that was being processed runs again under the same number, and a review
-    /// stays open on the same attempt.
-    fn restore(&self, mut tasks: Vec<Arc<Task>>, work: bool) {
-        // In the order they last changed, so the finished ones queue up to leave memory
-        // (`--keep-finished`) oldest first.
-        tasks.sort_unstable_by_key(|task| task.seq);
-        let (mut resumed, total) = (0, tasks.len());
-        for task in tasks {
-            let live = !task.status.is_terminal();
-            let handle = self.registry.restore(task, &self.shutdown);
-            if live && work {
-                resumed += 1;
-                self.flow.resume(handle);
-            }
-        }
-        self.registry.evict_finished();
-        if total > 0 {
-            tracing::info!(
-                tasks = total,
-                resumed,
-                in_memory = self.registry.len(),
-                "tasks recovered from the store"
-            );
-        }
-    }
-
-    /// Writes out every accepted change, stops the journal and lets the data directory go: the
-    /// last step of a shutdown. Cancel `shutdown` first, so no flow is still making changes.
-    pub async fn close(&self) {
-        if let Some(shared) = self.registry.shared() {
-            shared.close().await;
-        }
-        if let Some(durable) = &self.durable {
-            durable.journal.close().await;
-            durable.store.release();
-        }
-    }
-
-    /// Is the service able to accept changes? In durable mode: the store answers and its
-    /// last write succeeded.
-    pub async fn ready(&self) -> Result<(), String> {
-        if let Some(shared) = self.registry.shared() {
-            return shared.ready().await;
-        }
-        let Some(durable) = self.durable.clone() else {
-            return Ok(());
-        };
-        if !durable.journal.is_healthy() {
-            return Err("the store's last write failed; changes are not being saved".into());
-        }
-        let store = durable.store.clone();
-        match tokio::task::spawn_blocking(move || store.check()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(error) => Err(error.to_string()),
-        }
-    }
-
     /// The largest input, comment or edit accepted, in bytes.
     pub fn max_text(&self) -> usize {
         usize::try_from(self.limits.max_text_bytes).unwrap_or(usize::MAX)
@@ -290,7 +108,7 @@ impl Hitl {
     /// refused.
     pub async fn settle(&self, seq: Option<u64>) {
         if seq.is_none()
-            && let Some(shared) = self.registry.shared()
+            && let Backing::Shared(shared) = &self.backing
         {
             // Whatever any instance committed before this read is shown: one service.
             shared.catch_up().await;
@@ -306,7 +124,7 @@ impl Hitl {
     /// A task as it stands once its latest change is durable: from memory, or for a finished
     /// task that has left it (`--keep-finished`), from the store.
     pub async fn settled(&self, id: TaskId) -> Option<Arc<Task>> {
-        if let Some(shared) = self.registry.shared() {
+        if let Backing::Shared(shared) = &self.backing {
             // Whatever any instance committed before this read is shown: one service.
             shared.catch_up().await;
         }
@@ -324,14 +142,17 @@ impl Hitl {
         if let Some(task) = self.registry.get(id) {
             return Some(task);
         }
-        self.registry.shared()?.catch_up().await;
+        let Backing::Shared(shared) = &self.backing else {
+            return None;
+        };
+        shared.catch_up().await;
         self.registry.get(id)
     }
 
     /// With a shared database: before a stream starts, makes sure this instance's replica is
     /// as far as the client has seen elsewhere (the task it asks for, the last event it got).
     pub async fn reach(&self, scope: Scope, last_event_id: Option<u64>) {
-        let Some(shared) = self.registry.shared() else {
+        let Backing::Shared(shared) = &self.backing else {
             return;
         };
         let missing = matches!(scope, Scope::Task(id) if self.registry.get(id).is_none());
@@ -344,11 +165,7 @@ impl Hitl {
     /// A task read back from the durable store (`None` in memory mode, or if the store cannot
     /// be read: it is logged).
     async fn stored(&self, id: TaskId) -> Option<Arc<Task>> {
-        let store: Arc<dyn Store> = match (&self.durable, self.registry.shared()) {
-            (Some(durable), _) => durable.store.clone(),
-            (None, Some(shared)) => shared.store.clone(),
-            (None, None) => return None,
-        };
+        let store = self.backing.store()?;
         match tokio::task::spawn_blocking(move || store.task(id)).await {
             Ok(Ok(task)) => task,
             Ok(Err(error)) => {
@@ -381,7 +198,7 @@ impl Hitl {
 
     /// Waits until `task`'s latest change is durable, so the caller may answer.
     async fn saved(&self, task: Arc<Task>) -> Result<Arc<Task>, TransitionError> {
-        if self.registry.shared().is_some() {
+        if let Backing::Shared(_) = self.backing {
             // Committed in the shared database already (the transition waited for that, and
             // briefly for the replica): it is saved, even if this replica is slow to show it.
             return Ok(task);
@@ -452,15 +269,15 @@ impl Hitl {
         &self,
         key: Arc<StoredKey>,
     ) -> Result<Option<(TaskId, Box<str>)>, TransitionError> {
-        let found = if let Some(durable) = &self.durable {
-            let store = durable.store.clone();
-            tokio::task::spawn_blocking(move || store.submit_key(&key))
-                .await
-                .unwrap_or_else(|e| Err(StoreError::Config(e.to_string())))
-        } else if let Some(shared) = self.registry.shared() {
-            shared.store.submit_key_async(&key).await
-        } else {
-            return Ok(None);
+        let found = match &self.backing {
+            Backing::Memory => return Ok(None),
+            Backing::Journal(durable) => {
+                let store = durable.store.clone();
+                tokio::task::spawn_blocking(move || store.submit_key(&key))
+                    .await
+                    .unwrap_or_else(|e| Err(StoreError::Config(e.to_string())))
+            }
+            Backing::Shared(shared) => shared.store.submit_key_async(&key).await,
         };
         found.map_err(|error| {
             tracing::warn!(%error, "cannot look up a submission key");
@@ -491,7 +308,7 @@ impl Hitl {
             submit_key: key,
             ..Task::new(TaskId::new(), new.input, max_attempts, now())
         };
-        if let Some(shared) = self.registry.shared() {
+        if let Backing::Shared(shared) = &self.backing {
             // The live-task limit is this instance's, counted in its replica.
             if self.registry.unfinished() >= self.limits.max_live_tasks as usize {
                 return Err(TransitionError::Full {
@@ -584,31 +401,4 @@ impl Hitl {
         let task = self.registry.cancel(id, by.recorded()).await?;
         self.saved(task).await
     }
-}
-
-/// Users and sessions for `--auth token`, or why they cannot be set up.
-fn auth_from(config: &AuthConfig) -> Result<Option<Auth>, StoreError> {
-    if config.mode == AuthMode::None {
-        return Ok(None);
-    }
-    let mut spec = config.users.clone().unwrap_or_default();
-    if let Some(path) = &config.users_file {
-        let file = std::fs::read_to_string(path).map_err(|e| {
-            StoreError::Config(format!(
-                "cannot read the users file {}: {e}",
-                path.display()
-            ))
-        })?;
-        spec.push('\n');
-        spec.push_str(&file);
-    }
-    let users: Users = spec
-        .parse()
-        .map_err(|e| StoreError::Config(format!("--auth token: {e}")))?;
-    Ok(Some(Auth::new(
-        users,
-        config.session_key.as_deref(),
-        Duration::from_secs(config.session_hours * 3600),
-        config.allow_self_review,
-    )))
 }
