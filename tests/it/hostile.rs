@@ -10,32 +10,27 @@
 //!     `role="alert"` element with a message;
 //! (d) that nothing changed: `GET /api/tasks` is the same before and after the row.
 //!
-//! Requests go over a plain TCP socket, not reqwest, so paths such as `/assets/../Cargo.toml`
-//! reach the server as written (a URL library would normalise them away) and bodies and header
-//! values can hold any bytes.
+//! Requests go over a plain TCP socket, not reqwest ([`crate::helpers::raw`]), so paths such as
+//! `/assets/../Cargo.toml` reach the server as written (a URL library would normalise them away)
+//! and bodies and header values can hold any bytes; streams are read with a parser that keeps
+//! every field ([`crate::helpers::raw_sse`]), so a forged one shows.
 //!
 //! Rows that must change state are not in the tables: the injection test at the end submits,
 //! rejects and approves text built to break out of SSE framing and HTML, and checks the streams,
 //! the pages and the JSON answers.
 
-use std::{collections::VecDeque, io, panic::Location};
+use std::panic::Location;
 
 use hitl::{config::Config, task::TaskStatus};
 use reqwest::StatusCode;
 use scraper::Html;
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
-    task::JoinHandle,
-};
 
 use crate::helpers::{
-    TestApp, WAIT, json_body, select, slow_config, spawn_app, spawn_app_with, test_config,
-    unknown_id, within,
+    TestApp, WAIT, json_body,
+    raw::{self, Answer, Conn, open, send},
+    raw_sse::{RawEvent, SseParser},
+    select, slow_config, spawn_app, spawn_app_with, test_config, unknown_id, within,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -125,6 +120,18 @@ impl Row {
 
     fn last_event_id(self, value: impl Into<Vec<u8>>) -> Self {
         self.header("Last-Event-ID", value)
+    }
+
+    /// The row as the raw client sends it: streams are kept open, anything else is closed after
+    /// its answer.
+    fn request(&self) -> raw::Request<'_> {
+        raw::Request {
+            method: self.method,
+            path: &self.path,
+            headers: &self.headers,
+            body: &self.body,
+            stream: self.expect == Expect::Stream,
+        }
     }
 
     fn is_htmx(&self) -> bool {
@@ -790,7 +797,7 @@ async fn decisions_on_a_running_task_are_conflicts_and_change_nothing() {
 async fn a_form_input_with_invalid_utf8_is_decoded_lossily_not_failed() {
     let app = spawn_app().await;
     let row = post(303, "/tasks").form(bytes("input=ab", b"\xff", "cd%FE"));
-    let answer = within("a raw request", send(&app, &row))
+    let answer = within("a raw request", send(&app, &row.request()))
         .await
         .expect("an answer");
     assert!(
@@ -873,7 +880,7 @@ fn code_for(status: u16) -> &'static str {
 /// Checks one row; returns what is wrong with the answer.
 async fn check_row(app: &TestApp, row: &Row) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut conn = match tokio::time::timeout(WAIT, open(app, row)).await {
+    let mut conn = match tokio::time::timeout(WAIT, open(app, &row.request())).await {
         Err(_) => return vec![format!("(b) no answer within {WAIT:?}")],
         Ok(Err(error)) => return vec![format!("(b) no answer: {error}")],
         Ok(Ok(conn)) => conn,
@@ -1010,364 +1017,6 @@ fn html_error_is_clear(answer: &Answer, htmx: bool) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A raw HTTP/1.1 client: the request goes out byte for byte as the row has it.
-
-fn request_bytes(app: &TestApp, row: &Row) -> Vec<u8> {
-    let host = app.base_url.trim_start_matches("http://");
-    let mut out = format!("{} {} HTTP/1.1\r\nHost: {host}\r\n", row.method, row.path).into_bytes();
-    if row.expect != Expect::Stream {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    if !row.body.is_empty() || row.method != "GET" {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", row.body.len()).as_bytes());
-    }
-    for (name, value) in &row.headers {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&row.body);
-    out
-}
-
-/// An answer read in full.
-struct Answer {
-    status: u16,
-    /// The media type, lower case, without parameters.
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Sends a row and reads the whole answer.
-async fn send(app: &TestApp, row: &Row) -> io::Result<Answer> {
-    open(app, row).await?.into_answer().await
-}
-
-#[derive(Debug)]
-enum Framing {
-    Length(usize),
-    Chunked(Chunk),
-    Close,
-}
-
-#[derive(Debug)]
-enum Chunk {
-    /// Waiting for a size line.
-    Size,
-    /// This many data bytes still to come, then a CRLF.
-    Data(usize),
-    /// The CRLF after a chunk's data.
-    End,
-}
-
-/// An answer whose head has been read; its body arrives as it is sent.
-struct Conn {
-    status: u16,
-    headers: Vec<(String, String)>,
-    read: OwnedReadHalf,
-    /// Keeps the write half open (dropping it would half-close the connection) and writes the
-    /// request while the answer is read, so a server that answers before reading it all (413)
-    /// does not block the write.
-    _writer: JoinHandle<OwnedWriteHalf>,
-    /// Received bytes not yet de-framed.
-    raw: Vec<u8>,
-    framing: Framing,
-    body: Vec<u8>,
-    complete: bool,
-}
-
-async fn open(app: &TestApp, row: &Row) -> io::Result<Conn> {
-    let addr = app.base_url.trim_start_matches("http://");
-    let stream = TcpStream::connect(addr).await?;
-    let (mut read, mut write) = stream.into_split();
-    let request = request_bytes(app, row);
-    let writer = tokio::spawn(async move {
-        // A server may refuse before reading the whole body and close: that is its right.
-        let _ = write.write_all(&request).await;
-        let _ = write.flush().await;
-        write
-    });
-    let mut raw = Vec::new();
-    let head_end = loop {
-        if let Some(at) = find(&raw, b"\r\n\r\n") {
-            break at;
-        }
-        raw.reserve(16 * 1024);
-        let n = read.read_buf(&mut raw).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "connection closed before an answer ({} bytes: {:?})",
-                    raw.len(),
-                    String::from_utf8_lossy(&raw)
-                ),
-            ));
-        }
-    };
-    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-    raw.drain(..head_end + 4);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("a bad status line: {status_line:?}")))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let framing = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        Framing::Chunked(Chunk::Size)
-    } else if let Some(length) = header("content-length") {
-        Framing::Length(
-            length
-                .parse()
-                .map_err(|_| io::Error::other("a bad Content-Length"))?,
-        )
-    } else {
-        Framing::Close
-    };
-    let mut conn = Conn {
-        status,
-        headers,
-        read,
-        _writer: writer,
-        raw,
-        framing,
-        body: Vec::new(),
-        complete: false,
-    };
-    conn.deframe()?;
-    Ok(conn)
-}
-
-impl Conn {
-    fn content_type(&self) -> String {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .map(|(_, v)| {
-                v.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Moves what has arrived from `raw` to `body`, undoing the framing.
-    fn deframe(&mut self) -> io::Result<()> {
-        loop {
-            match &mut self.framing {
-                Framing::Close => {
-                    self.body.append(&mut self.raw);
-                    return Ok(());
-                }
-                Framing::Length(left) => {
-                    let take = (*left).min(self.raw.len());
-                    self.body.extend(self.raw.drain(..take));
-                    *left -= take;
-                    self.complete = *left == 0;
-                    return Ok(());
-                }
-                Framing::Chunked(state) => match state {
-                    Chunk::Size => {
-                        let Some(end) = find(&self.raw, b"\r\n") else {
-                            return Ok(());
-                        };
-                        let line = String::from_utf8_lossy(&self.raw[..end]).into_owned();
-                        let size = line.split(';').next().unwrap_or_default().trim();
-                        let size = usize::from_str_radix(size, 16).map_err(|_| {
-                            io::Error::other(format!("a bad chunk size line: {line:?}"))
-                        })?;
-                        self.raw.drain(..end + 2);
-                        if size == 0 {
-                            self.complete = true;
-                            return Ok(());
-                        }
-                        *state = Chunk::Data(size);
-                    }
-                    Chunk::Data(left) => {
-                        let take = (*left).min(self.raw.len());
-                        if take == 0 {
-                            return Ok(());
-                        }
-                        self.body.extend(self.raw.drain(..take));
-                        *left -= take;
-                        if *left == 0 {
-                            *state = Chunk::End;
-                        }
-                    }
-                    Chunk::End => {
-                        if self.raw.len() < 2 {
-                            return Ok(());
-                        }
-                        if &self.raw[..2] != b"\r\n" {
-                            return Err(io::Error::other("a chunk without its CRLF"));
-                        }
-                        self.raw.drain(..2);
-                        *state = Chunk::Size;
-                    }
-                },
-            }
-        }
-    }
-
-    /// Reads more; false at the end of the connection.
-    async fn fill(&mut self) -> io::Result<bool> {
-        self.raw.reserve(64 * 1024);
-        if self.read.read_buf(&mut self.raw).await? == 0 {
-            return Ok(false);
-        }
-        self.deframe()?;
-        Ok(true)
-    }
-
-    async fn into_answer(mut self) -> io::Result<Answer> {
-        while !self.complete {
-            if !self.fill().await? {
-                if matches!(self.framing, Framing::Close) {
-                    break;
-                }
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the body ended early after {} bytes", self.body.len()),
-                ));
-            }
-        }
-        Ok(Answer {
-            status: self.status,
-            content_type: self.content_type(),
-            body: self.body,
-        })
-    }
-
-    /// The next event of an event stream, or `None` when it ends.
-    async fn next_event(&mut self, parser: &mut SseParser) -> io::Result<Option<RawEvent>> {
-        loop {
-            parser.feed(&std::mem::take(&mut self.body));
-            if let Some(event) = parser.ready.pop_front() {
-                return Ok(Some(event));
-            }
-            if self.complete || !self.fill().await? {
-                return Ok(None);
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server-Sent Events, parsed as a browser does (CR, LF and CRLF all end a line), keeping every
-// field so a forged one shows.
-
-#[derive(Default, Debug, Clone)]
-struct RawEvent {
-    ids: Vec<String>,
-    names: Vec<String>,
-    data: Vec<String>,
-    /// Fields other than id, event and data (such as `retry`).
-    other: Vec<String>,
-}
-
-impl RawEvent {
-    fn data(&self) -> String {
-        self.data.join("\n")
-    }
-
-    fn id(&self) -> Option<u64> {
-        match self.ids.as_slice() {
-            [id] => id.parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// One numeric id, one event name from `names`, no other fields.
-    fn well_formed(&self, names: &[&str]) -> Result<u64, String> {
-        let Some(id) = self.id() else {
-            return Err(format!("not exactly one numeric id: {self:?}"));
-        };
-        match self.names.as_slice() {
-            [name] if names.contains(&name.as_str()) => {}
-            _ => return Err(format!("not exactly one event name of {names:?}: {self:?}")),
-        }
-        if !self.other.is_empty() {
-            return Err(format!("unexpected fields: {self:?}"));
-        }
-        Ok(id)
-    }
-}
-
-#[derive(Default)]
-struct SseParser {
-    line: Vec<u8>,
-    after_cr: bool,
-    current: RawEvent,
-    started: bool,
-    ready: VecDeque<RawEvent>,
-}
-
-impl SseParser {
-    fn feed(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
-                continue;
-            }
-            match byte {
-                b'\r' => {
-                    self.after_cr = true;
-                    self.end_line();
-                }
-                b'\n' => self.end_line(),
-                _ => self.line.push(byte),
-            }
-        }
-    }
-
-    fn end_line(&mut self) {
-        let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
-        if line.is_empty() {
-            if std::mem::take(&mut self.started) {
-                self.ready.push_back(std::mem::take(&mut self.current));
-            }
-            return;
-        }
-        if line.starts_with(':') {
-            return;
-        }
-        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
-        self.started = true;
-        match name {
-            "id" => self.current.ids.push(value),
-            "event" => self.current.names.push(value),
-            "data" => self.current.data.push(value),
-            other => self.current.other.push(format!("{other}: {value}")),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Text built to break out of SSE framing and out of HTML: it changes state, so it is not a row.
 
 const INPUT: &str = "<script>alert(1)</script>\r\nid: 666\nevent: evil\ndata: x\r\n\r\nretry: 1\n\
@@ -1395,7 +1044,7 @@ impl Watched {
         if let Some(id) = last_event_id {
             row = row.last_event_id(id);
         }
-        let conn = within("a stream", open(app, &row))
+        let conn = within("a stream", open(app, &row.request()))
             .await
             .expect("the stream opens");
         assert_eq!(conn.status, 200, "GET {path}");

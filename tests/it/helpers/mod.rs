@@ -9,8 +9,11 @@
 //!   contract's JSON error ([`assert_error`]).
 //! - [`sse`]: an open event stream ([`Events`]), read event by event.
 //! - [`page`]: elements of an HTML page, by CSS selector.
+//! - [`raw`] and [`raw_sse`]: an HTTP/1.1 client and an event-stream parser that see the bytes
+//!   exactly, for requests a URL library would not send as written and for stream fields a
+//!   lenient reader would hide (`hostile.rs`).
 //!
-//! Everything is re-exported here, so tests `use crate::helpers::{...}`. The PostgreSQL tests
+//! Everything but `raw` and `raw_sse` is re-exported here, so tests `use crate::helpers::{...}`. The PostgreSQL tests
 //! (`tests/pg`) include this folder too, by path, and use only some of it.
 
 use std::{future::Future, time::Duration};
@@ -18,6 +21,8 @@ use std::{future::Future, time::Duration};
 mod answers;
 mod app;
 mod page;
+pub mod raw;
+pub mod raw_sse;
 mod sse;
 
 pub use answers::{Task, assert_error, content_type, json_body, location, text_body, unknown_id};
