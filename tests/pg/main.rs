@@ -9,8 +9,8 @@ use std::{future::Future, pin::Pin, time::Duration};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-#[allow(dead_code)]
-#[path = "../it/helpers.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../it/helpers/mod.rs"]
 mod helpers;
 
 mod failover;

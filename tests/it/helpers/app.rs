@@ -1,34 +1,13 @@
-//! A real server on a free port per test, and a client with one method per route.
-//!
-//! Every wait is bounded by [`WAIT`], so a broken server fails the test instead of hanging it,
-//! and waiting for a state reads the task's event stream instead of polling.
+//! A real server on a free port per test, and [`TestApp`]: a client with one method per route,
+//! and waits that follow a task's event stream until it reaches a state.
 
-use std::{future::Future, pin::Pin, time::Duration};
-
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::{Stream, StreamExt};
-use hitl::{
-    Hitl,
-    config::Config,
-    task::{Decision, TaskStatus},
-};
+use hitl::{Hitl, config::Config, task::TaskStatus};
 use reqwest::{Response, StatusCode, header};
-use scraper::{ElementRef, Html, Selector};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-/// The longest any single step of a test may take.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Awaits `future`, failing the test if it takes longer than [`WAIT`].
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
-}
+use super::{EventData, Events, Task, content_type, json_body, text_body, within};
 
 /// The configuration tests run with: no processing delay.
 pub fn test_config() -> Config {
@@ -125,47 +104,6 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-/// A task as the JSON API returns it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Task {
-    pub id: String,
-    pub status: TaskStatus,
-    pub input: String,
-    pub attempt: u32,
-    pub max_attempts: u32,
-    pub output: Option<String>,
-    pub final_result: Option<String>,
-    pub error: Option<String>,
-    pub attempts: Vec<Attempt>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Attempt {
-    pub attempt: u32,
-    pub output: String,
-    pub decision: Option<Decision>,
-    pub comment: Option<String>,
-    #[serde(default)]
-    pub edited_output: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub decided_at: Option<OffsetDateTime>,
-}
-
-impl Task {
-    /// The decisions recorded for one attempt (the contract allows at most one).
-    pub fn decisions_for(&self, attempt: u32) -> Vec<Decision> {
-        self.attempts
-            .iter()
-            .filter(|a| a.attempt == attempt)
-            .filter_map(|a| a.decision)
-            .collect()
     }
 }
 
@@ -318,9 +256,7 @@ impl TestApp {
         let response = self.send(request).await;
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
         assert_eq!(content_type(&response), "text/event-stream", "GET {path}");
-        Events {
-            inner: Box::pin(response.bytes_stream().eventsource()),
-        }
+        Events::read(response)
     }
 
     /// Follows the task's event stream until a status event matches, then returns the task.
@@ -351,175 +287,4 @@ impl TestApp {
         let task = self.submit(input, max_attempts).await;
         self.wait_for_review(&task.id, 1).await
     }
-}
-
-pub async fn json_body<T: serde::de::DeserializeOwned>(response: Response) -> T {
-    within("a JSON body", response.json())
-        .await
-        .expect("a JSON body of the expected shape")
-}
-
-pub async fn text_body(response: Response) -> String {
-    within("a body", response.text())
-        .await
-        .expect("a text body")
-}
-
-/// The media type, without parameters.
-pub fn content_type(response: &Response) -> String {
-    let value = response.headers().get(header::CONTENT_TYPE);
-    let value = value.and_then(|v| v.to_str().ok()).unwrap_or_default();
-    value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
-pub fn location(response: &Response) -> String {
-    let value = response
-        .headers()
-        .get(header::LOCATION)
-        .expect("a Location header");
-    value.to_str().expect("an ASCII Location").to_owned()
-}
-
-/// Asserts the contract's JSON error: this status and this code. Returns the message.
-pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> String {
-    assert_eq!(response.status(), status);
-    assert_eq!(content_type(&response), "application/json");
-    let body: Value = json_body(response).await;
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"].as_str().expect("a message");
-    assert!(!message.trim().is_empty(), "{body}");
-    message.to_owned()
-}
-
-/// An id no task has.
-pub fn unknown_id() -> String {
-    "0192f000-0000-7000-8000-000000000000".to_owned()
-}
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-pub struct SseEvent {
-    pub id: u64,
-    pub name: String,
-    pub data: String,
-}
-
-/// The JSON data of a `status` or `progress` event on `/api/events`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EventData {
-    pub seq: u64,
-    pub task_id: String,
-    pub status: TaskStatus,
-    pub attempt: u32,
-    pub output: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
-
-impl SseEvent {
-    pub fn data(&self) -> EventData {
-        serde_json::from_str(&self.data)
-            .unwrap_or_else(|e| panic!("event data {:?}: {e}", self.data))
-    }
-}
-
-type RawEvents =
-    dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>> + Send;
-
-/// An open event stream.
-pub struct Events {
-    inner: Pin<Box<RawEvents>>,
-}
-
-impl Events {
-    /// The next event, or `None` once the server ends the stream.
-    pub async fn try_next(&mut self) -> Option<SseEvent> {
-        let event = within("the next event", self.inner.next()).await?;
-        let event = event.expect("a well-formed event");
-        let id = event
-            .id
-            .parse()
-            .unwrap_or_else(|_| panic!("a numeric id: {event:?}"));
-        Some(SseEvent {
-            id,
-            name: event.event,
-            data: event.data,
-        })
-    }
-
-    pub async fn next(&mut self) -> SseEvent {
-        self.try_next().await.expect("the stream is still open")
-    }
-
-    /// The next `status` event's id and data, skipping progress reports; any other event (such
-    /// as a `resync`) fails the test.
-    pub async fn next_status(&mut self) -> (u64, EventData) {
-        loop {
-            let event = self.next().await;
-            match event.name.as_str() {
-                "status" => return (event.id, event.data()),
-                "progress" => continue,
-                _ => panic!("expected a status event, got {event:?}"),
-            }
-        }
-    }
-
-    /// Status events up to and including the first that matches.
-    pub async fn statuses_until(
-        &mut self,
-        matches: impl Fn(&EventData) -> bool,
-    ) -> Vec<(u64, EventData)> {
-        let mut seen = Vec::new();
-        loop {
-            let (id, data) = self.next_status().await;
-            let done = matches(&data);
-            seen.push((id, data));
-            if done {
-                return seen;
-            }
-        }
-    }
-
-    /// Every event, of any kind, until `done` holds for those read.
-    pub async fn read_until(&mut self, mut done: impl FnMut(&[SseEvent]) -> bool) -> Vec<SseEvent> {
-        let mut seen = Vec::new();
-        while !done(&seen) {
-            seen.push(self.next().await);
-        }
-        seen
-    }
-
-    /// Asserts the server ends the stream (after any events still in flight).
-    pub async fn assert_ends(&mut self) {
-        while self.try_next().await.is_some() {}
-    }
-}
-
-// Reading pages.
-
-pub fn select<'a>(doc: &'a Html, css: &str) -> Vec<ElementRef<'a>> {
-    let selector = Selector::parse(css).unwrap_or_else(|e| panic!("selector {css}: {e:?}"));
-    doc.select(&selector).collect()
-}
-
-/// The text of the one element `css` selects.
-pub fn text_of(doc: &Html, css: &str) -> String {
-    let found = select(doc, css);
-    assert_eq!(found.len(), 1, "one {css} in {}", doc.html());
-    found[0].text().collect()
-}
-
-/// An attribute of the one element `css` selects.
-pub fn attr_of(doc: &Html, css: &str, attr: &str) -> String {
-    let found = select(doc, css);
-    assert_eq!(found.len(), 1, "one {css} in {}", doc.html());
-    let value = found[0].value().attr(attr);
-    value
-        .unwrap_or_else(|| panic!("{css} has {attr}"))
-        .to_owned()
 }
