@@ -1,4 +1,4 @@
-//! Tests of `src/auth.rs`.
+//! Tests of users, secrets and sessions.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! Tests of `src/events.rs`.
+//! Tests of the event log: publish, replay, retention, durability.
 
 use super::*;
 

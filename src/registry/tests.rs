@@ -1,4 +1,4 @@
-//! Tests of `src/registry/mod.rs`.
+//! Tests of the registry: finished tasks leaving memory.
 
 use std::time::Duration;
 

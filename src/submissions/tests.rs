@@ -1,4 +1,4 @@
-//! Tests of `src/submissions.rs`.
+//! Tests of submissions made once under a key.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,4 +1,4 @@
-//! Tests of `src/model/changes.rs`.
+//! Tests of the rules of every change.
 
 use super::*;
 use crate::model::task::{ReviewTimeout, TaskId};
