@@ -175,7 +175,11 @@ async fn prune(shared: Arc<Shared>, retention: Retention, shutdown: Cancellation
 /// Stops the workflows whose claims a renewal of `held` did not keep, and forgets the ones
 /// that ended. A claim taken while the renewal was under way (a task submitted here, or taken
 /// over) was not in `held`, and is kept: its lease is new.
-pub(super) fn lost_claims(claims: &DashMap<TaskId, CancellationToken>, held: &[TaskId], kept: &[TaskId]) {
+pub(super) fn lost_claims(
+    claims: &DashMap<TaskId, CancellationToken>,
+    held: &[TaskId],
+    kept: &[TaskId],
+) {
     let kept: std::collections::HashSet<&TaskId> = kept.iter().collect();
     for id in held {
         if !kept.contains(id) {
