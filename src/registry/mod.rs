@@ -9,12 +9,9 @@
 //! run in the shared database instead ([`Registry::apply`] sends them there), and the map is a
 //! replica that [`Registry::replicate`] fills from the database's journal, in order.
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
 };
 
 use dashmap::DashMap;
@@ -23,58 +20,22 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 mod authority;
+mod error;
+mod finished;
+mod replica;
+
+pub use error::TransitionError;
+use finished::{Finished, StatusCounts};
 
 pub use authority::Authority;
 
 use crate::{
-    events::{Event, EventKind, EventLog},
+    events::{EventKind, EventLog},
     model::audit::{AuditEvent, Digest},
     model::task::{Feedback, Task, TaskId, TaskStatus, now},
-    store::Retention,
 };
 
 pub use crate::model::changes::{self, Change};
-
-/// Why a change was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum TransitionError {
-    #[error("no task with id {0}")]
-    NotFound(TaskId),
-    /// The task is not in a state that allows the change; `task` is its state now.
-    #[error("{message}")]
-    Conflict { message: String, task: Arc<Task> },
-    /// The server is shutting down and the request stopped before it could act.
-    #[error("The server is shutting down; nothing was changed. Try again when it is back.")]
-    Stopped,
-    /// As many tasks are unfinished as the service takes; nothing was submitted.
-    #[error("the service already has {max} unfinished tasks")]
-    Full { max: usize },
-    /// The actor may not do this; the message says why.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The change was made but could not be written to the store in time.
-    #[error(
-        "The change could not be saved: the store is not answering. It may be lost if the server stops; try again shortly."
-    )]
-    NotSaved,
-    /// The shared database did not answer, so nothing was changed.
-    #[error(
-        "The database is not answering, so nothing was changed. Try again shortly; this page keeps showing the latest it knows."
-    )]
-    Unavailable,
-    /// A submission key was used before for another submission; nothing was submitted.
-    #[error(
-        "This Idempotency-Key was already used for a different submission. Use a new key for a new task."
-    )]
-    KeyReused,
-    /// The submission key was bound to task `0` by another submission (on another instance)
-    /// with the digest `1`; nothing was submitted.
-    #[error("this submission key already made task {0}")]
-    KeyBound(TaskId, Box<str>),
-    /// Another instance holds the claim on this task's work: this one must not change it.
-    #[error("another instance has taken over this task's work")]
-    NotClaimed,
-}
 
 type Result<T, E = TransitionError> = std::result::Result<T, E>;
 
@@ -97,12 +58,6 @@ pub struct Registry {
     /// With `--store postgres`: the database every change is decided in; the map is then a
     /// replica, filled in order from the shared journal.
     authority: Option<Arc<dyn Authority>>,
-}
-
-#[derive(Default)]
-struct Finished {
-    order: VecDeque<(TaskId, OffsetDateTime)>,
-    keep: Option<Retention>,
 }
 
 struct LiveTask {
@@ -151,123 +106,6 @@ impl Registry {
         Self {
             authority: Some(authority),
             ..Self::new(events)
-        }
-    }
-
-    /// Takes in one event from the shared journal, the next in sequence: the task's new state
-    /// (its audit trail grown by `fresh`), or a progress report. False if it is not the next
-    /// (the caller reads the journal again).
-    pub fn replicate(
-        &self,
-        mut event: Event,
-        fresh: Vec<Arc<crate::model::audit::AuditEntry>>,
-        shutdown: &CancellationToken,
-    ) -> bool {
-        let id = event.task_id();
-        let mut finished = None;
-        match self.tasks.entry(id) {
-            dashmap::Entry::Occupied(mut slot) => {
-                let live = slot.get_mut();
-                if event.kind == EventKind::Status {
-                    let mut task = (*event.task).clone();
-                    task.history = live.task.history.clone();
-                    task.history.extend(fresh);
-                    event.task = Arc::new(task);
-                } else {
-                    event.task = live.task.clone();
-                }
-                let event = Arc::new(event);
-                if !self.events.replicate(event.clone()) {
-                    return false;
-                }
-                if event.kind == EventKind::Status {
-                    let (old, new) = (live.task.status, event.task.status);
-                    if new.is_terminal() && !old.is_terminal() {
-                        self.unfinished.fetch_sub(1, Ordering::AcqRel);
-                        finished = Some(event.at);
-                    }
-                    self.by_status.moved(old, new);
-                    live.task = event.task.clone();
-                    if new == TaskStatus::Cancelled {
-                        live.cancel.cancel();
-                    }
-                }
-                live.changed.send_replace(event.seq);
-            }
-            dashmap::Entry::Vacant(slot) => {
-                let mut task = (*event.task).clone();
-                task.history = fresh;
-                event.task = Arc::new(task);
-                let event = Arc::new(event);
-                if !self.events.replicate(event.clone()) {
-                    return false;
-                }
-                if event.task.status.is_terminal() {
-                    finished = Some(event.at);
-                } else {
-                    self.unfinished.fetch_add(1, Ordering::AcqRel);
-                }
-                let (live, _) = LiveTask::new(event.task.clone(), shutdown);
-                self.by_status.add(live.task.status);
-                slot.insert(live);
-            }
-        }
-        // Once the shard is let go: eviction looks tasks up.
-        if let Some(at) = finished {
-            self.finished_order().order.push_back((id, at));
-            self.evict_finished();
-        }
-        true
-    }
-
-    /// A handle to follow a task with, for a workflow this instance runs because it holds the
-    /// task's claim: `stop` ends that workflow (the claim was lost) without touching the task.
-    pub fn claimed_handle(&self, id: TaskId) -> Option<TaskHandle> {
-        let live = self.tasks.get(&id)?;
-        Some(TaskHandle {
-            task: live.task.clone(),
-            cancel: live.cancel.child_token(),
-        })
-    }
-
-    /// Keeps only the newest (or youngest) finished tasks in memory; see
-    /// [`Self::evict_finished`].
-    pub fn keep_finished(self, keep: Option<Retention>) -> Self {
-        self.finished_order().keep = keep;
-        self
-    }
-
-    fn finished_order(&self) -> std::sync::MutexGuard<'_, Finished> {
-        self.finished.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Lets the oldest finished tasks go from memory once more are kept than `--keep-finished`
-    /// allows (or they finished longer ago): out of the map, the counts and the log's latest
-    /// states. A durable store still has them. A task goes only once its last event is durable,
-    /// so the log cannot bring its state back afterwards.
-    pub fn evict_finished(&self) {
-        let head = self.events.head();
-        let now = now();
-        let mut finished = self.finished_order();
-        let Some(keep) = finished.keep else {
-            return;
-        };
-        while let Some(&(id, at)) = finished.order.front() {
-            let over = match keep {
-                Retention::Count(n) => finished.order.len() as u64 > n,
-                Retention::Age(age) => now - at > age,
-            };
-            if !over || self.tasks.get(&id).is_some_and(|live| live.task.seq > head) {
-                break;
-            }
-            finished.order.pop_front();
-            if let Some((_, live)) = self
-                .tasks
-                .remove_if(&id, |_, live| live.task.status.is_terminal())
-            {
-                self.by_status.remove(live.task.status);
-                self.events.forget(id);
-            }
         }
     }
 
@@ -542,36 +380,6 @@ impl Registry {
         let who = by.clone();
         self.apply(id, who, false, move |task| changes::cancel(task, by))
             .await
-    }
-}
-
-/// One counter per status, in the order of [`TaskStatus::ALL`]. Changed under the task's shard
-/// lock; a reader may see a task counted in both its old and new status for an instant.
-#[derive(Default)]
-struct StatusCounts([AtomicUsize; TaskStatus::ALL.len()]);
-
-impl StatusCounts {
-    fn slot(&self, status: TaskStatus) -> &AtomicUsize {
-        &self.0[status.index()]
-    }
-
-    fn add(&self, status: TaskStatus) {
-        self.slot(status).fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn remove(&self, status: TaskStatus) {
-        self.slot(status).fetch_sub(1, Ordering::AcqRel);
-    }
-
-    fn moved(&self, from: TaskStatus, to: TaskStatus) {
-        if from != to {
-            self.add(to);
-            self.remove(from);
-        }
-    }
-
-    fn read(&self) -> [usize; TaskStatus::ALL.len()] {
-        std::array::from_fn(|i| self.0[i].load(Ordering::Acquire))
     }
 }
 

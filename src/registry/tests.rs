@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::model::event::Retention;
 
 fn finished(hours_ago: i64) -> Arc<Task> {
     let at = now() - time::Duration::hours(hours_ago);
