@@ -9,6 +9,7 @@ pub mod diff;
 pub mod fragments;
 pub mod inbox;
 pub mod pages;
+pub mod trail;
 
 use maud::{DOCTYPE, Markup, html};
 use time::{OffsetDateTime, macros::format_description};

@@ -124,8 +124,8 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
         }
         (fragments::output(task, false))
         (fragments::review(task, false))
-        (fragments::history(task, false))
-        (fragments::audit(task, false))
+        (super::trail::history(task, false))
+        (super::trail::audit(task, false))
         p.next-task {
             a #next-task href={ "/next?after=" (task.id) } { "Next task waiting for review →" }
         }

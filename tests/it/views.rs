@@ -11,7 +11,7 @@ use hitl::{
     views::{
         self,
         fragments::{self, FlashKind},
-        pages,
+        pages, trail,
     },
 };
 use maud::{Markup, html};
@@ -110,11 +110,11 @@ fn review_form_while_waiting_and_after() {
 fn attempt_history() {
     insta::assert_snapshot!(
         "history_completed",
-        pretty(fragments::history(&task(TaskStatus::Completed), true))
+        pretty(trail::history(&task(TaskStatus::Completed), true))
     );
     let mut fresh = task(TaskStatus::Running);
     fresh.attempts.clear();
-    insta::assert_snapshot!("history_empty", pretty(fragments::history(&fresh, false)));
+    insta::assert_snapshot!("history_empty", pretty(trail::history(&fresh, false)));
 }
 
 #[test]
@@ -363,5 +363,5 @@ fn audit_trail_table() {
         );
         task.history.push(Arc::new(entry));
     }
-    insta::assert_snapshot!(pretty(fragments::audit(&task, true)));
+    insta::assert_snapshot!(pretty(trail::audit(&task, true)));
 }
