@@ -23,7 +23,7 @@ use tokio::sync::watch;
 pub use crate::model::event::{Event, EventKind, Scope};
 use crate::{
     model::task::{Task, TaskId},
-    store::{Recovered, Retention, Store, journal::JournalSender},
+    store::{History, Recovered, Retention, Store, journal::JournalSender},
 };
 
 /// The answer to "what happened after N?".
@@ -52,7 +52,7 @@ pub struct EventLog {
     /// Where events go to be made durable; `None` in memory mode, where publishing is enough.
     journal: Option<JournalSender>,
     /// Where events older than the in-memory tail are read back from.
-    store: Option<Arc<dyn Store>>,
+    store: Option<Arc<dyn History>>,
 }
 
 struct Inner {
@@ -149,7 +149,11 @@ impl EventLog {
 
     /// A replica of a shared journal (`--store postgres`): it starts where `recovered` ends and
     /// grows only by [`Self::replicate`], in the database's order; nothing is published here.
-    pub fn replicated(retention: Retention, store: Arc<dyn Store>, recovered: &Recovered) -> Self {
+    pub fn replicated(
+        retention: Retention,
+        store: Arc<dyn History>,
+        recovered: &Recovered,
+    ) -> Self {
         let mut log = Self::durable_inner(retention, recovered);
         log.store = Some(store);
         log
@@ -341,19 +345,14 @@ impl EventLog {
                 return Since::Gone;
             }
             let upto = first_kept.map_or(durable, |first| first - 1);
-            let read = tokio::task::spawn_blocking(move || store.events_between(from, upto, scope));
-            match read.await {
-                Ok(Ok(Some(mut events))) => {
+            match store.events_between(from, upto, scope).await {
+                Ok(Some(mut events)) => {
                     older.append(&mut events);
                     from = upto;
                 }
-                Ok(Ok(None)) => return Since::Gone,
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "cannot read old events back; the client resyncs");
-                    return Since::Gone;
-                }
+                Ok(None) => return Since::Gone,
                 Err(error) => {
-                    tracing::warn!(%error, "reading old events back stopped");
+                    tracing::warn!(%error, "cannot read old events back; the client resyncs");
                     return Since::Gone;
                 }
             }

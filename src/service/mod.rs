@@ -19,7 +19,7 @@ use crate::{
     model::task::{Feedback, ReviewTimeout, Task, TaskId, now},
     registry::{Registry, TransitionError},
     review::ReviewFlow,
-    store::{Store, journal::Journal},
+    store::{History, Store, journal::Journal},
     submissions::SubmitKeys,
 };
 
@@ -82,7 +82,7 @@ impl Backing {
     }
 
     /// The store a task that left memory is read back from.
-    fn store(&self) -> Option<Arc<dyn Store>> {
+    fn history(&self) -> Option<Arc<dyn History>> {
         match self {
             Self::Memory => None,
             Self::Journal(durable) => Some(durable.store.clone()),
@@ -166,15 +166,10 @@ impl Hitl {
     /// A task read back from the durable store (`None` in memory mode, or if the store cannot
     /// be read: it is logged).
     async fn stored(&self, id: TaskId) -> Option<Arc<Task>> {
-        let store = self.backing.store()?;
-        match tokio::task::spawn_blocking(move || store.task(id)).await {
-            Ok(Ok(task)) => task,
-            Ok(Err(error)) => {
-                tracing::warn!(%error, %id, "cannot read a task back from the store");
-                None
-            }
+        match self.backing.history()?.task(id).await {
+            Ok(task) => task,
             Err(error) => {
-                tracing::warn!(%error, %id, "reading a task back stopped");
+                tracing::warn!(%error, %id, "cannot read a task back from the store");
                 None
             }
         }

@@ -17,6 +17,8 @@ pub mod sqlite;
 
 use std::{path::PathBuf, sync::Arc};
 
+use futures_util::future::BoxFuture;
+
 use time::OffsetDateTime;
 
 pub use crate::model::event::Retention;
@@ -77,9 +79,32 @@ pub struct Recovered {
     pub head: u64,
 }
 
-/// A place that keeps tasks and their events durably. Calls block: the journal thread makes the
-/// writes and the service calls the rest through `spawn_blocking`.
-pub trait Store: Send + Sync + 'static {
+/// What is read back from a store while the service runs: replays older than memory holds,
+/// and tasks that have left memory. Asynchronous, so the shared database answers without a
+/// blocking bridge; a [`Store`] reads on a blocking thread ([`blocking`]).
+pub trait History: Send + Sync + 'static {
+    /// The events in scope with `after < seq <= upto`, oldest first; `None` if some of them are
+    /// no longer kept.
+    fn events_between(
+        self: Arc<Self>,
+        after: u64,
+        upto: u64,
+        scope: Scope,
+    ) -> BoxFuture<'static, Result<Option<Vec<Arc<Event>>>, StoreError>>;
+
+    /// One task as last stored, with its audit trail; `None` if the store never had it. Serves
+    /// finished tasks that have left memory (`--keep-finished`).
+    fn task(
+        self: Arc<Self>,
+        id: TaskId,
+    ) -> BoxFuture<'static, Result<Option<Arc<Task>>, StoreError>>;
+}
+
+/// A store one process keeps its tasks in and journals every event to (SQLite). Calls block:
+/// the journal thread makes the writes, and the service calls the rest through
+/// `spawn_blocking`. (The shared database is no `Store`: it decides and writes its changes in
+/// transactions of its own, see [`postgres`].)
+pub trait Store: History {
     /// Everything needed to carry on after a restart, with at most `recent` of the newest events.
     fn load(&self, recent: usize) -> Result<Recovered, StoreError>;
 
@@ -87,18 +112,16 @@ pub trait Store: Send + Sync + 'static {
     /// transaction that is on disk when this returns.
     fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError>;
 
-    /// The events in scope with `after < seq <= upto`, oldest first; `None` if some of them are
-    /// no longer kept.
-    fn events_between(
+    /// [`History::events_between`], blocking.
+    fn read_events(
         &self,
         after: u64,
         upto: u64,
         scope: Scope,
     ) -> Result<Option<Vec<Arc<Event>>>, StoreError>;
 
-    /// One task as last stored, with its audit trail; `None` if the store never had it. Serves
-    /// finished tasks that have left memory (`--keep-finished`).
-    fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError>;
+    /// [`History::task`], blocking.
+    fn read_task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError>;
 
     /// Drops the events `retention` no longer keeps (and submission keys older than
     /// [`StoredKey::KEEP`]); returns how many events.
@@ -116,6 +139,36 @@ pub trait Store: Send + Sync + 'static {
     /// Gives the store up after the last write: another instance may open it now (a restart
     /// within one process, as tests and embedders do).
     fn release(&self) {}
+}
+
+/// Runs a blocking store call on a blocking thread: how a [`Store`] answers [`History`].
+pub async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(read).await.unwrap_or_else(|e| {
+        Err(StoreError::Decode(format!(
+            "a read of the store stopped: {e}"
+        )))
+    })
+}
+
+/// Every [`Store`] answers [`History`] by reading on a blocking thread.
+impl<S: Store> History for S {
+    fn events_between(
+        self: Arc<Self>,
+        after: u64,
+        upto: u64,
+        scope: Scope,
+    ) -> BoxFuture<'static, Result<Option<Vec<Arc<Event>>>, StoreError>> {
+        Box::pin(blocking(move || self.read_events(after, upto, scope)))
+    }
+
+    fn task(
+        self: Arc<Self>,
+        id: TaskId,
+    ) -> BoxFuture<'static, Result<Option<Arc<Task>>, StoreError>> {
+        Box::pin(blocking(move || self.read_task(id)))
+    }
 }
 
 /// The oldest time, in [`unix_ms`], of a submission key still honoured.

@@ -639,16 +639,16 @@ impl Store for Stalling {
         }
         self.inner.append(events)
     }
-    fn events_between(
+    fn read_events(
         &self,
         after: u64,
         upto: u64,
         scope: Scope,
     ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
-        self.inner.events_between(after, upto, scope)
+        self.inner.read_events(after, upto, scope)
     }
-    fn task(&self, id: TaskId) -> Result<Option<Arc<hitl::task::Task>>, StoreError> {
-        self.inner.task(id)
+    fn read_task(&self, id: TaskId) -> Result<Option<Arc<hitl::task::Task>>, StoreError> {
+        self.inner.read_task(id)
     }
     fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
         self.inner.prune(retention)

@@ -31,7 +31,9 @@ use rows::*;
 
 pub use batch::{BoxedChange, Changed, Request};
 
-use super::{Recovered, Retention, Store, StoreError, event_kind, from_unix_ms, unix_ms};
+use futures_util::future::BoxFuture;
+
+use super::{History, Recovered, Retention, StoreError, event_kind, from_unix_ms, unix_ms};
 use crate::{
     model::audit::AuditEntry,
     model::event::{Event, Scope},
@@ -206,8 +208,6 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// The `NOTIFY` channel: one per schema, so databases shared by tests do not cross.
     pub channel: String,
-    /// For the blocking [`Store`] calls, made from `spawn_blocking` threads.
-    runtime: tokio::runtime::Handle,
 }
 
 impl PgStore {
@@ -248,7 +248,6 @@ impl PgStore {
             pool,
             config,
             channel,
-            runtime: tokio::runtime::Handle::current(),
         };
         store.migrate().await?;
         Ok(store)
@@ -264,7 +263,6 @@ impl PgStore {
             pool: pool(&config, 1).expect("a pool"),
             config,
             channel: "hitl_test".into(),
-            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -324,38 +322,21 @@ impl PgStore {
     }
 }
 
-/// The blocking face the rest of the service knows stores by (replays and health checks run it
-/// on `spawn_blocking` threads). Writes never come this way: they are transactions of their own.
-impl Store for PgStore {
-    fn load(&self, recent: usize) -> Result<Recovered, StoreError> {
-        self.runtime.block_on(self.load_async(recent))
-    }
-
-    fn append(&self, _: &[Arc<Event>]) -> Result<(), StoreError> {
-        Err(StoreError::Config(
-            "a shared store numbers its own events; nothing is appended to it".into(),
-        ))
-    }
-
+/// Replays and tasks that left memory, read straight from the database.
+impl History for PgStore {
     fn events_between(
-        &self,
+        self: Arc<Self>,
         after: u64,
         upto: u64,
         scope: Scope,
-    ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
-        self.runtime
-            .block_on(self.events_between_async(after, upto, scope))
+    ) -> BoxFuture<'static, Result<Option<Vec<Arc<Event>>>, StoreError>> {
+        Box::pin(async move { self.events_between_async(after, upto, scope).await })
     }
 
-    fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
-        self.runtime.block_on(self.task_async(id))
-    }
-
-    fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
-        self.runtime.block_on(self.prune_async(retention))
-    }
-
-    fn check(&self) -> Result<(), StoreError> {
-        self.runtime.block_on(self.check_async())
+    fn task(
+        self: Arc<Self>,
+        id: TaskId,
+    ) -> BoxFuture<'static, Result<Option<Arc<Task>>, StoreError>> {
+        Box::pin(async move { self.task_async(id).await })
     }
 }

@@ -158,7 +158,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
+    fn read_task(&self, id: TaskId) -> Result<Option<Arc<Task>>, StoreError> {
         let conn = self.reader();
         let key = id.to_string();
         let Some((seq, body)) = conn
@@ -185,7 +185,7 @@ impl Store for SqliteStore {
         Ok(Some(task))
     }
 
-    fn events_between(
+    fn read_events(
         &self,
         after: u64,
         upto: u64,

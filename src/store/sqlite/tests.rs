@@ -115,12 +115,12 @@ fn count_retention_keeps_the_newest_and_reads_know_what_is_gone() {
     let (a, _) = journal(&store);
     assert_eq!(store.prune(Retention::Count(2)).unwrap(), 3);
 
-    let kept = store.events_between(3, 5, Scope::All).unwrap();
+    let kept = store.read_events(3, 5, Scope::All).unwrap();
     assert_eq!(kept.as_deref().map(seqs), Some(vec![4, 5]));
-    let only_a = store.events_between(3, 5, Scope::Task(a.id)).unwrap();
+    let only_a = store.read_events(3, 5, Scope::Task(a.id)).unwrap();
     assert_eq!(only_a.as_deref().map(seqs), Some(vec![4]));
     assert!(
-        store.events_between(2, 5, Scope::All).unwrap().is_none(),
+        store.read_events(2, 5, Scope::All).unwrap().is_none(),
         "3 is gone"
     );
     assert_eq!(
