@@ -1,4 +1,5 @@
-//! Why a change was refused, as a value the service and the web edge turn into answers.
+//! Why a change was refused, as a value. The sentences people read are written at the edge
+//! (`web::error`); these say what happened, for logs.
 
 use std::sync::Arc;
 
@@ -13,28 +14,22 @@ pub enum TransitionError {
     #[error("{message}")]
     Conflict { message: String, task: Arc<Task> },
     /// The server is shutting down and the request stopped before it could act.
-    #[error("The server is shutting down; nothing was changed. Try again when it is back.")]
+    #[error("the server is shutting down")]
     Stopped,
     /// As many tasks are unfinished as the service takes; nothing was submitted.
     #[error("the service already has {max} unfinished tasks")]
     Full { max: usize },
-    /// The actor may not do this; the message says why.
-    #[error("{0}")]
-    Forbidden(String),
+    /// The actor may not do this.
+    #[error("forbidden: {0:?}")]
+    Forbidden(Denied),
     /// The change was made but could not be written to the store in time.
-    #[error(
-        "The change could not be saved: the store is not answering. It may be lost if the server stops; try again shortly."
-    )]
+    #[error("the change was not saved in time")]
     NotSaved,
     /// The shared database did not answer, so nothing was changed.
-    #[error(
-        "The database is not answering, so nothing was changed. Try again shortly; this page keeps showing the latest it knows."
-    )]
+    #[error("the database is not answering")]
     Unavailable,
     /// A submission key was used before for another submission; nothing was submitted.
-    #[error(
-        "This Idempotency-Key was already used for a different submission. Use a new key for a new task."
-    )]
+    #[error("the submission key was used for another submission")]
     KeyReused,
     /// The submission key was bound to task `0` by another submission (on another instance)
     /// with the digest `1`; nothing was submitted.
@@ -43,4 +38,17 @@ pub enum TransitionError {
     /// Another instance holds the claim on this task's work: this one must not change it.
     #[error("another instance has taken over this task's work")]
     NotClaimed,
+}
+
+/// Why an actor may not do what they asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// Only reviewers decide, and the actor is a submitter.
+    DecideAsSubmitter,
+    /// A reviewer decides on a task they submitted (without `--allow-self-review`).
+    OwnTask,
+    /// Only reviewers extend a review's deadline.
+    ExtendAsSubmitter,
+    /// Submitters cancel only the tasks they submitted.
+    CancelOthers,
 }

@@ -24,7 +24,7 @@ mod error;
 mod finished;
 mod replica;
 
-pub use error::TransitionError;
+pub use error::{Denied, TransitionError};
 use finished::{Finished, StatusCounts};
 
 pub use authority::Authority;

@@ -17,7 +17,7 @@ use crate::{
     events::Scope,
     input::DecisionRequest,
     model::task::{Feedback, ReviewTimeout, Task, TaskId, now},
-    registry::{Registry, TransitionError},
+    registry::{Denied, Registry, TransitionError},
     review::ReviewFlow,
     store::{History, Store, journal::Journal},
     submissions::SubmitKeys,
@@ -221,15 +221,11 @@ impl Hitl {
     ) -> Result<Arc<Task>, TransitionError> {
         let task = self.live(id).await?;
         if by.role != Role::Reviewer {
-            return Err(TransitionError::Forbidden(
-                "Only reviewers can decide on tasks, and you are signed in as a submitter.".into(),
-            ));
+            return Err(TransitionError::Forbidden(Denied::DecideAsSubmitter));
         }
         let self_review = !by.anonymous && task.submitted_by.as_deref() == Some(&*by.name);
         if self_review && !self.allow_self_review {
-            return Err(TransitionError::Forbidden(
-                "You submitted this task yourself, so another reviewer must decide on it.".into(),
-            ));
+            return Err(TransitionError::Forbidden(Denied::OwnTask));
         }
         let attempt = request.attempt.unwrap_or(task.attempt);
         let feedback = Feedback {
@@ -256,9 +252,7 @@ impl Hitl {
         by: &Actor,
     ) -> Result<Arc<Task>, TransitionError> {
         if by.role != Role::Reviewer {
-            return Err(TransitionError::Forbidden(
-                "Only reviewers can extend a review's deadline, and you are signed in as a submitter.".into(),
-            ));
+            return Err(TransitionError::Forbidden(Denied::ExtendAsSubmitter));
         }
         self.live(id).await?;
         let task = self
@@ -273,9 +267,7 @@ impl Hitl {
         let task = self.live(id).await?;
         let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
         if by.role != Role::Reviewer && !own {
-            return Err(TransitionError::Forbidden(
-                "Submitters can cancel only the tasks they submitted.".into(),
-            ));
+            return Err(TransitionError::Forbidden(Denied::CancelOthers));
         }
         let task = self.registry.cancel(id, by.recorded()).await?;
         self.saved(task).await

@@ -15,7 +15,7 @@ use maud::html;
 use crate::{
     input::InvalidField,
     model::task::Task,
-    registry::TransitionError,
+    registry::{Denied, TransitionError},
     views::{
         fragments::{self, FlashKind},
         pages,
@@ -90,7 +90,7 @@ impl From<TransitionError> for Problem {
             TransitionError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
-                TransitionError::Stopped.to_string(),
+                "The server is shutting down; nothing was changed. Try again when it is back.",
             ),
             TransitionError::Full { max } => Self {
                 retry_after: Some(30),
@@ -106,22 +106,25 @@ impl From<TransitionError> for Problem {
             TransitionError::KeyReused => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
-                TransitionError::KeyReused.to_string(),
+                "This Idempotency-Key was already used for a different submission. \
+                 Use a new key for a new task.",
             ),
-            TransitionError::Forbidden(message) => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+            TransitionError::Forbidden(denied) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", denied_words(denied))
             }
             TransitionError::NotSaved => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
-                TransitionError::NotSaved.to_string(),
+                "The change could not be saved: the store is not answering. \
+                 It may be lost if the server stops; try again shortly.",
             ),
             TransitionError::Unavailable => Self {
                 retry_after: Some(5),
                 ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "database_unavailable",
-                    TransitionError::Unavailable.to_string(),
+                    "The database is not answering, so nothing was changed. \
+                     Try again shortly; this page keeps showing the latest it knows.",
                 )
             },
             // `SubmitKeys::once` turns it into the task the key made; it never reaches a client.
@@ -137,6 +140,22 @@ impl From<TransitionError> for Problem {
                 "Another instance is working on this task; reload it to see its state.",
             ),
         }
+    }
+}
+
+/// Why someone may not do what they asked, in words that say what they may do.
+fn denied_words(denied: Denied) -> &'static str {
+    match denied {
+        Denied::DecideAsSubmitter => {
+            "Only reviewers can decide on tasks, and you are signed in as a submitter."
+        }
+        Denied::OwnTask => {
+            "You submitted this task yourself, so another reviewer must decide on it."
+        }
+        Denied::ExtendAsSubmitter => {
+            "Only reviewers can extend a review's deadline, and you are signed in as a submitter."
+        }
+        Denied::CancelOthers => "Submitters can cancel only the tasks they submitted.",
     }
 }
 
@@ -184,4 +203,32 @@ pub fn refused(htmx: bool, problem: Problem) -> Response {
         ),
     };
     problem.respond(body)
+}
+
+/// A refusal in the browser: where it renders (the whole page, or an alert fragment for htmx)
+/// as well as what it says. HTML handlers return it with `?`.
+pub struct HtmlError {
+    pub htmx: bool,
+    pub problem: Problem,
+}
+
+impl IntoResponse for HtmlError {
+    fn into_response(self) -> Response {
+        refused(self.htmx, self.problem)
+    }
+}
+
+/// `?` in an HTML handler: any error that is a [`Problem`] becomes an [`HtmlError`] for the
+/// request's kind (`htmx` or a plain form).
+pub trait Refuse<T> {
+    fn refuse(self, htmx: bool) -> Result<T, HtmlError>;
+}
+
+impl<T, E: Into<Problem>> Refuse<T> for Result<T, E> {
+    fn refuse(self, htmx: bool) -> Result<T, HtmlError> {
+        self.map_err(|error| HtmlError {
+            htmx,
+            problem: error.into(),
+        })
+    }
 }

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{
-    error::{Problem, refused},
+    error::{HtmlError, Problem, Refuse, refused},
     extract::{Htmx, parse_id},
 };
 use crate::{
@@ -103,11 +103,10 @@ pub async fn submit(
     Extension(inbox): Extension<Arc<Inbox>>,
     Htmx(htmx): Htmx,
     form: Result<Form<SubmitFields>, FormRejection>,
-) -> Response {
-    let fields = match form {
-        Ok(Form(fields)) => fields,
-        Err(rejection) => return refused(htmx, super::extract::body_problem(rejection.status())),
-    };
+) -> Result<Response, HtmlError> {
+    let Form(fields) = form
+        .map_err(|rejection| super::extract::body_problem(rejection.status()))
+        .refuse(htmx)?;
     let parsed = parse_number("max_attempts", fields.max_attempts.as_deref())
         .and_then(|max| NewTask::parse(fields.input.as_deref(), max))
         .and_then(|new| {
@@ -125,30 +124,30 @@ pub async fn submit(
     };
     match key.and_then(|key| parsed.map(|new| (new, key))) {
         Ok((new, key)) => {
-            let submitted = hitl
+            let (task, _) = hitl
                 .submit_once(new, &actor, key.map(|key| SubmitKey::Form(key.into())))
-                .await;
-            let task = match submitted {
-                Ok((task, _)) => task,
-                Err(error) => return refused(htmx, error.into()),
-            };
+                .await
+                .refuse(htmx)?;
             if !htmx {
-                return Redirect::to(&task_url(task.id)).into_response();
+                return Ok(Redirect::to(&task_url(task.id)).into_response());
             }
             let message = html! {
                 "Task submitted. " a href=(task_url(task.id)) { "Open it" } " to review it when it is ready."
             };
             // The form stays on the page for the next task, which needs a key of its own.
-            html! {
+            Ok(html! {
                 (fragments::flash(FlashKind::Success, message, true))
                 (fragments::submit_key(true))
             }
-            .into_response()
+            .into_response())
         }
         Err(invalid) => {
             let problem = Problem::from(invalid);
             if htmx {
-                return refused(true, problem);
+                return Err(HtmlError {
+                    htmx: true,
+                    problem,
+                });
             }
             let form = SubmitForm {
                 input: fields.input.as_deref().unwrap_or_default(),
@@ -159,21 +158,23 @@ pub async fn submit(
             };
             let mut page = render_home(&hitl, &inbox, &InboxQuery::default(), form);
             *page.status_mut() = problem.status;
-            page
+            Ok(page)
         }
     }
 }
 
-pub async fn task_page(State(hitl): State<Hitl>, Path(id): Path<String>) -> Response {
-    let found = match parse_id(&id) {
-        // Only what is durable: the page's sequence numbers must be ones a crash cannot reuse.
-        Ok(id) => hitl.settled(id).await.ok_or_else(Problem::not_found),
-        Err(problem) => Err(problem),
-    };
-    match found {
-        Ok(task) => pages::task(&task, None).into_response(),
-        Err(problem) => refused(false, problem),
-    }
+pub async fn task_page(
+    State(hitl): State<Hitl>,
+    Path(id): Path<String>,
+) -> Result<Response, HtmlError> {
+    let id = parse_id(&id).refuse(false)?;
+    // Only what is durable: the page's sequence numbers must be ones a crash cannot reuse.
+    let task = hitl
+        .settled(id)
+        .await
+        .ok_or_else(Problem::not_found)
+        .refuse(false)?;
+    Ok(pages::task(&task, None).into_response())
 }
 
 #[derive(Deserialize)]
@@ -210,36 +211,33 @@ pub async fn feedback(
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
     form: Result<Form<FeedbackFields>, FormRejection>,
-) -> Response {
-    let result = async {
-        let id = parse_id(&id)?;
-        let Form(mut fields) = form.map_err(|r| super::extract::body_problem(r.status()))?;
-        // Browsers send a textarea's newlines as CRLF; the output came out with LF.
-        fields.output = fields.output.map(|edit| edit.replace("\r\n", "\n"));
-        let request = parse_number("attempt", fields.attempt.as_deref())
-            .and_then(|attempt| {
-                DecisionRequest::parse(DecisionFields {
-                    decision: fields.decision.as_deref(),
-                    attempt,
-                    comment: fields.comment.as_deref(),
-                    output: fields.output.as_deref(),
-                    output_sha256: fields.output_sha256.as_deref(),
-                })
+) -> Result<Response, HtmlError> {
+    let id = parse_id(&id).refuse(htmx)?;
+    let Form(mut fields) = form
+        .map_err(|r| super::extract::body_problem(r.status()))
+        .refuse(htmx)?;
+    // Browsers send a textarea's newlines as CRLF; the output came out with LF.
+    fields.output = fields.output.map(|edit| edit.replace("\r\n", "\n"));
+    let request = parse_number("attempt", fields.attempt.as_deref())
+        .and_then(|attempt| {
+            DecisionRequest::parse(DecisionFields {
+                decision: fields.decision.as_deref(),
+                attempt,
+                comment: fields.comment.as_deref(),
+                output: fields.output.as_deref(),
+                output_sha256: fields.output_sha256.as_deref(),
             })
-            .and_then(|request| request.within(hitl.max_text()))
-            .map_err(|e| with_task(&hitl, id, e.into()))?;
-        let decision = request.decision;
-        let task = hitl
-            .decide(id, request, &actor)
-            .await
-            .map_err(|e| with_task(&hitl, id, e.into()))?;
-        Ok::<_, Problem>((task, decision))
-    }
-    .await;
-    match result {
-        Ok((task, decision)) => done(htmx, &task, decided(decision)),
-        Err(problem) => refused(htmx, problem),
-    }
+        })
+        .and_then(|request| request.within(hitl.max_text()))
+        .map_err(|e| with_task(&hitl, id, e.into()))
+        .refuse(htmx)?;
+    let decision = request.decision;
+    let task = hitl
+        .decide(id, request, &actor)
+        .await
+        .map_err(|e| with_task(&hitl, id, e.into()))
+        .refuse(htmx)?;
+    Ok(done(htmx, &task, decided(decision)))
 }
 
 #[tracing::instrument(level = "debug", skip(hitl), fields(task_id = %id))]
@@ -248,18 +246,14 @@ pub async fn cancel(
     Extension(actor): Extension<Actor>,
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
-) -> Response {
-    let result = match parse_id(&id) {
-        Ok(id) => hitl
-            .cancel(id, &actor)
-            .await
-            .map_err(|e| with_task(&hitl, id, e.into())),
-        Err(problem) => Err(problem),
-    };
-    match result {
-        Ok(task) => done(htmx, &task, "The task is cancelled."),
-        Err(problem) => refused(htmx, problem),
-    }
+) -> Result<Response, HtmlError> {
+    let id = parse_id(&id).refuse(htmx)?;
+    let task = hitl
+        .cancel(id, &actor)
+        .await
+        .map_err(|e| with_task(&hitl, id, e.into()))
+        .refuse(htmx)?;
+    Ok(done(htmx, &task, "The task is cancelled."))
 }
 
 #[derive(Deserialize)]
@@ -276,31 +270,27 @@ pub async fn extend_deadline(
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
     form: Result<Form<DeadlineFields>, FormRejection>,
-) -> Response {
-    let result = async {
-        let id = parse_id(&id)?;
-        let Form(fields) = form.map_err(|r| super::extract::body_problem(r.status()))?;
-        let (attempt, minutes) = parse_number("attempt", fields.attempt.as_deref())
-            .and_then(|attempt| {
-                let minutes = parse_number("extend_minutes", fields.extend_minutes.as_deref())?;
-                Ok((attempt, minutes))
-            })
-            .and_then(|(attempt, minutes)| {
-                Ok((
-                    attempt_number(attempt)?,
-                    extension("extend_minutes", minutes, 60)?,
-                ))
-            })
-            .map_err(|e| with_task(&hitl, id, e.into()))?;
-        hitl.extend_deadline(id, attempt, minutes, &actor)
-            .await
-            .map_err(|e| with_task(&hitl, id, e.into()))
-    }
-    .await;
-    match result {
-        Ok(task) => done(htmx, &task, "The deadline is extended."),
-        Err(problem) => refused(htmx, problem),
-    }
+) -> Result<Response, HtmlError> {
+    let id = parse_id(&id).refuse(htmx)?;
+    let Form(fields) = form
+        .map_err(|r| super::extract::body_problem(r.status()))
+        .refuse(htmx)?;
+    let (attempt, minutes) = parse_number("attempt", fields.attempt.as_deref())
+        .and_then(|attempt| {
+            let minutes = parse_number("extend_minutes", fields.extend_minutes.as_deref())?;
+            Ok((
+                attempt_number(attempt)?,
+                extension("extend_minutes", minutes, 60)?,
+            ))
+        })
+        .map_err(|e| with_task(&hitl, id, e.into()))
+        .refuse(htmx)?;
+    let task = hitl
+        .extend_deadline(id, attempt, minutes, &actor)
+        .await
+        .map_err(|e| with_task(&hitl, id, e.into()))
+        .refuse(htmx)?;
+    Ok(done(htmx, &task, "The deadline is extended."))
 }
 
 /// `GET /tasks`: the list lives on the home page.
