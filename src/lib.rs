@@ -4,29 +4,30 @@
 //! changes (the next attempt gets the comment), and every change reaches every open browser over
 //! Server-Sent Events.
 //!
-//! # Layout
+//! # Layout, from the ground up (each module imports only from those above it in this list)
+//! - [`model`]: what a task is and the rules it changes by, as values and pure functions: ids
+//!   and statuses, the task, its hash-chained audit trail, event values, `changes`. `task` and
+//!   `audit` are re-exported at the crate's root.
 //! - [`engine`]: a small PocketFlow-style workflow engine (nodes with prep / exec / post, flows
 //!   linked by typed actions, validated when built). Knows nothing of tasks.
-//! - [`review`]: the review flow on that engine (`Process -> Review -> Result`), its shared store
-//!   and the processor that does an attempt's work.
-//! - [`processors`]: the processors `--processor` chooses: simulated, a command, an LLM.
-//! - [`model`]: the ground floor: ids and statuses, the task, its audit trail, event values and
-//!   the pure rules of every change (`task` and `audit` are re-exported at the crate's root).
-//! - [`registry`]: the live tasks in a `DashMap`, and the guarded transitions that change them.
+//! - [`auth`]: users, roles, sessions and bearer tokens for `--auth token`.
+//! - [`store`]: where tasks are kept: `History` (what is read back) and `Store` (the journal
+//!   side), the group-commit journal, the SQLite store, the PostgreSQL store.
+//! - [`metrics`]: Prometheus metrics and request timing.
 //! - [`events`]: the numbered event log every stream reads from, with replay and snapshots.
-//! - [`store`]: the durable stores (SQLite, PostgreSQL) tasks are rebuilt from, and the group-commit journal
-//!   that writes every event to it before anyone is told of it.
+//! - [`registry`]: the live tasks in a `DashMap`, the guarded transition that changes them, and
+//!   the `Authority` seam through which a shared database decides instead.
+//! - [`input`], [`config`]: what people send and the flags, parsed into values to trust.
+//! - [`review`]: the review flow on the engine (`Process -> Review -> Result`) and the processor
+//!   that does an attempt's work.
+//! - [`processors`], [`inbox`], [`submissions`]: the processors `--processor` chooses; the home
+//!   page's list at scale; submissions made once under a key.
 //! - [`cluster`]: several instances on one PostgreSQL database (`--store postgres`): the
 //!   database decides, every instance replicates its journal, work is claimed with leases.
-//! - [`inbox`]: the home page's list at scale: status counts, filter, search, pages, and the
-//!   task to review next.
-//! - [`input`]: parsing what people send into values the service can trust.
-//! - [`service`]: [`Hitl`], the cheap-clone state every route shares.
-//! - [`web`]: the router, browser routes, JSON API, event streams, errors and embedded assets.
+//! - [`service`]: [`Hitl`], the cheap-clone state every route shares, and its `Backing` (memory,
+//!   a journal, or a shared database).
 //! - [`views`]: maud pages and the fragments pushed to browsers.
-//! - [`metrics`]: Prometheus metrics and request timing.
-//! - [`auth`]: users, roles, sessions and bearer tokens for `--auth token`.
-//! - [`config`]: command-line flags.
+//! - [`web`]: the router, browser routes, JSON API, event streams, errors and embedded assets.
 
 pub mod auth;
 pub mod cluster;
