@@ -123,7 +123,7 @@ impl Shared {
         }
     }
 
-    /// Applies `change` in the database (see [`Registry::apply`]) and waits until this
+    /// Applies `change` in the database (see `Registry::apply`) and waits until this
     /// instance's replica has it.
     pub async fn transition<F>(
         &self,

@@ -6,7 +6,7 @@
 //! held across an `.await`. Lock order is always map shard, then event log.
 //!
 //! The rules themselves are pure functions in [`changes`]. With `--store postgres` the same rules
-//! run in the shared database instead ([`Registry::apply`] sends them there), and the map is a
+//! run in the shared database instead (`Registry::apply` sends them there), and the map is a
 //! replica that [`Registry::replicate`] fills from the database's journal, in order.
 
 use std::sync::{
