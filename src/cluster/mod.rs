@@ -151,10 +151,10 @@ impl Shared {
                 }
                 Ok(task)
             }
-            Err(TransitionError::Conflict { message, task }) => {
+            Err(TransitionError::Conflict { refused, task }) => {
                 // Refused for the state the database holds: show it here too before answering.
                 self.seen(task.seq).await;
-                Err(TransitionError::Conflict { message, task })
+                Err(TransitionError::Conflict { refused, task })
             }
             Err(error) => Err(error),
         }
@@ -211,9 +211,9 @@ impl Shared {
                 Err(TransitionError::Unavailable)
             }
             Err(WriteError::NotFound) => Err(TransitionError::NotFound(id)),
-            Err(WriteError::Conflict(message, task)) => {
+            Err(WriteError::Conflict(refused, task)) => {
                 self.worked();
-                Err(TransitionError::Conflict { message, task })
+                Err(TransitionError::Conflict { refused, task })
             }
             Err(WriteError::NotClaimed) => Err(TransitionError::NotClaimed),
             Err(WriteError::KeyBound(task, digest)) => {

@@ -16,7 +16,45 @@ use super::{
 };
 
 /// What a change records in the audit trail, or why it was refused.
-pub type Change = Result<Vec<AuditEvent>, String>;
+pub type Change = Result<Vec<AuditEvent>, Refused>;
+
+/// Why a rule refused a change: a value. The sentences a person reads are written at the edge
+/// (`web::error`); the `Debug` form is for logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// A workflow's own step out of turn: the task is `status` at `attempt`, not one of
+    /// `expected` at `wanted`.
+    OutOfTurn {
+        status: TaskStatus,
+        attempt: u32,
+        expected: Vec<TaskStatus>,
+        wanted: u32,
+    },
+    /// A progress report for an attempt that is not running.
+    NotRunning { attempt: u32 },
+    /// A decision while the task is `status`, not waiting for review.
+    NotUnderReview { status: TaskStatus },
+    /// A decision for attempt `decided` while `under_review` is.
+    WrongAttempt { decided: u32, under_review: u32 },
+    /// The output under review is not the text the reviewer saw (its SHA-256 differs).
+    NotWhatWasSeen { attempt: u32 },
+    /// A deadline extension for an attempt that is not under review.
+    NoOpenReview { attempt: u32 },
+    /// A deadline extension for a review that has no deadline.
+    NoDeadline,
+    /// The deadline was moved (extended) before it passed.
+    DeadlineMoved,
+    /// An extension that would put the deadline more than a year away.
+    BeyondAYear,
+    /// A change to a task that has already ended `status`.
+    Ended { status: TaskStatus },
+    /// The output to finalise is not the text that was reviewed.
+    NotWhatWasReviewed { attempt: u32 },
+    /// The result to record is neither the output nor the reviewer's edit.
+    NotTheResult,
+    /// A change to a task that finished `status` and has left memory.
+    NoLongerChanges { status: TaskStatus },
+}
 
 /// A change to apply to a task, boxed so changes of every kind can travel together (to a
 /// shared database's write queue, say).
@@ -33,9 +71,9 @@ pub fn start_attempt(task: &mut Task, attempt: u32) -> Change {
 }
 
 /// May a progress report for `attempt` be published?
-pub fn progress(task: &Task, attempt: u32) -> Result<(), String> {
+pub fn progress(task: &Task, attempt: u32) -> Result<(), Refused> {
     if task.status != TaskStatus::Running || task.attempt != attempt {
-        return Err(format!("attempt {attempt} is not running"));
+        return Err(Refused::NotRunning { attempt });
     }
     Ok(())
 }
@@ -58,26 +96,24 @@ pub fn finish_attempt(task: &mut Task, attempt: u32, output: Arc<str>) -> Change
 
 /// Would a decision be accepted now? Only while the task waits for review of exactly that
 /// attempt, and (when the reviewer's client says what it showed) of exactly that text.
-pub fn check_decision(task: &Task, feedback: &Feedback) -> Result<(), String> {
+pub fn check_decision(task: &Task, feedback: &Feedback) -> Result<(), Refused> {
     if task.status != TaskStatus::WaitingForReview {
-        return Err(format!(
-            "This task is {}, not waiting for review, so it takes no decision now.",
-            task.status.label().to_lowercase()
-        ));
+        return Err(Refused::NotUnderReview {
+            status: task.status,
+        });
     }
     if feedback.attempt != task.attempt {
-        return Err(format!(
-            "Your decision was for attempt {}, but attempt {} is the one under review.",
-            feedback.attempt, task.attempt
-        ));
+        return Err(Refused::WrongAttempt {
+            decided: feedback.attempt,
+            under_review: task.attempt,
+        });
     }
     if let Some(seen) = feedback.output_sha256
         && seen != Digest::of_text(task.output.as_deref().unwrap_or_default())
     {
-        return Err(format!(
-            "The output of attempt {} is not the text you reviewed (its SHA-256 differs), so your decision was not applied. Reload the task and review it again.",
-            feedback.attempt
-        ));
+        return Err(Refused::NotWhatWasSeen {
+            attempt: feedback.attempt,
+        });
     }
     Ok(())
 }
@@ -183,28 +219,22 @@ pub fn cancel(task: &mut Task, by: Option<Arc<str>>) -> Change {
 pub fn extend_deadline(task: &mut Task, attempt: Option<u32>, secs: u64) -> Change {
     let attempt = attempt.unwrap_or(task.attempt);
     if task.status != TaskStatus::WaitingForReview || task.attempt != attempt {
-        return Err(format!(
-            "Attempt {attempt} is not under review, so it has no deadline to extend."
-        ));
+        return Err(Refused::NoOpenReview { attempt });
     }
     let Some(deadline) = task.review_deadline else {
-        return Err("This review has no deadline to extend.".into());
+        return Err(Refused::NoDeadline);
     };
     let latest = now() + Duration::from_secs(MAX_TIMEOUT_SECS);
     let deadline = deadline
         .max(now())
         .checked_add(time::Duration::seconds(secs.min(MAX_TIMEOUT_SECS) as i64))
         .filter(|deadline| *deadline <= latest)
-        .ok_or_else(|| {
-            "A review deadline can be at most a year away; this extension would pass that."
-                .to_owned()
-        })?;
+        .ok_or(Refused::BeyondAYear)?;
     task.review_deadline = Some(deadline);
     Ok(vec![AuditEvent::DeadlineExtended { attempt, deadline }])
 }
 
 pub const DEADLINE_PASSED: &str = "The review deadline passed with no decision.";
-pub const DEADLINE_MOVED: &str = "The deadline was moved before it passed.";
 
 /// What the review deadline `due` of `attempt` decides when it passes: `None` when its policy
 /// decides nothing. Refused when the deadline is no longer `due` (it was extended).
@@ -212,9 +242,9 @@ pub fn deadline_decision(
     task: &Task,
     attempt: u32,
     due: OffsetDateTime,
-) -> Result<Option<Feedback>, String> {
+) -> Result<Option<Feedback>, Refused> {
     if task.review_deadline != Some(due) {
-        return Err(DEADLINE_MOVED.into());
+        return Err(Refused::DeadlineMoved);
     }
     let policy = task.review_timeout.map(|t| t.policy);
     let (decision, comment) = match policy.unwrap_or_default() {
@@ -242,7 +272,7 @@ pub fn deadline_decision(
 pub fn deadline_passed(task: &mut Task, attempt: u32, due: OffsetDateTime) -> Change {
     expect(task, &[TaskStatus::WaitingForReview], attempt)?;
     if task.review_deadline != Some(due) {
-        return Err(DEADLINE_MOVED.into());
+        return Err(Refused::DeadlineMoved);
     }
     Ok(vec![AuditEvent::DeadlinePassed { attempt }])
 }
@@ -257,28 +287,23 @@ pub fn time_out(task: &mut Task, attempt: u32, due: OffsetDateTime) -> Change {
     }
 }
 
-pub(super) fn expect(task: &Task, statuses: &[TaskStatus], attempt: u32) -> Result<(), String> {
+pub(super) fn expect(task: &Task, statuses: &[TaskStatus], attempt: u32) -> Result<(), Refused> {
     if !statuses.contains(&task.status) || task.attempt != attempt {
-        return Err(format!(
-            "task is {} at attempt {}, not {} at attempt {attempt}",
-            task.status.as_str(),
-            task.attempt,
-            statuses
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" or "),
-        ));
+        return Err(Refused::OutOfTurn {
+            status: task.status,
+            attempt: task.attempt,
+            expected: statuses.to_vec(),
+            wanted: attempt,
+        });
     }
     Ok(())
 }
 
-fn expect_live(task: &Task) -> Result<(), String> {
+fn expect_live(task: &Task) -> Result<(), Refused> {
     if task.status.is_terminal() {
-        return Err(format!(
-            "This task is already {}, so it cannot be changed.",
-            task.status.label().to_lowercase()
-        ));
+        return Err(Refused::Ended {
+            status: task.status,
+        });
     }
     Ok(())
 }
@@ -290,7 +315,7 @@ fn record_decision(
     task: &mut Task,
     feedback: &Feedback,
     result: Option<&Arc<str>>,
-) -> Result<AuditEvent, String> {
+) -> Result<AuditEvent, Refused> {
     expect(task, &[TaskStatus::WaitingForReview], feedback.attempt)?;
     let output = task.output.clone().unwrap_or_default();
     let reviewed = Digest::of_text(&output);
@@ -298,10 +323,9 @@ fn record_decision(
         && let Some(seen) = feedback.output_sha256
         && seen != reviewed
     {
-        return Err(format!(
-            "The output of attempt {} is not the text that was reviewed; it was not finalised.",
-            feedback.attempt
-        ));
+        return Err(Refused::NotWhatWasReviewed {
+            attempt: feedback.attempt,
+        });
     }
     let edited_output = match (&feedback.decision, &feedback.output) {
         (Decision::Approved, Some(edit)) if !same_text(edit, &output) => Some(edit.clone()),
@@ -310,7 +334,7 @@ fn record_decision(
     if let Some(result) = result
         && **result != **edited_output.as_ref().unwrap_or(&output)
     {
-        return Err("The result to record is neither the output nor the reviewer's edit.".into());
+        return Err(Refused::NotTheResult);
     }
     let decided = AuditEvent::Decided {
         attempt: feedback.attempt,

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::model::task::{Task, TaskId};
+use crate::model::{
+    changes::Refused,
+    task::{Task, TaskId},
+};
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -11,8 +14,8 @@ pub enum TransitionError {
     #[error("no task with id {0}")]
     NotFound(TaskId),
     /// The task is not in a state that allows the change; `task` is its state now.
-    #[error("{message}")]
-    Conflict { message: String, task: Arc<Task> },
+    #[error("refused: {refused:?}")]
+    Conflict { refused: Refused, task: Arc<Task> },
     /// The server is shutting down and the request stopped before it could act.
     #[error("the server is shutting down")]
     Stopped,

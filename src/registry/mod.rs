@@ -215,9 +215,9 @@ impl Registry {
         let happened = match change(&mut task) {
             Ok(happened) if happened.is_empty() => return Ok(live.task.clone()),
             Ok(happened) => happened,
-            Err(message) => {
+            Err(refused) => {
                 return Err(TransitionError::Conflict {
-                    message,
+                    refused,
                     task: live.task.clone(),
                 });
             }
@@ -311,9 +311,9 @@ impl Registry {
             return Ok(());
         }
         let live = self.tasks.get(&id).ok_or(TransitionError::NotFound(id))?;
-        if let Err(message) = changes::progress(&live.task, attempt) {
+        if let Err(refused) = changes::progress(&live.task, attempt) {
             return Err(TransitionError::Conflict {
-                message,
+                refused,
                 task: live.task.clone(),
             });
         }

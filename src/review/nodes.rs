@@ -353,7 +353,12 @@ mod tests {
     fn a_refused_own_change_suspends_the_workflow_rather_than_failing_the_task() {
         let task = Arc::new(Task::new(TaskId::new(), "x".into(), 3, now()));
         let conflict = TransitionError::Conflict {
-            message: "running already".into(),
+            refused: crate::model::changes::Refused::OutOfTurn {
+                status: TaskStatus::Running,
+                attempt: 1,
+                expected: vec![TaskStatus::Pending],
+                wanted: 1,
+            },
             task,
         };
         for error in [

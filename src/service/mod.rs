@@ -16,6 +16,7 @@ use crate::{
     config::Limits,
     events::Scope,
     input::DecisionRequest,
+    model::changes::Refused,
     model::task::{Feedback, ReviewTimeout, Task, TaskId, now},
     registry::{Denied, Registry, TransitionError},
     review::ReviewFlow,
@@ -182,10 +183,9 @@ impl Hitl {
         }
         match self.stored(id).await {
             Some(task) => Err(TransitionError::Conflict {
-                message: format!(
-                    "The task is {}: it no longer changes.",
-                    task.status.as_str()
-                ),
+                refused: Refused::NoLongerChanges {
+                    status: task.status,
+                },
                 task,
             }),
             None => Err(TransitionError::NotFound(id)),

@@ -14,7 +14,10 @@ use maud::html;
 
 use crate::{
     input::InvalidField,
-    model::task::Task,
+    model::{
+        changes::Refused,
+        task::{Task, TaskStatus},
+    },
     registry::{Denied, TransitionError},
     views::{
         fragments::{self, FlashKind},
@@ -83,9 +86,9 @@ impl From<TransitionError> for Problem {
     fn from(error: TransitionError) -> Self {
         match error {
             TransitionError::NotFound(_) => Self::not_found(),
-            TransitionError::Conflict { message, task } => Self {
+            TransitionError::Conflict { refused, task } => Self {
                 task: Some(task),
-                ..Self::new(StatusCode::CONFLICT, "conflict", message)
+                ..Self::new(StatusCode::CONFLICT, "conflict", refused_words(&refused))
             },
             TransitionError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -139,6 +142,61 @@ impl From<TransitionError> for Problem {
                 "conflict",
                 "Another instance is working on this task; reload it to see its state.",
             ),
+        }
+    }
+}
+
+/// Why a rule refused a change, in words that say what to do instead.
+fn refused_words(refused: &Refused) -> String {
+    let label = |status: TaskStatus| status.label().to_lowercase();
+    match refused {
+        Refused::OutOfTurn {
+            status,
+            attempt,
+            expected,
+            wanted,
+        } => {
+            let expected: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
+            format!(
+                "task is {} at attempt {attempt}, not {} at attempt {wanted}",
+                status.as_str(),
+                expected.join(" or ")
+            )
+        }
+        Refused::NotRunning { attempt } => format!("attempt {attempt} is not running"),
+        Refused::NotUnderReview { status } => format!(
+            "This task is {}, not waiting for review, so it takes no decision now.",
+            label(*status)
+        ),
+        Refused::WrongAttempt {
+            decided,
+            under_review,
+        } => format!(
+            "Your decision was for attempt {decided}, but attempt {under_review} is the one under review."
+        ),
+        Refused::NotWhatWasSeen { attempt } => format!(
+            "The output of attempt {attempt} is not the text you reviewed (its SHA-256 differs), so your decision was not applied. Reload the task and review it again."
+        ),
+        Refused::NoOpenReview { attempt } => {
+            format!("Attempt {attempt} is not under review, so it has no deadline to extend.")
+        }
+        Refused::NoDeadline => "This review has no deadline to extend.".into(),
+        Refused::DeadlineMoved => "The deadline was moved before it passed.".into(),
+        Refused::BeyondAYear => {
+            "A review deadline can be at most a year away; this extension would pass that.".into()
+        }
+        Refused::Ended { status } => format!(
+            "This task is already {}, so it cannot be changed.",
+            label(*status)
+        ),
+        Refused::NotWhatWasReviewed { attempt } => format!(
+            "The output of attempt {attempt} is not the text that was reviewed; it was not finalised."
+        ),
+        Refused::NotTheResult => {
+            "The result to record is neither the output nor the reviewer's edit.".into()
+        }
+        Refused::NoLongerChanges { status } => {
+            format!("The task is {}: it no longer changes.", status.as_str())
         }
     }
 }

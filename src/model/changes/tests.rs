@@ -80,7 +80,7 @@ fn a_deadline_applies_its_policy_once_and_not_after_it_moved() {
     let later = due + time::Duration::seconds(1);
     assert_eq!(
         time_out(&mut task.clone(), 1, later),
-        Err(DEADLINE_MOVED.into())
+        Err(Refused::DeadlineMoved)
     );
     time_out(&mut task, 1, due).unwrap();
     assert_eq!(task.status, TaskStatus::Failed);

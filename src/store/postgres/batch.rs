@@ -185,8 +185,8 @@ impl PgStore {
                         Some((task, _)) => {
                             let mut next = task.clone();
                             match change(&mut next) {
-                                Err(message) => {
-                                    Err(WriteError::Conflict(message, Arc::new(task.clone())))
+                                Err(refused) => {
+                                    Err(WriteError::Conflict(refused, Arc::new(task.clone())))
                                 }
                                 Ok(happened) if happened.is_empty() => {
                                     Ok((Arc::new(task.clone()), false))

@@ -122,7 +122,7 @@ const EVENT_COLUMNS: &str = "seq, kind, at_ms, attempt, text, task, task_seq, au
 pub enum WriteError {
     NotFound,
     /// The rules refused it; the task as the database has it.
-    Conflict(String, Arc<Task>),
+    Conflict(crate::model::changes::Refused, Arc<Task>),
     /// The change is the workflow's, and another instance holds the task's claim.
     NotClaimed,
     /// The new task's submission key made task `0` first, a submission with digest `1`.
