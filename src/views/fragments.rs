@@ -3,18 +3,13 @@
 
 use maud::{Markup, html};
 
-use super::{excerpt, task_url, time};
+use super::{excerpt, oob, task_url, time};
 use crate::{
     auth::{Actor, Role},
     model::audit::Digest,
     model::task::{Task, TaskStatus, TimeoutPolicy},
 };
 use time::OffsetDateTime;
-
-/// `hx-swap-oob="true"` when the fragment is pushed out of band, nothing in a full page.
-pub(super) fn oob(on: bool) -> Option<&'static str> {
-    on.then_some("true")
-}
 
 /// The sentence the status region reads out.
 pub fn status_sentence(task: &Task) -> String {

@@ -102,6 +102,11 @@ pub fn time(at: OffsetDateTime) -> Markup {
     html! { time datetime=(iso) { (shown) } }
 }
 
+/// `hx-swap-oob="true"` when the fragment is pushed out of band, nothing in a full page.
+pub(crate) fn oob(on: bool) -> Option<&'static str> {
+    on.then_some("true")
+}
+
 pub fn task_url(id: TaskId) -> String {
     format!("/tasks/{id}")
 }

@@ -3,13 +3,11 @@
 
 use maud::{Markup, html};
 
-use super::{task_url, time};
+use super::{oob, task_url, time};
 use crate::{
     model::audit::AuditEvent,
     model::task::{AttemptRecord, Task},
 };
-
-use super::fragments::oob;
 
 /// Every decided attempt, oldest first, with its output and the reviewer's comment.
 pub fn history(task: &Task, swap: bool) -> Markup {
