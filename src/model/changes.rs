@@ -56,6 +56,54 @@ pub enum Refused {
     NoLongerChanges { status: TaskStatus },
 }
 
+/// What was refused, plainly, for logs and a workflow's failure message (the words a person is
+/// shown when they asked for the change are `web::error`'s).
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OutOfTurn {
+                status,
+                attempt,
+                expected,
+                wanted,
+            } => {
+                let expected: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
+                write!(
+                    f,
+                    "task is {} at attempt {attempt}, not {} at attempt {wanted}",
+                    status.as_str(),
+                    expected.join(" or ")
+                )
+            }
+            Self::NotRunning { attempt } => write!(f, "attempt {attempt} is not running"),
+            Self::NotUnderReview { status } => {
+                write!(f, "task is {}, not waiting for review", status.as_str())
+            }
+            Self::WrongAttempt {
+                decided,
+                under_review,
+            } => write!(
+                f,
+                "decision for attempt {decided}, attempt {under_review} is under review"
+            ),
+            Self::NotWhatWasSeen { attempt } | Self::NotWhatWasReviewed { attempt } => {
+                write!(
+                    f,
+                    "the output of attempt {attempt} is not the text reviewed"
+                )
+            }
+            Self::NoOpenReview { attempt } => write!(f, "attempt {attempt} is not under review"),
+            Self::NoDeadline => write!(f, "the review has no deadline"),
+            Self::DeadlineMoved => write!(f, "the deadline was moved before it passed"),
+            Self::BeyondAYear => write!(f, "the deadline would be more than a year away"),
+            Self::Ended { status } | Self::NoLongerChanges { status } => {
+                write!(f, "task is {}", status.as_str())
+            }
+            Self::NotTheResult => write!(f, "the result is neither the output nor the edit"),
+        }
+    }
+}
+
 /// A change to apply to a task, boxed so changes of every kind can travel together (to a
 /// shared database's write queue, say).
 pub type BoxedChange = Box<dyn FnOnce(&mut Task) -> Change + Send>;

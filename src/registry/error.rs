@@ -14,9 +14,10 @@ pub enum TransitionError {
     #[error("no task with id {0}")]
     NotFound(TaskId),
     /// The task is not in a state that allows the change; `task` is its state now.
-    #[error("refused: {refused:?}")]
+    #[error("{refused}")]
     Conflict { refused: Refused, task: Arc<Task> },
-    /// The server is shutting down and the request stopped before it could act.
+    /// The server is shutting down and the request stopped before it finished (a submission
+    /// may have been made all the same).
     #[error("the server is shutting down")]
     Stopped,
     /// As many tasks are unfinished as the service takes; nothing was submitted.

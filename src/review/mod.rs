@@ -210,12 +210,9 @@ impl ReviewFlow {
     /// [`crate::engine::NodeError::suspend`]).
     async fn finish(&self, id: TaskId, result: Result<Step, FlowError>) -> bool {
         let Err(error) = result else { return false };
-        if self
-            .registry
-            .get(id)
-            .is_some_and(|t| t.status.is_terminal())
-        {
-            // A cancel won the race with this step: nothing went wrong.
+        if self.registry.get(id).is_none_or(|t| t.status.is_terminal()) {
+            // The task ended (a decision or a cancel won the race with this step; a finished
+            // task may even have left memory already, `--keep-finished`): nothing went wrong.
             tracing::debug!(%error, "flow stopped after the task ended");
             return false;
         }

@@ -93,7 +93,8 @@ impl From<TransitionError> for Problem {
             TransitionError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
-                "The server is shutting down; nothing was changed. Try again when it is back.",
+                "The server is shutting down; your submission may not have been made. \
+                 Look for it before you retry, once the server is back.",
             ),
             TransitionError::Full { max } => Self {
                 retry_after: Some(30),
