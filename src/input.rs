@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use crate::{
     model::audit::Digest,
-    model::status::MAX_TIMEOUT_SECS,
+    model::status::{MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECS},
     model::task::{Decision, TimeoutPolicy},
 };
 
 /// The largest input, comment or edited output accepted, in bytes (64 KiB).
 pub const MAX_TEXT_BYTES: usize = 65_536;
-pub use crate::model::status::MAX_ATTEMPTS_LIMIT;
 
 /// A field that cannot be accepted as sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

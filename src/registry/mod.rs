@@ -39,8 +39,6 @@ pub use crate::model::changes::{self, Change};
 
 type Result<T, E = TransitionError> = std::result::Result<T, E>;
 
-pub use crate::model::status::MAX_TIMEOUT_SECS;
-
 /// Cheap-clone handle to the live tasks and the event log.
 #[derive(Clone)]
 pub struct Registry {

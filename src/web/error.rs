@@ -151,20 +151,9 @@ impl From<TransitionError> for Problem {
 fn refused_words(refused: &Refused) -> String {
     let label = |status: TaskStatus| status.label().to_lowercase();
     match refused {
-        Refused::OutOfTurn {
-            status,
-            attempt,
-            expected,
-            wanted,
-        } => {
-            let expected: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
-            format!(
-                "task is {} at attempt {attempt}, not {} at attempt {wanted}",
-                status.as_str(),
-                expected.join(" or ")
-            )
-        }
-        Refused::NotRunning { attempt } => format!("attempt {attempt} is not running"),
+        // A workflow's own steps out of turn: no person asked for them, so they read as in
+        // the logs.
+        Refused::OutOfTurn { .. } | Refused::NotRunning { .. } => refused.to_string(),
         Refused::NotUnderReview { status } => format!(
             "This task is {}, not waiting for review, so it takes no decision now.",
             label(*status)

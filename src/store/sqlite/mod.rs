@@ -64,7 +64,7 @@ impl SqliteStore {
         // is not the one this directory held, stops the start with nothing changed.
         let marker = files::inspect(dir)?;
         if marker.is_some() {
-            let (version, id) = identity(&path)?;
+            let (version, id) = identity(&open_read_only(&path)?, &path)?;
             files::check_marker(dir, marker, version, id)?;
         }
         let corrupt = |e: rusqlite::Error| StoreError::Corrupt {

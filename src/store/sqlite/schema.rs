@@ -126,14 +126,13 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     Ok(())
 }
 
-/// The schema version and store id of the database at `path`, read without writing anything
-/// (no checkpoint, no recovery written back), so a refusal leaves every file as it was.
-pub(super) fn identity(path: &Path) -> Result<(i64, Option<i64>), StoreError> {
+/// The schema version and store id of the database at `path`, read through `conn` (opened
+/// with [`open_read_only`], so a refusal leaves every file as it was).
+pub(super) fn identity(conn: &Connection, path: &Path) -> Result<(i64, Option<i64>), StoreError> {
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
         path: path.to_owned(),
         cause: e.to_string(),
     };
-    let conn = open_read_only(path)?;
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(corrupt)?;

@@ -35,9 +35,9 @@ pub fn verify(dir: &Path) -> Result<Verification, StoreError> {
     // The same checks as a start: a directory hitl would refuse is reported damaged, never
     // "intact" because SQLite showed an empty store.
     let marker = files::inspect(dir)?;
-    let (version, id) = identity(&path)?;
-    files::check_marker(dir, marker, version, id)?;
     let conn = open_read_only(&path)?;
+    let (version, id) = identity(&conn, &path)?;
+    files::check_marker(dir, marker, version, id)?;
     if version < 2 {
         return Err(StoreError::Config(format!(
             "the database {} has no audit trail yet (schema version {version}); start this hitl on it once to add one",
