@@ -179,6 +179,7 @@ fn task(k: usize, words: &Words, rng: &mut Rng) -> Task {
             decided_at: Some(now()),
             decided_by: None,
             timed_out: false,
+            seq: 0,
         });
         task.output = Some(output.clone());
         if approved {

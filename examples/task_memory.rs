@@ -83,12 +83,7 @@ async fn lifecycle(hitl: &Hitl, n: usize) -> Result<usize> {
          looks unusual about the line items, in two short paragraphs a busy person can read. \
          Reference PO-{n:05}."
     );
-    let new = NewTask {
-        input: input.into(),
-        max_attempts: Some(3),
-        review_timeout_secs: None,
-        review_timeout_policy: None,
-    };
+    let new = NewTask::parse(Some(&input), Some(3))?;
     let id = hitl.submit(new, &anyone).await?.id;
     until(hitl, id, TaskStatus::WaitingForReview, 1).await?;
     let decide = |decision, attempt, comment: Option<&str>| DecisionRequest {

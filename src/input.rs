@@ -11,6 +11,9 @@ use crate::{
     model::task::{Decision, TimeoutPolicy},
 };
 
+mod outside;
+pub use outside::{AttemptPost, MAX_METADATA_BYTES, MAX_WAIT_SECS, seconds, statuses, worker_text};
+
 /// The largest input, comment or edited output accepted, in bytes (64 KiB).
 pub const MAX_TEXT_BYTES: usize = 65_536;
 
@@ -54,6 +57,12 @@ pub struct NewTask {
     pub review_timeout_secs: Option<u64>,
     /// What happens when its deadline passes, if not the service's policy.
     pub review_timeout_policy: Option<TimeoutPolicy>,
+    /// Its attempts are made outside hitl.
+    pub outside: bool,
+    /// Attempt 1's output, handed in with the submission (an outside task).
+    pub output: Option<Arc<str>>,
+    /// What the submitter attached, kept as given.
+    pub metadata: Option<Arc<serde_json::Value>>,
 }
 
 impl NewTask {
@@ -72,6 +81,9 @@ impl NewTask {
             max_attempts: max_attempts.map(parse_max_attempts).transpose()?,
             review_timeout_secs: None,
             review_timeout_policy: None,
+            outside: false,
+            output: None,
+            metadata: None,
         })
     }
 
@@ -112,6 +124,9 @@ impl NewTask {
     /// Refuses an input over `max` bytes: the operator's limit, at most the contract's.
     pub fn within(self, max: usize) -> Result<Self, InvalidField> {
         at_most("input", &self.input, max)?;
+        if let Some(output) = &self.output {
+            at_most("output", output, max)?;
+        }
         Ok(self)
     }
 }

@@ -325,6 +325,7 @@ mod tests {
             decided_at: None,
             decided_by: None,
             timed_out: false,
+            seq: 0,
         });
         for needle in ["input", "current", "final", "old draft", "FERRIS", "edited"] {
             assert!(search(needle).matches(&task), "{needle}");

@@ -100,6 +100,36 @@ pub enum AuditEvent {
         attempt: u32,
         output_sha256: Digest,
         output_bytes: usize,
+        /// Made outside hitl (by the agent or a worker; the entry's `by` says who).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        outside: bool,
+    },
+    /// A worker claimed an outside attempt.
+    Claimed {
+        attempt: u32,
+        token_sha256: Digest,
+        #[serde(with = "time::serde::rfc3339")]
+        lease_expires_at: OffsetDateTime,
+    },
+    /// The worker holding the attempt renewed its lease.
+    ClaimRenewed {
+        attempt: u32,
+        #[serde(with = "time::serde::rfc3339")]
+        lease_expires_at: OffsetDateTime,
+    },
+    /// The attempt went back to `pending` for another worker: its lease ran out, or its
+    /// worker gave up asking for another try (`error`).
+    ClaimReleased {
+        attempt: u32,
+        token_sha256: Digest,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        expired: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<Arc<str>>,
+    },
+    /// A task whose processing failed was started again.
+    Retried {
+        attempt: u32,
     },
     /// A reviewer's decision, or the deadline's (`timed_out`).
     Decided {
@@ -142,6 +172,10 @@ impl AuditEvent {
             Self::Submitted { .. } => "submitted",
             Self::AttemptStarted { .. } => "attempt_started",
             Self::AttemptFinished { .. } => "attempt_finished",
+            Self::Claimed { .. } => "claimed",
+            Self::ClaimRenewed { .. } => "claim_renewed",
+            Self::ClaimReleased { .. } => "claim_released",
+            Self::Retried { .. } => "retried",
             Self::Decided { .. } => "decided",
             Self::DeadlinePassed { .. } => "deadline_passed",
             Self::DeadlineExtended { .. } => "deadline_extended",

@@ -12,8 +12,14 @@ use time::OffsetDateTime;
 use super::{
     audit::{AuditEntry, AuditEvent, Digest},
     status::MAX_TIMEOUT_SECS,
-    task::{AttemptRecord, Decision, Feedback, Task, TaskStatus, TimeoutPolicy, now, same_text},
+    task::{
+        AttemptRecord, Decision, Feedback, Outcome as Ended, Task, TaskStatus, TimeoutPolicy, now,
+        same_text,
+    },
 };
+
+mod outside;
+pub use outside::*;
 
 /// What a change records in the audit trail, or why it was refused.
 pub type Change = Result<Vec<AuditEvent>, Refused>;
@@ -54,6 +60,21 @@ pub enum Refused {
     NotTheResult,
     /// A change to a task that finished `status` and has left memory.
     NoLongerChanges { status: TaskStatus },
+    /// An outside change (an attempt posted, a claim) to a task hitl's processor makes.
+    NotOutside,
+    /// An attempt posted for `attempt` while the task is `status` at `current`: it takes
+    /// exactly the attempt it waits for, while `pending` (or `running` under a claim).
+    NotAwaitingAttempt {
+        attempt: u32,
+        status: TaskStatus,
+        current: u32,
+    },
+    /// The claim given is no longer the attempt's: its lease ran out or the task moved on.
+    ClaimLost,
+    /// The attempt is claimed by a worker, and the post did not give its claim.
+    ClaimHeld { attempt: u32 },
+    /// A retry of a task that did not fail in processing.
+    NotRetryable { status: TaskStatus },
 }
 
 /// What was refused, plainly, for logs and a workflow's failure message (the words a person is
@@ -100,6 +121,21 @@ impl std::fmt::Display for Refused {
                 write!(f, "task is {}", status.as_str())
             }
             Self::NotTheResult => write!(f, "the result is neither the output nor the edit"),
+            Self::NotOutside => write!(f, "the task's attempts are made by hitl's processor"),
+            Self::NotAwaitingAttempt {
+                attempt,
+                status,
+                current,
+            } => write!(
+                f,
+                "attempt {attempt} posted while the task is {} at attempt {current}",
+                status.as_str()
+            ),
+            Self::ClaimLost => write!(f, "the claim was lost"),
+            Self::ClaimHeld { attempt } => write!(f, "attempt {attempt} is claimed by a worker"),
+            Self::NotRetryable { status } => {
+                write!(f, "task is {}, not failed in processing", status.as_str())
+            }
         }
     }
 }
@@ -129,17 +165,38 @@ pub fn progress(task: &Task, attempt: u32) -> Result<(), Refused> {
 /// `running -> waiting_for_review` with the attempt's output.
 pub fn finish_attempt(task: &mut Task, attempt: u32, output: Arc<str>) -> Change {
     expect(task, &[TaskStatus::Running], attempt)?;
+    Ok(vec![open_review(task, output, false)])
+}
+
+/// The task waits for review of its current attempt's `output` (made `outside` hitl or not),
+/// with the review's deadline set: what the audit trail records.
+fn open_review(task: &mut Task, output: Arc<str>, outside: bool) -> AuditEvent {
     task.status = TaskStatus::WaitingForReview;
+    task.claim = None;
     task.review_deadline = task
         .review_timeout
         .map(|timeout| now() + Duration::from_secs(timeout.seconds.min(MAX_TIMEOUT_SECS)));
     let finished = AuditEvent::AttemptFinished {
-        attempt,
+        attempt: task.attempt,
         output_sha256: Digest::of_text(&output),
         output_bytes: output.len(),
+        outside,
     };
     task.output = Some(output);
-    Ok(vec![finished])
+    finished
+}
+
+/// What a new task's first event records: its submission and, for an outside task handed in
+/// with its output, attempt 1 (then open for review, in the same event).
+pub fn submitted(task: &mut Task) -> Vec<AuditEvent> {
+    let mut happened = vec![AuditEvent::Submitted {
+        input_sha256: Digest::of_text(&task.input),
+        max_attempts: task.max_attempts,
+    }];
+    if let Some(output) = task.output.clone() {
+        happened.push(open_review(task, output, true));
+    }
+    happened
 }
 
 /// Would a decision be accepted now? Only while the task waits for review of exactly that
@@ -213,6 +270,12 @@ pub fn request_changes(task: &mut Task, feedback: &Feedback) -> Change {
     let decided = record_decision(task, feedback, None)?;
     task.attempt += 1;
     task.output = None;
+    task.failed_tries = 0;
+    if task.processor.is_outside() {
+        // Made outside: the revision waits for the agent (or a worker) to hand it in.
+        task.status = TaskStatus::Pending;
+        return Ok(vec![decided]);
+    }
     task.status = TaskStatus::Running;
     Ok(vec![
         decided,
@@ -227,6 +290,11 @@ pub fn complete(task: &mut Task, feedback: &Feedback, final_result: Arc<str>) ->
     let decided = record_decision(task, feedback, Some(&final_result))?;
     task.final_result = Some(final_result);
     task.status = TaskStatus::Completed;
+    task.outcome = Some(if feedback.timed_out {
+        Ended::TimedOut
+    } else {
+        Ended::Approved
+    });
     Ok(vec![decided])
 }
 
@@ -235,6 +303,11 @@ pub fn reject(task: &mut Task, feedback: &Feedback, reason: String) -> Change {
     let decided = record_decision(task, feedback, None)?;
     task.error = Some(reason.into());
     task.status = TaskStatus::Failed;
+    task.outcome = Some(match feedback.decision {
+        _ if feedback.timed_out => Ended::TimedOut,
+        Decision::RejectedFinal => Ended::Rejected,
+        _ => Ended::ChangesExhausted,
+    });
     Ok(vec![decided])
 }
 
@@ -244,7 +317,9 @@ pub fn fail(task: &mut Task, message: String) -> Change {
     let error: Arc<str> = message.into();
     task.error = Some(error.clone());
     task.status = TaskStatus::Failed;
+    task.outcome = Some(Ended::ProcessingFailed);
     task.review_deadline = None;
+    task.claim = None;
     Ok(vec![AuditEvent::Failed {
         attempt: task.attempt,
         error,
@@ -255,8 +330,10 @@ pub fn fail(task: &mut Task, message: String) -> Change {
 pub fn cancel(task: &mut Task, by: Option<Arc<str>>) -> Change {
     expect_live(task)?;
     task.status = TaskStatus::Cancelled;
+    task.outcome = Some(Ended::Cancelled);
     task.cancelled_by = by;
     task.review_deadline = None;
+    task.claim = None;
     Ok(vec![AuditEvent::Cancelled {
         attempt: task.attempt,
     }])
@@ -402,6 +479,8 @@ fn record_decision(
         decided_at: Some(feedback.at),
         decided_by: feedback.by.clone(),
         timed_out: feedback.timed_out,
+        // Set once the change has its event's number (see `record`).
+        seq: 0,
     });
     task.review_deadline = None;
     Ok(decided)
@@ -410,6 +489,15 @@ fn record_decision(
 /// Adds what happened to the task's audit trail, each entry chained to the one before.
 pub fn record(task: &mut Task, by: Option<Arc<str>>, happened: Vec<AuditEvent>) {
     for event in happened {
+        if let AuditEvent::Decided { attempt, .. } = event
+            && let Some(decided) = task
+                .attempts
+                .iter_mut()
+                .rev()
+                .find(|a| a.attempt == attempt)
+        {
+            decided.seq = task.seq;
+        }
         let entry = AuditEntry::chain(
             task.history.last().map(|e| &**e),
             task.id,

@@ -153,6 +153,78 @@ impl FromStr for Decision {
     }
 }
 
+/// How a task ended, on the wire in `snake_case`: a rejection, exhausted changes, a processing
+/// failure, a deadline and a cancel are told apart (`null` until the task ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A reviewer approved it (the result is the output, or their edit).
+    Approved,
+    /// A reviewer rejected it for good.
+    Rejected,
+    /// Changes were requested on the last allowed attempt.
+    ChangesExhausted,
+    /// Processing could not produce an output (hitl's processor, or a worker that gave up).
+    ProcessingFailed,
+    /// A review deadline's policy ended it (approving, failing, or requesting changes on the
+    /// last attempt).
+    TimedOut,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::ChangesExhausted => "changes_exhausted",
+            Self::ProcessingFailed => "processing_failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// What it means, in words for the task page and the list.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Approved => "Approved",
+            Self::Rejected => "Rejected by the reviewer",
+            Self::ChangesExhausted => "Changes requested on the last attempt",
+            Self::ProcessingFailed => "Processing failed",
+            Self::TimedOut => "Review deadline passed",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+}
+
+/// What makes a task's attempts: hitl's own processor (`--processor`), or someone outside
+/// (the agent that submitted it, or workers that claim its attempts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Maker {
+    /// A task stored before 0.5 says nothing, and was made by the processor configured then.
+    #[default]
+    Simulated,
+    Command,
+    Openai,
+    External,
+}
+
+impl Maker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Simulated => "simulated",
+            Self::Command => "command",
+            Self::Openai => "openai",
+            Self::External => "external",
+        }
+    }
+
+    pub fn is_outside(self) -> bool {
+        self == Self::External
+    }
+}
+
 /// What happens when a review deadline passes with no decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

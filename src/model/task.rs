@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::audit::{AuditEntry, Digest};
-pub use super::status::{Decision, ReviewTimeout, TaskId, TaskStatus, TimeoutPolicy};
+pub use super::status::{
+    Decision, Maker, Outcome, ReviewTimeout, TaskId, TaskStatus, TimeoutPolicy,
+};
 
 /// A decision as a reviewer gave it, for one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +49,28 @@ pub struct AttemptRecord {
     /// The review deadline passed and its policy decided.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub timed_out: bool,
+    /// The event that recorded the decision: a status event carries the decision's fields
+    /// when it is this one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A worker's hold on an outside task's attempt: who holds it and until when. The token
+/// itself is only the worker's; the task keeps its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub attempt: u32,
+    pub token_sha256: Digest,
+    /// Who claimed it (`null` without sign-in).
+    pub by: Option<Arc<str>>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub claimed_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub lease_expires_at: OffsetDateTime,
 }
 
 /// A submission key as the store keeps it, beside the task it made
@@ -80,6 +104,22 @@ pub struct Task {
     pub output: Option<Arc<str>>,
     pub final_result: Option<Arc<str>>,
     pub error: Option<Arc<str>>,
+    /// How it ended (`null` until it ends).
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// What makes its attempts: hitl's processor, or `external` (the agent or workers).
+    #[serde(default)]
+    pub processor: Maker,
+    /// What the submitter attached, kept and shown as given (`null` if nothing).
+    #[serde(default)]
+    pub metadata: Option<Arc<serde_json::Value>>,
+    /// The worker's claim on the attempt now running (outside tasks; `null` otherwise).
+    #[serde(default)]
+    pub claim: Option<Claim>,
+    /// Workers that gave up on the current attempt asking for another try (`--max-retries`
+    /// bounds them).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub failed_tries: u32,
     /// Who submitted it (`null` without sign-in).
     #[serde(default)]
     pub submitted_by: Option<Arc<str>>,
@@ -123,6 +163,11 @@ impl Task {
             output: None,
             final_result: None,
             error: None,
+            outcome: None,
+            processor: Maker::default(),
+            metadata: None,
+            claim: None,
+            failed_tries: 0,
             submitted_by: None,
             cancelled_by: None,
             review_timeout: None,
@@ -148,6 +193,10 @@ impl Task {
             .find(|a| a.attempt == attempt)
             .and_then(|a| a.decision)
     }
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Are two texts the same once line endings are normalised? Browsers send a textarea's

@@ -39,6 +39,9 @@ pub enum TransitionError {
     /// with the digest `1`; nothing was submitted.
     #[error("this submission key already made task {0}")]
     KeyBound(TaskId, Box<str>),
+    /// A worker's claim token that names no claim ever given.
+    #[error("no such claim")]
+    NoSuchClaim,
     /// Another instance holds the claim on this task's work: this one must not change it.
     #[error("another instance has taken over this task's work")]
     NotClaimed,
@@ -55,4 +58,8 @@ pub enum Denied {
     ExtendAsSubmitter,
     /// Submitters cancel only the tasks they submitted.
     CancelOthers,
+    /// Only a task's submitter (or the worker holding its claim) hands in its attempts.
+    ReviseOthers,
+    /// Only reviewers start a failed task again.
+    RetryAsSubmitter,
 }

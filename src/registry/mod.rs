@@ -31,7 +31,6 @@ pub use authority::Authority;
 
 use crate::{
     events::{EventKind, EventLog},
-    model::audit::{AuditEvent, Digest},
     model::task::{Feedback, Task, TaskId, TaskStatus, now},
 };
 
@@ -115,14 +114,11 @@ impl Registry {
         let dashmap::Entry::Vacant(slot) = self.tasks.entry(task.id) else {
             unreachable!("task ids are fresh UUID v7s");
         };
-        let submitted = AuditEvent::Submitted {
-            input_sha256: Digest::of_text(&task.input),
-            max_attempts: task.max_attempts,
-        };
         let by = task.submitted_by.clone();
         let event = self.events.publish(EventKind::Status, |seq| {
             let mut task = Task { seq, ..task };
-            changes::record(&mut task, by, vec![submitted]);
+            let submitted = changes::submitted(&mut task);
+            changes::record(&mut task, by, submitted);
             Arc::new(task)
         });
         let (live, handle) = LiveTask::new(event.task.clone(), shutdown);
@@ -191,6 +187,15 @@ impl Registry {
         self.tasks.is_empty()
     }
 
+    /// A handle to follow a task by, for a workflow started again (a retry).
+    pub fn handle(&self, id: TaskId) -> Option<TaskHandle> {
+        let live = self.tasks.get(&id)?;
+        Some(TaskHandle {
+            task: live.task.clone(),
+            cancel: live.cancel.clone(),
+        })
+    }
+
     /// A receiver that changes with every event of this task.
     pub fn watch(&self, id: TaskId) -> Option<watch::Receiver<u64>> {
         self.tasks.get(&id).map(|live| live.changed.subscribe())
@@ -224,6 +229,9 @@ impl Registry {
         let finishes = task.status.is_terminal() && !live.task.status.is_terminal();
         if finishes {
             self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        } else if live.task.status.is_terminal() && !task.status.is_terminal() {
+            // Started again (a retry after processing failed).
+            self.unfinished.fetch_add(1, Ordering::AcqRel);
         }
         self.by_status.moved(live.task.status, task.status);
         let event = self.events.publish(EventKind::Status, |seq| {

@@ -46,6 +46,8 @@ impl Registry {
                     if new.is_terminal() && !old.is_terminal() {
                         self.unfinished.fetch_sub(1, Ordering::AcqRel);
                         finished = Some(event.at);
+                    } else if old.is_terminal() && !new.is_terminal() {
+                        self.unfinished.fetch_add(1, Ordering::AcqRel);
                     }
                     self.by_status.moved(old, new);
                     live.task = event.task.clone();

@@ -6,6 +6,7 @@
 //! stop.
 
 mod nodes;
+mod outside;
 pub mod processor;
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,8 @@ pub struct ReviewStore {
     pub history: Vec<PriorAttempt>,
     /// The approved result, once the review is decided so.
     pub final_result: Option<Arc<str>>,
+    /// Its attempts are made outside hitl: the process step waits for them.
+    pub outside: bool,
 }
 
 impl ReviewStore {
@@ -86,6 +89,7 @@ impl ReviewStore {
             output: task.output.clone(),
             history,
             final_result: None,
+            outside: task.processor.is_outside(),
         }
     }
 }

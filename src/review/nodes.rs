@@ -51,7 +51,8 @@ pub struct ProcessNode {
 /// What processing one attempt holds: the request, and its place among those processed at once.
 pub struct Processing {
     request: ProcessRequest,
-    _permit: OwnedSemaphorePermit,
+    /// `None` for an outside task: nothing is processed here.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// The least time between two progress events of one attempt: a model streams tokens far
@@ -74,6 +75,21 @@ impl Node<ReviewStore> for ProcessNode {
 
     #[tracing::instrument(level = "debug", name = "process.prep", skip_all, fields(task_id = %store.task_id, attempt = store.attempt))]
     async fn prep(&self, store: &ReviewStore) -> Result<Processing, NodeError> {
+        let request = ProcessRequest {
+            task_id: store.task_id,
+            input: store.input.clone(),
+            attempt: store.attempt,
+            max_attempts: store.max_attempts,
+            history: store.history.clone(),
+        };
+        if store.outside {
+            // Made outside: the task stays pending until a worker claims it or the agent
+            // hands the attempt in.
+            return Ok(Processing {
+                request,
+                _permit: None,
+            });
+        }
         // Waits for a place while the task stays pending.
         let permit = self
             .permits
@@ -84,14 +100,8 @@ impl Node<ReviewStore> for ProcessNode {
         let attempt = store.attempt;
         self.registry.start_attempt(store.task_id, attempt).await?;
         Ok(Processing {
-            request: ProcessRequest {
-                task_id: store.task_id,
-                input: store.input.clone(),
-                attempt: store.attempt,
-                max_attempts: store.max_attempts,
-                history: store.history.clone(),
-            },
-            _permit: permit,
+            request,
+            _permit: Some(permit),
         })
     }
 
@@ -99,6 +109,10 @@ impl Node<ReviewStore> for ProcessNode {
     async fn exec(&self, processing: &Processing) -> Result<String, NodeError> {
         let request = &processing.request;
         let (registry, id, attempt) = (&self.registry, request.task_id, request.attempt);
+        if processing._permit.is_none() {
+            let output = super::outside::handed_in(registry, id, attempt).await?;
+            return Ok(output.to_string());
+        }
         let last = std::sync::Mutex::new(None::<Instant>);
         let progress = move |text: Arc<str>| {
             {
@@ -134,6 +148,11 @@ impl Node<ReviewStore> for ProcessNode {
         output: String,
     ) -> Result<Step, NodeError> {
         let output: Arc<str> = output.into();
+        if store.outside {
+            // Handed in: the task already waits for review of it.
+            store.output = Some(output);
+            return Ok(Step::Processed);
+        }
         let (attempt, finished) = (processing.request.attempt, output.clone());
         self.registry
             .apply(store.task_id, None, true, move |task| {
@@ -231,7 +250,12 @@ impl Node<ReviewStore> for ReviewNode {
 /// were requested, to the result when approved, or nowhere (the task failed or was cancelled;
 /// the decision recorded everything already).
 fn settled(store: &mut ReviewStore, task: &Task) -> Step {
-    if task.status == TaskStatus::Running && task.attempt == store.attempt + 1 {
+    let next = if store.outside {
+        TaskStatus::Pending
+    } else {
+        TaskStatus::Running
+    };
+    if task.status == next && task.attempt == store.attempt + 1 {
         let decided = task.attempts.iter().find(|a| a.attempt == store.attempt);
         store.history.push(PriorAttempt {
             attempt: store.attempt,

@@ -4,6 +4,8 @@
 //! this file is what requests ask of it.
 
 mod open;
+mod outside;
+pub use outside::Claimed;
 mod submit;
 
 use std::{sync::Arc, time::Duration};
@@ -17,7 +19,7 @@ use crate::{
     events::Scope,
     input::DecisionRequest,
     model::changes::Refused,
-    model::task::{Feedback, ReviewTimeout, Task, TaskId, now},
+    model::task::{Feedback, Maker, ReviewTimeout, Task, TaskId, now},
     registry::{Denied, Registry, TransitionError},
     review::ReviewFlow,
     store::{History, Store, journal::Journal},
@@ -62,6 +64,10 @@ pub struct Service {
     pub review_timeout: Option<ReviewTimeout>,
     /// Submission keys seen lately, so a repeated submission makes no second task.
     pub submit_keys: SubmitKeys,
+    /// What makes the attempts of a task not made outside (`--processor`).
+    pub maker: Maker,
+    /// Tries of one attempt a worker may give up on, asking for another (`--max-retries`).
+    pub max_retries: u32,
 }
 
 /// What keeps the tasks: one value for the three modes, matched where they behave differently

@@ -10,8 +10,9 @@ use super::{Backing, Durable, Hitl, Service};
 use crate::{
     auth::{Auth, Users},
     cluster::{self, Shared},
-    config::{AuthConfig, AuthMode, Config, StoreKind},
+    config::{AuthConfig, AuthMode, Config, ProcessorKind, StoreKind},
     events::EventLog,
+    model::task::Maker,
     model::task::{ReviewTimeout, Task},
     registry::Registry,
     review::{ProcessOptions, Processor, ReviewFlow},
@@ -173,6 +174,12 @@ impl Hitl {
                 policy: config.review_timeout_policy,
             }),
             submit_keys: SubmitKeys::default(),
+            maker: match config.processing.processor {
+                ProcessorKind::Simulated => Maker::Simulated,
+                ProcessorKind::Command => Maker::Command,
+                ProcessorKind::Openai => Maker::Openai,
+            },
+            max_retries: config.processing.max_retries,
         })))
     }
 

@@ -7,7 +7,7 @@ use super::{Backing, Hitl};
 use crate::{
     auth::Actor,
     input::NewTask,
-    model::task::{ReviewTimeout, StoredKey, Task, TaskId, now},
+    model::task::{Maker, ReviewTimeout, StoredKey, Task, TaskId, now},
     registry::TransitionError,
     store::StoreError,
     submissions::{SubmitKey, Submitted},
@@ -105,6 +105,14 @@ impl Hitl {
             submitted_by: by.recorded(),
             review_timeout: seconds.map(|seconds| ReviewTimeout { seconds, policy }),
             submit_key: key,
+            processor: if new.outside {
+                Maker::External
+            } else {
+                self.maker
+            },
+            metadata: new.metadata,
+            // Handed in with the submission: attempt 1, open for review in the first event.
+            output: new.output,
             ..Task::new(TaskId::new(), new.input, max_attempts, now())
         };
         if let Backing::Shared(shared) = &self.backing {

@@ -117,6 +117,10 @@ fn audit_actor(event: &AuditEvent) -> &'static str {
             timed_out: true, ..
         }
         | AuditEvent::DeadlinePassed { .. } => "the deadline",
+        AuditEvent::AttemptFinished { outside: true, .. } | AuditEvent::Claimed { .. } => {
+            "outside (no sign-in)"
+        }
+        AuditEvent::ClaimReleased { expired: true, .. } => "the lease",
         AuditEvent::AttemptStarted { .. }
         | AuditEvent::AttemptFinished { .. }
         | AuditEvent::Failed { .. } => "hitl",
@@ -130,9 +134,22 @@ fn audit_what(event: &AuditEvent) -> Markup {
         @match event {
             AuditEvent::Submitted { max_attempts, .. } => { "Submitted, " (max_attempts) " attempts allowed" }
             AuditEvent::AttemptStarted { attempt } => { "Attempt " (attempt) " started" }
-            AuditEvent::AttemptFinished { attempt, output_bytes, .. } => {
+            AuditEvent::AttemptFinished { attempt, output_bytes, outside, .. } => {
                 "Attempt " (attempt) " finished: " (output_bytes) " bytes of output"
+                @if *outside { ", handed in from outside" }
             }
+            AuditEvent::Claimed { attempt, lease_expires_at, .. } => {
+                "Attempt " (attempt) " claimed by a worker, lease until " (time(*lease_expires_at))
+            }
+            AuditEvent::ClaimRenewed { attempt, lease_expires_at } => {
+                "Lease on attempt " (attempt) " renewed until " (time(*lease_expires_at))
+            }
+            AuditEvent::ClaimReleased { attempt, expired, error, .. } => {
+                @if *expired { "The lease on attempt " (attempt) " ran out; the attempt is pending for another worker" }
+                @else { "The worker gave attempt " (attempt) " up for another try" }
+                @if let Some(error) = error { ": " (error) }
+            }
+            AuditEvent::Retried { attempt } => { "Attempt " (attempt) " started again after processing failed" }
             AuditEvent::Decided { attempt, decision, comment, edited, timed_out, .. } => {
                 (decision.label()) " (attempt " (attempt) ")"
                 @if *edited { ", with edits" }

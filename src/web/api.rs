@@ -19,17 +19,26 @@ use crate::{
     auth::Actor,
     inbox::{Inbox, InboxFields, InboxQuery, PER_PAGE},
     input::{DecisionFields, DecisionRequest, InvalidField, NewTask, attempt_number, extension},
-    model::task::Task,
+    model::task::{Task, excerpt},
     service::Hitl,
     submissions::SubmitKey,
 };
 
+mod outside;
+pub use outside::{claim, fail, get, post_attempt, progress, renew, retry};
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubmitBody {
-    input: String,
+    input: Option<String>,
     max_attempts: Option<i64>,
     review_timeout_secs: Option<i64>,
     review_timeout_policy: Option<String>,
+    /// Attempt 1's output, made outside hitl.
+    output: Option<String>,
+    /// `"external"`: the task's attempts are made outside hitl.
+    processor: Option<String>,
+    metadata: Option<serde_json::Value>,
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -40,11 +49,22 @@ pub async fn submit(
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let key = idempotency_key(&headers)?;
-    let new = NewTask::parse(Some(&body.input), body.max_attempts)?
+    // An outside task handed in with its output may leave the input out: the output's first
+    // line names it then.
+    let input = match (&body.input, &body.output) {
+        (None, Some(output)) if !output.trim().is_empty() => Some(excerpt(output, 120)),
+        (input, _) => input.clone(),
+    };
+    let new = NewTask::parse(input.as_deref(), body.max_attempts)?
         .with_deadline(
             "review_timeout_secs",
             body.review_timeout_secs,
             body.review_timeout_policy.as_deref(),
+        )?
+        .outside(
+            body.output.as_deref(),
+            body.processor.as_deref(),
+            body.metadata,
         )?
         .within(hitl.max_text())?;
     let (task, repeated) = hitl
@@ -86,9 +106,13 @@ pub struct ListQuery {
     per_page: Option<String>,
 }
 
-/// `GET /api/tasks`: newest first, filtered by `status` and searched by `q`; every match unless
-/// `page` or `per_page` asks for pages. A page past the end is empty (with the true `total`), so
-/// a script can read pages until one comes back short.
+/// The page size of `GET /api/tasks` when it names none (pages of [`PER_PAGE`] when it names a
+/// page but no size, as before 0.5).
+const API_PER_PAGE: usize = 100;
+
+/// `GET /api/tasks`: newest first, filtered by `status` and searched by `q`, 100 at a time
+/// unless `page` or `per_page` say otherwise; `next` links the next page while there is one. A
+/// page past the end is empty (with the true `total`).
 pub async fn list(
     State(hitl): State<Hitl>,
     Extension(inbox): Extension<Arc<Inbox>>,
@@ -98,7 +122,7 @@ pub async fn list(
     let per_page = if given(&params.page) || given(&params.per_page) {
         PER_PAGE
     } else {
-        usize::MAX
+        API_PER_PAGE
     };
     let fields = InboxFields {
         status: params.status.as_deref(),
@@ -114,23 +138,38 @@ pub async fn list(
         .iter()
         .map(|(status, n)| (status.as_str().to_owned(), n.into()))
         .collect();
+    let more = page.query.page.saturating_mul(page.query.per_page) < page.total;
+    let next = more.then(|| {
+        let mut link = form_urlencoded_pairs(&[
+            ("status", params.status.as_deref()),
+            ("q", params.q.as_deref()),
+        ]);
+        link.push_str(&format!(
+            "page={}&per_page={}",
+            page.query.page + 1,
+            page.query.per_page
+        ));
+        format!("/api/tasks?{link}")
+    });
     Ok(Json(json!({
         "tasks": page.tasks,
         "total": page.total,
         "counts": counts,
+        "next": next,
     })))
 }
 
-#[tracing::instrument(level = "debug", skip(hitl))]
-pub async fn get(
-    State(hitl): State<Hitl>,
-    Path(id): Path<String>,
-) -> Result<Json<Arc<Task>>, ApiError> {
-    let id = parse_id(&id)?;
-    hitl.settled(id)
-        .await
-        .map(Json)
-        .ok_or_else(|| ApiError(Problem::not_found()))
+/// `name=value&` for each given, non-blank pair, encoded for a query string.
+fn form_urlencoded_pairs(pairs: &[(&str, Option<&str>)]) -> String {
+    let given: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter_map(|(name, value)| Some((*name, value.filter(|v| !v.trim().is_empty())?)))
+        .collect();
+    let mut out = serde_urlencoded::to_string(given).unwrap_or_default();
+    if !out.is_empty() {
+        out.push('&');
+    }
+    out
 }
 
 /// `GET /api/tasks/{id}/history`: the task's audit trail as JSON Lines, oldest first, each

@@ -88,7 +88,14 @@ impl From<TransitionError> for Problem {
             TransitionError::NotFound(_) => Self::not_found(),
             TransitionError::Conflict { refused, task } => Self {
                 task: Some(task),
-                ..Self::new(StatusCode::CONFLICT, "conflict", refused_words(&refused))
+                ..Self::new(
+                    StatusCode::CONFLICT,
+                    match refused {
+                        Refused::ClaimLost => "claim_lost",
+                        _ => "conflict",
+                    },
+                    refused_words(&refused),
+                )
             },
             TransitionError::Stopped => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -136,6 +143,11 @@ impl From<TransitionError> for Problem {
                 StatusCode::CONFLICT,
                 "conflict",
                 "This submission was already made; look for its task before you retry.",
+            ),
+            TransitionError::NoSuchClaim => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is no claim with that token. Use the token POST /api/claims gave you.",
             ),
             // Only a workflow's own changes are refused this way; a request never is.
             TransitionError::NotClaimed => Self::new(
@@ -188,6 +200,26 @@ fn refused_words(refused: &Refused) -> String {
         Refused::NoLongerChanges { status } => {
             format!("The task is {}: it no longer changes.", status.as_str())
         }
+        Refused::NotOutside => "This task's attempts are made by hitl's own processor, so it takes no attempt from outside and has nothing to claim.".into(),
+        Refused::NotAwaitingAttempt {
+            attempt,
+            status,
+            current,
+        } => format!(
+            "This task is {} at attempt {current}, so it does not take attempt {attempt}. \
+             It takes the attempt it waits for, while it is pending (or running under your claim).",
+            label(*status)
+        ),
+        Refused::ClaimLost => "This claim is no longer yours: its lease ran out or the task moved on. \
+             Nothing was changed; claim work again."
+            .into(),
+        Refused::ClaimHeld { attempt } => format!(
+            "Attempt {attempt} is claimed by a worker; only that worker, with its claim, can hand it in."
+        ),
+        Refused::NotRetryable { status } => format!(
+            "This task is {}, and only a task whose processing failed can be retried.",
+            label(*status)
+        ),
     }
 }
 
@@ -204,6 +236,12 @@ fn denied_words(denied: Denied) -> &'static str {
             "Only reviewers can extend a review's deadline, and you are signed in as a submitter."
         }
         Denied::CancelOthers => "Submitters can cancel only the tasks they submitted.",
+        Denied::ReviseOthers => {
+            "Only the task's submitter, or the worker holding its claim (give the claim), can hand in its attempts."
+        }
+        Denied::RetryAsSubmitter => {
+            "Only reviewers can start a failed task again, and you are signed in as a submitter."
+        }
     }
 }
 

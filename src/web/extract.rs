@@ -35,18 +35,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|rejection| body_problem(rejection.status()))?;
-        serde_json::from_slice(&bytes).map(Self).map_err(|error| {
-            use serde_json::error::Category;
-            ApiError(match error.classify() {
-                Category::Data => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    format!("A field is missing or has the wrong type: {error}."),
-                ),
-                _ => Problem::malformed(format!("The body is not valid JSON: {error}.")),
-            })
-        })
+        parse_json(&bytes).map(Self)
     }
+}
+
+/// A JSON body that may be left out (empty): then every field takes its default.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_problem(rejection.status()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        parse_json(&bytes).map(Self)
+    }
+}
+
+/// JSON into `T`, with syntax errors as 400 and wrong, missing or unknown fields as 422.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        use serde_json::error::Category;
+        ApiError(match error.classify() {
+            Category::Data if error.to_string().starts_with("unknown field") => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("The body has a field this route does not take: {error}."),
+            ),
+            Category::Data => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("A field is missing or has the wrong type: {error}."),
+            ),
+            _ => Problem::malformed(format!("The body is not valid JSON: {error}.")),
+        })
+    })
 }
 
 /// The problem for a body that could not even be read.

@@ -46,12 +46,20 @@ pub fn app(hitl: Hitl) -> Router {
     // it, never end on a timer.
     let api = Router::new()
         .route("/tasks", post(api::submit).get(api::list))
-        .route("/tasks/{id}", get(api::get))
         .route("/tasks/{id}/history", get(api::history))
         .route("/tasks/{id}/deadline", post(api::extend_deadline))
         .route("/tasks/{id}/feedback", post(api::feedback))
         .route("/tasks/{id}/cancel", post(api::cancel))
+        .route("/tasks/{id}/attempts", post(api::post_attempt))
+        .route("/tasks/{id}/retry", post(api::retry))
+        .route("/claims/{token}/renew", post(api::renew))
+        .route("/claims/{token}/progress", post(api::progress))
+        .route("/claims/{token}/fail", post(api::fail))
         .route_layer(timeout)
+        // These wait as long as asked (up to two minutes), so the request timeout is not
+        // theirs; a plain read of a task is bounded by it inside the handler.
+        .route("/tasks/{id}", get(api::get))
+        .route("/claims", post(api::claim))
         .route("/events", get(stream::json_events))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);

@@ -85,7 +85,7 @@ fn event_json(event: &Event) -> String {
         EventKind::Status => (task.attempt, task.output.clone()),
         EventKind::Progress { attempt, text } => (*attempt, Some(text.clone())),
     };
-    json!({
+    let mut data = json!({
         "seq": event.seq,
         "task_id": task.id,
         "status": task.status,
@@ -94,8 +94,20 @@ fn event_json(event: &Event) -> String {
         "final_result": task.final_result,
         "error": task.error,
         "at": event.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-    })
-    .to_string()
+    });
+    if event.kind == EventKind::Status {
+        let fields = data.as_object_mut().expect("an object");
+        // The decision this event recorded, if it recorded one.
+        if let Some(decided) = task.attempts.iter().rev().find(|a| a.seq == event.seq) {
+            fields.insert("decision".into(), json!(decided.decision));
+            fields.insert("comment".into(), json!(decided.comment));
+            fields.insert("decided_by".into(), json!(decided.decided_by));
+        }
+        if task.status.is_terminal() {
+            fields.insert("outcome".into(), json!(task.outcome));
+        }
+    }
+    data.to_string()
 }
 
 /// `GET /stream`: HTML fragments, swapped out of band by the page's one SSE sink.

@@ -45,6 +45,7 @@ fn task(status: TaskStatus) -> Task {
         decided_at: Some(datetime!(2026-11-24 11:59:59 UTC)),
         decided_by: None,
         timed_out: false,
+        seq: 0,
     }];
     match status {
         TaskStatus::WaitingForReview => task.output = Some("Draft 2 of 3".into()),
@@ -60,6 +61,7 @@ fn task(status: TaskStatus) -> Task {
                 decided_at: Some(datetime!(2026-11-24 12:00:00 UTC)),
                 decided_by: Some("alice".into()),
                 timed_out: false,
+                seq: 0,
             });
         }
         TaskStatus::Failed => task.error = Some("Rejected by the reviewer.".into()),

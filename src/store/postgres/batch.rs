@@ -22,7 +22,6 @@ use super::{
 };
 use crate::store::unix_ms;
 use crate::{
-    model::audit::{AuditEvent, Digest},
     model::changes,
     model::task::{Task, TaskId, now},
     store::StoreError,
@@ -220,12 +219,9 @@ impl PgStore {
                     }
                     seq += 1;
                     let mut task = Task { seq, ..*task };
-                    let submitted = AuditEvent::Submitted {
-                        input_sha256: Digest::of_text(&task.input),
-                        max_attempts: task.max_attempts,
-                    };
                     let by = task.submitted_by.clone();
-                    changes::record(&mut task, by, vec![submitted]);
+                    let submitted = changes::submitted(&mut task);
+                    changes::record(&mut task, by, submitted);
                     events.push(seq, &task, None, &task.history)?;
                     inserted.push(task.id);
                     tasks.insert(task.id, (task.clone(), Some(owner.to_owned())));

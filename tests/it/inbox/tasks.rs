@@ -77,6 +77,7 @@ fn task(k: u128) -> Task {
                 decided_at: Some(at),
                 decided_by: None,
                 timed_out: false,
+                seq: 0,
             });
         }
     }
