@@ -65,7 +65,7 @@ impl Hitl {
     ) -> Result<Arc<Task>, TransitionError> {
         let task = self.live(id).await?;
         let claim = match &post.claim {
-            Some(token) => Some(self.known_claim(&task, token)?),
+            Some(token) => Some(self.check_claim(task.clone(), token).await?.1),
             None => {
                 let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
                 if !own && task.processor.is_outside() {
@@ -169,8 +169,27 @@ impl Hitl {
             }
             Err(error) => return Err(error),
         };
-        let sha256 = self.known_claim(&task, token)?;
-        Ok((task, sha256))
+        self.check_claim(task, token).await
+    }
+
+    /// `task` (as it is now) and the token's hash, if the task was ever given this claim. With a
+    /// shared database, a claim made on another instance a moment ago may not have reached this
+    /// replica yet: it is looked for again once the replica has caught up.
+    async fn check_claim(
+        &self,
+        task: Arc<Task>,
+        token: &str,
+    ) -> Result<(Arc<Task>, Digest), TransitionError> {
+        match (self.known_claim(&task, token), &self.backing) {
+            (Ok(sha256), _) => Ok((task, sha256)),
+            (Err(_), Backing::Shared(shared)) => {
+                shared.catch_up().await;
+                let task = self.registry.get(task.id).unwrap_or(task);
+                let sha256 = self.known_claim(&task, token)?;
+                Ok((task, sha256))
+            }
+            (Err(error), _) => Err(error),
+        }
     }
 
     /// The hash of `token` if `task` was ever given that claim.

@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::{Task, TestApp, WAIT, assert_error, json_body, test_config, within};
 
 /// A running `hitl` on a data directory.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    app: TestApp,
+    pub(crate) app: TestApp,
 }
 
 fn command(dir: &Path, delay_ms: u64) -> Command {
@@ -54,7 +54,7 @@ fn command(dir: &Path, delay_ms: u64) -> Command {
 }
 
 impl Server {
-    async fn start(dir: &Path, delay_ms: u64) -> Self {
+    pub(crate) async fn start(dir: &Path, delay_ms: u64) -> Self {
         let mut child = command(dir, delay_ms).spawn().expect("the binary starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = within("the address line", lines.next_line())
@@ -71,7 +71,7 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown, no flush, nothing.
-    async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.child.start_kill().unwrap();
         within("the killed process to go", self.child.wait())
             .await
@@ -96,7 +96,7 @@ async fn refused_start(dir: &Path) -> (std::process::ExitStatus, String) {
 }
 
 /// A task's JSON as it is, every field included.
-async fn raw_task(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn raw_task(app: &TestApp, id: &str) -> Value {
     json_body(app.get(&format!("/api/tasks/{id}")).await).await
 }
 

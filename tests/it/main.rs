@@ -13,6 +13,7 @@ mod hostile;
 mod html;
 mod inbox;
 mod openai;
+mod outside;
 mod props;
 mod protect;
 mod retention;

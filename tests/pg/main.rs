@@ -16,6 +16,7 @@ mod helpers;
 mod failover;
 mod instances;
 mod lifecycles;
+mod outside;
 mod proxy;
 mod writes;
 
@@ -45,6 +46,8 @@ const TESTS: &[(&str, Test)] = tests![
     writes::a_change_its_requester_gave_up_on_is_not_applied,
     writes::a_write_that_times_out_does_not_fail_the_task,
     writes::a_keyed_submission_is_made_once_across_instances,
+    outside::each_outside_attempt_is_handed_out_once_across_instances,
+    outside::a_revision_and_a_lapsed_lease_cross_instances,
 ];
 
 /// Tests that restart the PostgreSQL server: run only when `HITL_TEST_PG_RESTART=1` says that
