@@ -7,7 +7,7 @@ use super::{excerpt, oob, task_url, time};
 use crate::{
     auth::{Actor, Role},
     model::audit::Digest,
-    model::task::{Task, TaskStatus, TimeoutPolicy},
+    model::task::{Outcome, Task, TaskStatus, TimeoutPolicy},
 };
 use time::OffsetDateTime;
 
@@ -15,17 +15,45 @@ use time::OffsetDateTime;
 pub fn status_sentence(task: &Task) -> String {
     let (n, max) = (task.attempt, task.max_attempts);
     match task.status {
+        TaskStatus::Pending if task.processor.is_outside() && n > 1 => {
+            format!("Waiting for the revision from outside: attempt {n} of {max}.")
+        }
+        TaskStatus::Pending if task.processor.is_outside() => {
+            format!("Waiting for attempt {n} of {max} from outside.")
+        }
+        TaskStatus::Running if task.processor.is_outside() => match &task.claim {
+            Some(claim) => format!(
+                "Attempt {n} of {max} is being made outside, by a worker{} (lease until {}).",
+                claim
+                    .by
+                    .as_deref()
+                    .map(|by| format!(" of {by}"))
+                    .unwrap_or_default(),
+                claim
+                    .lease_expires_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            ),
+            None => format!("Attempt {n} of {max} is being made outside."),
+        },
         TaskStatus::Pending => format!("Attempt {n} of {max} will start shortly."),
         TaskStatus::Running => format!("Attempt {n} of {max} is being processed."),
         TaskStatus::WaitingForReview => format!("Attempt {n} of {max} is ready for your review."),
+        TaskStatus::Completed if task.outcome == Some(Outcome::TimedOut) => format!(
+            "Approved by the review deadline's policy, not a person, after {n} attempt{}.",
+            if n == 1 { "" } else { "s" }
+        ),
         TaskStatus::Completed => format!(
             "Approved after {n} attempt{}.",
             if n == 1 { "" } else { "s" }
         ),
-        TaskStatus::Failed => match &task.error {
-            Some(error) => format!("Ended at attempt {n}: {error}"),
-            None => format!("Ended at attempt {n}."),
-        },
+        TaskStatus::Failed => {
+            let how = task.outcome.map_or("Ended", Outcome::label);
+            match &task.error {
+                Some(error) => format!("{how} at attempt {n}: {error}"),
+                None => format!("{how} at attempt {n}."),
+            }
+        }
         TaskStatus::Cancelled => match &task.cancelled_by {
             Some(by) => format!("Cancelled by {by} at attempt {n}."),
             None => format!("Cancelled at attempt {n}."),
@@ -63,6 +91,10 @@ pub fn output(task: &Task, swap: bool) -> Markup {
                     @if let Some(previous) = task.attempts.iter().find(|a| a.attempt + 1 == task.attempt) {
                         (super::trail::changes_since(previous, output, false))
                     }
+                }
+                (TaskStatus::Pending | TaskStatus::Running, _, None) if task.processor.is_outside() => {
+                    h2 #output-heading { "Output of attempt " (task.attempt) }
+                    p.muted { "Made outside hitl: it appears here as soon as the agent or a worker hands it in." }
                 }
                 (TaskStatus::Pending | TaskStatus::Running, _, None) => {
                     h2 #output-heading { "Output of attempt " (task.attempt) }
@@ -108,9 +140,10 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                     "Keys: " kbd { "a" } " approve, " kbd { "e" } " edit before approving, "
                     kbd { "r" } " write the comment to request changes, " kbd { "n" } " next task waiting. They do nothing while you type in a field."
                 }
-                form.approve-form method="post" action={ (url) "/feedback" }
-                    hx-post={ (url) "/feedback" } hx-swap="none" aria-labelledby="approve-heading" {
-                    h3 #approve-heading { "Approve" }
+                // One form: a comment typed before pressing Approve is the approval's note,
+                // not lost; an unedited output sent with a request for changes is ignored.
+                form.review-form.approve-form method="post" action={ (url) "/feedback" }
+                    hx-post={ (url) "/feedback" } hx-swap="none" aria-labelledby="review-heading" {
                     input type="hidden" name="attempt" value=(task.attempt);
                     input type="hidden" name="output_sha256" value=(Digest::of_text(output));
                     details #edit-output {
@@ -121,17 +154,10 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                         textarea #edited-output name="output" rows="8" aria-describedby="edit-help" { "\n" (output) }
                         p #edit-help.help { "Your edit becomes the final result; the history shows it as a diff against the processed output." }
                     }
-                    div.actions {
-                        button #approve.approve type="submit" name="decision" value="approved" { "Approve" }
-                    }
-                }
-                form.review-form method="post" action={ (url) "/feedback" }
-                    hx-post={ (url) "/feedback" } hx-swap="none" aria-labelledby="send-back-heading" {
-                    h3 #send-back-heading { "Send back" }
-                    input type="hidden" name="attempt" value=(task.attempt);
                     label for="comment" { "Comment" }
                     textarea #comment name="comment" rows="3" aria-describedby="comment-help" {}
                     p #comment-help.help {
+                        "Kept as the approval's note when you approve. "
                         "Required to request changes: the next attempt receives it. "
                         "With “Reject” it is recorded as the reason the task failed."
                         @if task.attempt >= task.max_attempts {
@@ -139,6 +165,7 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                         }
                     }
                     div.actions {
+                        button #approve.approve type="submit" name="decision" value="approved" { "Approve" }
                         button #request-changes type="submit" name="decision" value="rejected" { "Request changes" }
                         button.danger type="submit" name="decision" value="rejected_final" { "Reject" }
                     }
@@ -147,9 +174,17 @@ pub fn review(task: &Task, swap: bool) -> Markup {
                 h2 #review-heading { "Review" }
                 p.muted {
                     @match task.status {
+                        TaskStatus::Pending | TaskStatus::Running if task.processor.is_outside() =>
+                            "The review form appears here when the revision from outside is handed in.",
                         TaskStatus::Pending | TaskStatus::Running =>
                             "The review form appears here when the attempt is ready.",
                         _ => "This task is finished; it takes no more decisions.",
+                    }
+                }
+                @if task.outcome == Some(Outcome::ProcessingFailed) && may_decide() {
+                    form.retry-form method="post" action={ (url) "/retry" } hx-post={ (url) "/retry" } hx-swap="none" {
+                        p.help { "Processing failed, so nobody has reviewed an output yet. Retry starts attempt " (task.attempt) " again." }
+                        button #retry type="submit" { "Retry" }
                     }
                 }
             }
@@ -250,10 +285,27 @@ pub fn task_row(task: &Task, swap: bool) -> Markup {
         li.task-row id={ "task-row-" (task.id) } data-seq=(task.seq) hx-swap-oob=[oob(swap)] {
             a href=(task_url(task.id)) { (excerpt(&task.input, 80)) }
             " " (badge(task.status))
+            @if let Some(note) = row_note(task) { " " span.outcome { (note) } }
             span.meta {
                 " attempt " (task.attempt) " of " (task.max_attempts) ", updated " (time(task.updated_at))
             }
         }
+    }
+}
+
+/// What a row adds to its status: how a finished task ended (a rejection, exhausted changes,
+/// a processing failure, a deadline), or that its work is done outside.
+fn row_note(task: &Task) -> Option<&'static str> {
+    match (task.status, task.outcome) {
+        (TaskStatus::Failed, Some(outcome)) => Some(outcome.label()),
+        (TaskStatus::Completed, Some(Outcome::TimedOut)) => Some("Approved by the deadline"),
+        (TaskStatus::Pending, _) if task.processor.is_outside() && task.attempt > 1 => {
+            Some("waiting for the revision from outside")
+        }
+        (TaskStatus::Pending | TaskStatus::Running, _) if task.processor.is_outside() => {
+            Some("made outside")
+        }
+        _ => None,
     }
 }
 

@@ -117,10 +117,20 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
                 (super::time(task.created_at))
                 @if let Some(by) = &task.submitted_by { " by " (by) }
             }
+            dt { "Made by" } dd {
+                @if task.processor.is_outside() { "outside hitl (the agent, or workers that claim attempts)" }
+                @else { "hitl's " (task.processor.as_str()) " processor" }
+            }
         }
         section aria-labelledby="input-heading" {
             h2 #input-heading { "Input" }
             pre.text { (task.input) }
+        }
+        @if let Some(metadata) = &task.metadata {
+            section aria-labelledby="metadata-heading" {
+                h2 #metadata-heading { "Metadata" }
+                pre.text { (serde_json::to_string_pretty(&**metadata).unwrap_or_default()) }
+            }
         }
         (fragments::output(task, false))
         (fragments::review(task, false))

@@ -24,7 +24,7 @@ use crate::{
         DecisionFields, DecisionRequest, InvalidField, NewTask, attempt_number, extension,
         parse_number,
     },
-    model::task::{Decision, Task, TaskId},
+    model::task::{Decision, Task, TaskId, same_text},
     service::Hitl,
     submissions::SubmitKey,
     views::{
@@ -218,6 +218,18 @@ pub async fn feedback(
         .refuse(htmx)?;
     // Browsers send a textarea's newlines as CRLF; the output came out with LF.
     fields.output = fields.output.map(|edit| edit.replace("\r\n", "\n"));
+    // The review form sends the output's edit box with every decision: left as it was, it is
+    // no edit, and a request for changes or a rejection does not carry it.
+    if fields.decision.as_deref() != Some("approved")
+        && let Some(edit) = &fields.output
+        && let Some(task) = hitl.find(id).await
+        && task
+            .output
+            .as_deref()
+            .is_some_and(|output| same_text(output, edit))
+    {
+        fields.output = None;
+    }
     let request = parse_number("attempt", fields.attempt.as_deref())
         .and_then(|attempt| {
             DecisionRequest::parse(DecisionFields {
@@ -254,6 +266,23 @@ pub async fn cancel(
         .map_err(|e| with_task(&hitl, id, e.into()))
         .refuse(htmx)?;
     Ok(done(htmx, &task, "The task is cancelled."))
+}
+
+/// `POST /tasks/{id}/retry`: a reviewer starts again a task whose processing failed.
+#[tracing::instrument(level = "debug", skip(hitl), fields(task_id = %id))]
+pub async fn retry(
+    State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
+    Htmx(htmx): Htmx,
+    Path(id): Path<String>,
+) -> Result<Response, HtmlError> {
+    let id = parse_id(&id).refuse(htmx)?;
+    let task = hitl
+        .retry(id, &actor)
+        .await
+        .map_err(|e| with_task(&hitl, id, e.into()))
+        .refuse(htmx)?;
+    Ok(done(htmx, &task, "The task starts its attempt again."))
 }
 
 #[derive(Deserialize)]

@@ -72,6 +72,7 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/tasks/{id}", get(html::task_page))
         .route("/tasks/{id}/feedback", post(html::feedback))
         .route("/tasks/{id}/cancel", post(html::cancel))
+        .route("/tasks/{id}/retry", post(html::retry))
         .route("/tasks/{id}/deadline", post(html::extend_deadline))
         .route("/assets/{*path}", get(assets::asset))
         .route(

@@ -655,3 +655,94 @@ async fn claims_and_waits_survive_a_crash() {
     assert_error(late, StatusCode::CONFLICT, "claim_lost").await;
     server.kill().await;
 }
+
+#[tokio::test]
+async fn the_pages_show_outside_work_endings_and_a_retry() {
+    // Arrange: an outside task whose worker gave up, and one sent back for a revision
+    let app = spawn_app().await;
+    let broken = submit_outside(
+        &app,
+        json!({ "input": "Break me", "processor": "external" }),
+    )
+    .await;
+    let broken = id(&broken);
+    let claimed = answer(claim(&app, json!({ "wait_secs": 0 })).await, StatusCode::OK).await;
+    let token = claimed["claim"].as_str().unwrap();
+    app.post_json(
+        &format!("/api/claims/{token}/fail"),
+        &json!({ "error": "disk full" }),
+    )
+    .await;
+
+    let revising = submit_outside(
+        &app,
+        json!({ "input": "Revise me", "output": "v1", "metadata": { "ticket": "T-9" } }),
+    )
+    .await;
+    let revising = id(&revising);
+    let form = [
+        ("decision", "rejected"),
+        ("attempt", "1"),
+        ("comment", "Shorter"),
+        ("output", "v1"),
+    ];
+    let sent_back = app.feedback_form(&revising, &form, false).await;
+    // Act
+    let (_, revising_page) = app.get_page(&format!("/tasks/{revising}")).await;
+    let (_, broken_page) = app.get_page(&format!("/tasks/{broken}")).await;
+    let (_, home) = app.get_page("/").await;
+    let retried = app
+        .post_raw(
+            &format!("/tasks/{broken}/retry"),
+            "application/x-www-form-urlencoded",
+            Vec::new(),
+        )
+        .await;
+
+    // Assert: the request for changes went through with the unedited output box
+    assert_eq!(sent_back.status(), StatusCode::SEE_OTHER);
+    assert!(
+        revising_page.contains("Waiting for the revision from outside"),
+        "{revising_page}"
+    );
+    assert!(revising_page.contains("T-9"), "the metadata is shown");
+    assert!(
+        broken_page.contains("Processing failed at attempt 1: disk full"),
+        "{broken_page}"
+    );
+    assert!(broken_page.contains("id=\"retry\""), "a Retry button");
+    assert!(home.contains("waiting for the revision from outside"));
+    assert!(home.contains("Processing failed"));
+    assert_eq!(retried.status(), StatusCode::SEE_OTHER);
+    assert_eq!(raw_task(&app, &broken).await["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_comment_typed_before_approving_is_the_approvals_note() {
+    let app = spawn_app().await;
+    let task = app.submit_for_review("Approve with a note", 3).await;
+    let output = task.output.clone().unwrap();
+    let form = [
+        ("decision", "approved"),
+        ("attempt", "1"),
+        ("comment", "Good, but watch the tone"),
+        ("output", output.as_str()),
+    ];
+
+    let response = app.feedback_form(&task.id, &form, false).await;
+
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let done = raw_task(&app, &task.id).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(
+        done["final_result"],
+        output.as_str(),
+        "the unedited box is no edit"
+    );
+    assert_eq!(done["attempts"][0]["comment"], "Good, but watch the tone");
+    let (_, page) = app.get_page(&format!("/tasks/{}", task.id)).await;
+    assert!(
+        page.contains("Good, but watch the tone"),
+        "the note is on the page"
+    );
+}
