@@ -50,14 +50,8 @@ impl NewTask {
     }
 }
 
-/// Metadata as given, if it is an object of at most 16 KiB.
+/// Metadata as given, if it is an object of at most 16 KiB (`null` is none, as if left out).
 fn parse_metadata(metadata: serde_json::Value) -> Result<Arc<serde_json::Value>, InvalidField> {
-    if metadata.is_null() {
-        return Err(InvalidField::invalid(
-            "metadata",
-            "The metadata must be a JSON object; leave it out for none.",
-        ));
-    }
     if !metadata.is_object() {
         return Err(InvalidField::invalid(
             "metadata",

@@ -35,7 +35,7 @@ use hitl::{config::Config, task::TaskStatus};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use api_rows::{json_api_rows, running_rows};
+use api_rows::{json_api_rows, outside_rows, running_rows};
 use browser_rows::{asset_rows, browser_rows};
 use injection::{Watched, assert_no_script, page_text, status_seq};
 use rows::{Targets, bytes, post};
@@ -63,10 +63,16 @@ async fn setup() -> (TestApp, Targets) {
     let review = app.submit_for_review("hostile target", 3).await;
     assert_eq!(review.status, TaskStatus::WaitingForReview);
     assert_eq!(review.attempt, 1);
+    let outside = app
+        .submit_json(&serde_json::json!({ "input": "outside target", "output": "made outside" }))
+        .await;
+    assert_eq!(outside.status(), StatusCode::CREATED);
+    let outside: crate::helpers::Task = json_body(outside).await;
     let targets = Targets {
         review: review.id,
         cancelled: cancelled.id,
         unknown: unknown_id(),
+        outside: outside.id,
     };
     (app, targets)
 }
@@ -75,6 +81,12 @@ async fn setup() -> (TestApp, Targets) {
 async fn hostile_json_api_requests_are_refused_clearly_and_change_nothing() {
     let (app, targets) = setup().await;
     run_table(&app, "JSON API", json_api_rows(&targets)).await;
+}
+
+#[tokio::test]
+async fn hostile_outside_work_requests_are_refused_clearly_and_change_nothing() {
+    let (app, targets) = setup().await;
+    run_table(&app, "outside work", outside_rows(&targets)).await;
 }
 
 #[tokio::test]

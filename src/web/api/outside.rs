@@ -244,11 +244,17 @@ pub async fn get(
             .ok_or_else(|| ApiError(Problem::not_found()))?;
         return Ok(Json(task).into_response());
     };
-    let wait: i64 = wait.parse().map_err(|_| {
-        ApiError(Problem::malformed(format!(
-            "The wait {wait:?} is not a number of seconds (0 to {MAX_WAIT_SECS})."
-        )))
-    })?;
+    // A whole number too large for any integer is out of range (422), not unreadable (400).
+    let digits = wait.strip_prefix('-').unwrap_or(wait);
+    let wait: i64 = match wait.parse() {
+        Ok(wait) => wait,
+        Err(_) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => i64::MAX,
+        Err(_) => {
+            return Err(ApiError(Problem::malformed(format!(
+                "The wait {wait:?} is not a number of seconds (0 to {MAX_WAIT_SECS})."
+            ))));
+        }
+    };
     let wait = seconds("wait", Some(wait), 0, 0..=MAX_WAIT_SECS)?;
     let (task, changed) = hitl.wait_for(id, Duration::from_secs(wait), during).await?;
     let mut answer = Json(task).into_response();

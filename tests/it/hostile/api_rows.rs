@@ -276,6 +276,93 @@ pub(super) fn json_api_rows(t: &Targets) -> Vec<Row> {
     ]
 }
 
+/// The routes of work done outside hitl: attempts handed in, claims, retries and waits.
+pub(super) fn outside_rows(t: &Targets) -> Vec<Row> {
+    let (outside, review, done, unknown) = (&t.outside, &t.review, &t.cancelled, &t.unknown);
+    let attempts = format!("/api/tasks/{outside}/attempts");
+    let forged = format!("{}.1.{}", unknown.replace('-', ""), "0".repeat(32));
+    let mut rows = vec![
+        // Submissions of outside tasks.
+        post(422, "/api/tasks").json(r#"{"input": "x", "callback_urll": "http://x"}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "metadata": "text"}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "metadata": [1]}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "processor": "simulated"}"#),
+        post(422, "/api/tasks").json(r#"{"input": "x", "processor": 1}"#),
+        post(422, "/api/tasks").json(r#"{"output": ""}"#),
+        post(422, "/api/tasks").json(r#"{"output": 5}"#),
+        post(413, "/api/tasks").json(json!({ "output": a_times(OVER_TEXT) }).to_string()),
+        post(422, "/api/tasks")
+            .json(json!({ "input": "x", "metadata": { "a": a_times(17 * KIB) } }).to_string()),
+        // Attempts: malformed, wrong fields, too large, wrong state, unknown task or claim.
+        post(400, &attempts).json("{"),
+        post(422, &attempts).json("{}"),
+        post(422, &attempts).json(r#"{"attempt": 1}"#),
+        post(422, &attempts).json(r#"{"attempt": "1", "output": "x"}"#),
+        post(422, &attempts).json(r#"{"attempt": 0, "output": "x"}"#),
+        post(422, &attempts).json(r#"{"attempt": -1, "output": "x"}"#),
+        post(422, &attempts).json(r#"{"attempt": 1, "output": " "}"#),
+        post(422, &attempts).json(r#"{"attempt": 1, "output": "x", "colour": 1}"#),
+        post(422, &attempts).json(r#"{"attempt": 1, "output": "x", "claim": ""}"#),
+        post(413, &attempts)
+            .json(json!({ "attempt": 2, "output": a_times(OVER_TEXT) }).to_string()),
+        post(409, &attempts).json(r#"{"attempt": 1, "output": "x"}"#),
+        post(409, &attempts).json(r#"{"attempt": 2, "output": "x"}"#),
+        post(404, &attempts).json(r#"{"attempt": 1, "output": "x", "claim": "forged"}"#),
+        post(404, &attempts)
+            .json(json!({ "attempt": 1, "output": "x", "claim": forged }).to_string()),
+        post(409, format!("/api/tasks/{review}/attempts")).json(r#"{"attempt": 1, "output": "x"}"#),
+        post(409, format!("/api/tasks/{done}/attempts")).json(r#"{"attempt": 1, "output": "x"}"#),
+        post(404, format!("/api/tasks/{unknown}/attempts"))
+            .json(r#"{"attempt": 1, "output": "x"}"#),
+        post(404, "/api/tasks/not-an-id/attempts").json(r#"{"attempt": 1, "output": "x"}"#),
+        // Claims: ranges and fields (a valid claim finds nothing to take: 204).
+        post(204, "/api/claims").json(r#"{"wait_secs": 0}"#),
+        post(400, "/api/claims").json("{"),
+        post(422, "/api/claims").json(r#"{"wait_secs": -1}"#),
+        post(422, "/api/claims").json(r#"{"wait_secs": 121}"#),
+        post(422, "/api/claims").json(r#"{"wait_secs": "1"}"#),
+        post(422, "/api/claims").json(r#"{"wait_secs": 1e30}"#),
+        post(422, "/api/claims").json(r#"{"wait_secs": 0, "lease_secs": 4}"#),
+        post(422, "/api/claims").json(r#"{"wait_secs": 0, "lease_secs": 3601}"#),
+        post(422, "/api/claims").json(r#"{"wait_secs": 0, "worker": "me"}"#),
+        post(ANY_4XX, "/api/claims").json("[]"),
+        // Retries of tasks that did not fail in processing.
+        post(409, format!("/api/tasks/{review}/retry")),
+        post(409, format!("/api/tasks/{done}/retry")),
+        post(409, format!("/api/tasks/{outside}/retry")),
+        post(404, format!("/api/tasks/{unknown}/retry")),
+        // Waits: a query that cannot be read, values out of range, unknown statuses.
+        get(400, format!("/api/tasks/{review}?wait=soon")),
+        get(400, format!("/api/tasks/{review}?wait=1e3")),
+        get(422, format!("/api/tasks/{review}?wait=-1")),
+        get(422, format!("/api/tasks/{review}?wait=121")),
+        get(
+            422,
+            format!("/api/tasks/{review}?wait=99999999999999999999"),
+        ),
+        get(422, format!("/api/tasks/{review}?wait=0&while=asleep")),
+        get(200, format!("/api/tasks/{review}?wait=0&while=")),
+        get(200, format!("/api/tasks/{review}?wait=0")),
+        get(404, format!("/api/tasks/{unknown}?wait=0")),
+    ];
+    // Each claim route: an unknown or forged token, bad bodies.
+    for route in ["renew", "progress", "fail"] {
+        let body = match route {
+            "progress" => r#"{"text": "x"}"#,
+            "fail" => r#"{"error": "x", "retry": true}"#,
+            _ => "{}",
+        };
+        rows.push(post(404, format!("/api/claims/forged/{route}")).json(body));
+        rows.push(post(404, format!("/api/claims/{forged}/{route}")).json(body));
+        rows.push(post(400, format!("/api/claims/forged/{route}")).json("{"));
+        rows.push(post(422, format!("/api/claims/forged/{route}")).json(r#"{"bogus": 1}"#));
+    }
+    rows.push(post(422, "/api/claims/forged/progress").json("{}"));
+    rows.push(post(422, "/api/claims/forged/fail").json(r#"{"error": "x", "retry": "yes"}"#));
+    rows.push(post(422, "/api/claims/forged/renew").json(r#"{"lease_secs": 1}"#));
+    rows
+}
+
 /// Decisions on a task whose attempt is still being processed.
 pub(super) fn running_rows(running: &str) -> Vec<Row> {
     let api = format!("/api/tasks/{running}/feedback");

@@ -137,6 +137,8 @@ pub(super) struct Targets {
     pub(super) cancelled: String,
     /// A well-formed UUID no task has.
     pub(super) unknown: String,
+    /// A task made outside hitl, waiting for review at attempt 1.
+    pub(super) outside: String,
 }
 
 // Sizes.
