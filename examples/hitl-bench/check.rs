@@ -35,8 +35,24 @@ impl StreamCheck {
 /// One task's status events against its lifecycle: `pending`, then `running` and
 /// `waiting_for_review` for each attempt, each review followed by the next attempt's `running` or
 /// by `completed`. Anything else (a gap, a repeat, an event out of order) is a violation.
+/// Which lifecycle the tasks go through.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flow {
+    /// hitl's own processor makes each attempt: `pending`, then `running` and
+    /// `waiting_for_review` for each attempt.
+    #[default]
+    Simulated,
+    /// The agent hands in each attempt: `waiting_for_review` at once, `pending` for the next
+    /// attempt after changes are requested, `waiting_for_review` when it is handed in.
+    Outside,
+    /// Workers claim each attempt: `pending`, `running` (claimed), `waiting_for_review` (handed
+    /// in), and `pending` again for the next attempt.
+    Workers,
+}
+
 #[derive(Debug, Default)]
 pub struct TaskCheck {
+    pub flow: Flow,
     /// The last event seen, or what the first one must be.
     last: Option<(&'static str, u32)>,
     first: Option<(&'static str, u32)>,
@@ -54,9 +70,34 @@ impl TaskCheck {
         }
     }
 
+    /// A check of `flow`'s lifecycle.
+    #[cfg(test)]
+    pub fn of(flow: Flow) -> Self {
+        Self {
+            flow,
+            ..Self::default()
+        }
+    }
+
     fn allowed(&self, status: &str, attempt: u32) -> bool {
         let next = (status, attempt);
-        match self.last {
+        match (self.flow, self.last) {
+            (Flow::Outside, None) => next == self.first.unwrap_or(("waiting_for_review", 1)),
+            (Flow::Outside, Some(("waiting_for_review", a))) => {
+                next == ("pending", a + 1) || next == ("completed", a)
+            }
+            (Flow::Outside, Some(("pending", a))) => next == ("waiting_for_review", a),
+            (Flow::Workers, Some(("pending", a))) => next == ("running", a),
+            (Flow::Workers, Some(("waiting_for_review", a))) => {
+                next == ("pending", a + 1) || next == ("completed", a)
+            }
+            (Flow::Outside, _) => false,
+            (_, last) => self.allowed_simulated(last, next),
+        }
+    }
+
+    fn allowed_simulated(&self, last: Option<(&str, u32)>, next: (&str, u32)) -> bool {
+        match last {
             None => next == self.first.unwrap_or(("pending", 1)),
             Some(("pending", 1)) => next == ("running", 1),
             Some(("running", a)) => next == ("waiting_for_review", a),
@@ -186,5 +227,38 @@ mod tests {
         ids.arm_contiguous();
         assert_eq!(ids.see(6, 6), Ok(()));
         assert_eq!(ids.see(8, 8), Err("id 8 after 6: 1 events missing".into()));
+    }
+
+    #[test]
+    fn the_outside_and_worker_lifecycles_pass_and_the_simulated_one_does_not_fit_them() {
+        let outside = [
+            ("waiting_for_review", 1),
+            ("pending", 2),
+            ("waiting_for_review", 2),
+            ("completed", 2),
+        ];
+        let workers = [
+            ("pending", 1),
+            ("running", 1),
+            ("waiting_for_review", 1),
+            ("pending", 2),
+            ("running", 2),
+            ("waiting_for_review", 2),
+            ("completed", 2),
+        ];
+        let mut check = TaskCheck::of(Flow::Outside);
+        assert_eq!(feed(&mut check, &outside), Ok(()));
+        assert_eq!(check.finished(2), Ok(()));
+        let mut check = TaskCheck::of(Flow::Workers);
+        assert_eq!(feed(&mut check, &workers), Ok(()));
+        assert_eq!(check.finished(2), Ok(()));
+        // A worker's attempt handed in twice, or skipped, is caught.
+        let mut check = TaskCheck::of(Flow::Workers);
+        for &(status, attempt) in &workers[..3] {
+            check.see(status, attempt).unwrap();
+        }
+        assert!(check.see("waiting_for_review", 1).is_err());
+        let mut check = TaskCheck::of(Flow::Outside);
+        assert!(feed(&mut check, &GOOD).is_err());
     }
 }

@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::{sync::watch, time::timeout};
 
-use crate::check::{StreamCheck, TaskCheck};
+use crate::check::{Flow, StreamCheck, TaskCheck};
 
 /// The longest any one step may take before it counts as an error.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -97,6 +97,8 @@ pub struct Load {
     pub delays: Mutex<Vec<Duration>>,
     pub stream_errors: Mutex<Vec<String>>,
     pub fault: Option<Fault>,
+    /// The lifecycle each task goes through.
+    pub flow: Flow,
 }
 
 impl Load {
@@ -114,6 +116,7 @@ impl Load {
             delays: Mutex::default(),
             stream_errors: Mutex::default(),
             fault: None,
+            flow: Flow::default(),
         }
     }
 
@@ -167,6 +170,7 @@ impl Load {
 
     fn dispatch(&self, s: Status) {
         let mut tracked = self.tasks.entry(s.task_id).or_default();
+        tracked.check.flow = self.flow;
         let seen = tracked.check.see(&s.status, s.attempt);
         if seen.is_ok()
             && s.status != "waiting_for_review"
@@ -197,8 +201,14 @@ impl Load {
 
     /// Submits a task allowing `attempts` and returns its id.
     pub async fn submit(&self, n: usize, attempts: u32) -> Result<String> {
-        let body =
-            json!({ "input": format!("load task {n}\nsecond line"), "max_attempts": attempts });
+        let input = format!("load task {n}\nsecond line");
+        let body = match self.flow {
+            Flow::Simulated => json!({ "input": input, "max_attempts": attempts }),
+            Flow::Outside => json!({ "input": input, "max_attempts": attempts,
+                                     "output": format!("draft 1 of {input}") }),
+            Flow::Workers => json!({ "input": input, "max_attempts": attempts,
+                                     "processor": "external" }),
+        };
         let task = self.post("/api/tasks", body, StatusCode::CREATED).await?;
         let id = task["id"].as_str().context("a task id")?.to_owned();
         self.mine.insert(id.clone());
@@ -237,10 +247,18 @@ impl Load {
 
     /// One lifecycle: submit, wait for review, request changes, wait for the next review,
     /// approve, wait for completion; then the task's events must be exactly the lifecycle.
+    /// With `Flow::Outside` this process hands in attempt 2 itself; with `Flow::Workers` the
+    /// workers (see [`Self::work`]) make both attempts.
     pub async fn lifecycle(&self, n: usize) -> Result<()> {
         let id = self.submit(n, 2).await?;
         self.wait(&id, ("waiting_for_review", 1)).await?;
         self.decide(&id, 1, false).await?;
+        if self.flow == Flow::Outside {
+            self.wait(&id, ("pending", 2)).await?;
+            let body = json!({ "attempt": 2, "output": "draft 2, more" });
+            self.post(&format!("/api/tasks/{id}/attempts"), body, StatusCode::OK)
+                .await?;
+        }
         self.wait(&id, ("waiting_for_review", 2)).await?;
         self.decide(&id, 2, true).await?;
         self.wait(&id, ("completed", 2)).await?;
@@ -269,6 +287,34 @@ impl Load {
             .filter_map(|o| o.err())
             .map(|e| format!("{e:#}"))
             .collect()
+    }
+
+    /// One worker: claims attempts (waiting up to a second for one) and hands each in, until
+    /// it is dropped. Returns the first error.
+    pub async fn work(&self) -> Result<()> {
+        loop {
+            let turn = self.turn.fetch_add(1, Relaxed) % (self.others.len() + 1);
+            let base = if turn == 0 { &self.base } else { &self.others[turn - 1] };
+            let response = self
+                .client
+                .post(format!("{base}/api/claims"))
+                .json(&json!({ "wait_secs": 1, "lease_secs": 60 }))
+                .send()
+                .await
+                .context("POST /api/claims")?;
+            match response.status() {
+                StatusCode::NO_CONTENT => continue,
+                StatusCode::OK => {}
+                other => anyhow::bail!("POST /api/claims: {other}"),
+            }
+            let claimed: Value = response.json().await?;
+            let id = claimed["task"]["id"].as_str().context("a claimed task")?;
+            let attempt = claimed["attempt"].as_u64().context("an attempt")?;
+            let body = json!({ "attempt": attempt, "claim": claimed["claim"],
+                               "output": format!("attempt {attempt}, by a worker") });
+            self.post(&format!("/api/tasks/{id}/attempts"), body, StatusCode::OK)
+                .await?;
+        }
     }
 
     /// Every problem with a task of ours that the stream showed after its lifecycle passed (a

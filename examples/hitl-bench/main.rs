@@ -84,6 +84,17 @@ struct Args {
     /// Streams watching one busy task.
     #[arg(long, default_value_t = 0)]
     busy_watchers: usize,
+    /// Requests waiting on a task (`GET /api/tasks/{id}?wait=120`) to hold open at once, for
+    /// memory per wait (beside `--idle-watchers`' memory per stream).
+    #[arg(long, default_value_t = 0)]
+    idle_waiters: usize,
+    /// The lifecycle: hitl's processor makes the attempts (`simulated`), this process hands
+    /// them in (`outside`), or `--workers` claim them (`workers`).
+    #[arg(long, value_enum, default_value_t = check::Flow::Simulated)]
+    flow: check::Flow,
+    /// Workers claiming attempts, with `--flow workers`.
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
     #[arg(long, default_value_t = 1)]
     runs: usize,
     /// Also print every run as one JSON line.
@@ -107,7 +118,9 @@ async fn main() -> Result<()> {
         args.lifecycles > 0 && args.concurrency > 0,
         "N and C must be positive"
     );
-    let wanted = (args.idle_watchers + args.busy_watchers + args.concurrency) as u64 + 1024;
+    let wanted = (args.idle_watchers + args.idle_waiters + args.busy_watchers + args.concurrency)
+        as u64
+        + 1024;
     let files = server::raise_open_files(wanted)?;
     ensure!(
         files >= wanted,
@@ -125,8 +138,15 @@ async fn main() -> Result<()> {
         println!("requests spread over the first and {:?}", args.also_url);
     }
     println!(
-        "N = {} lifecycles after {WARM_UP} warm-up, C = {}, W = {} busy watchers, K = {} idle, {} runs",
-        args.lifecycles, args.concurrency, args.busy_watchers, args.idle_watchers, args.runs
+        "N = {} lifecycles ({:?}{}) after {WARM_UP} warm-up, C = {}, W = {} busy watchers, K = {} idle, {} waiting, {} runs",
+        args.lifecycles,
+        args.flow,
+        if args.flow == check::Flow::Workers { format!(", {} workers", args.workers) } else { String::new() },
+        args.concurrency,
+        args.busy_watchers,
+        args.idle_watchers,
+        args.idle_waiters,
+        args.runs
     );
     let mut runs: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
     for r in 1..=args.runs {
@@ -221,6 +241,7 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
     let client = reqwest::Client::builder().timeout(WAIT).build()?;
     let mut load = Load::new(client, server.base.clone(), fresh);
     load.fault = args.inject_fault;
+    load.flow = args.flow;
     load.others = args
         .also_url
         .iter()
@@ -259,21 +280,35 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
             run.busy(args.busy_watchers, busy.delays);
             errors.extend(busy.errors);
         }
-        if args.idle_watchers > 0 {
+        if args.idle_watchers > 0 || args.idle_waiters > 0 {
             let id = load.submit(usize::MAX - 1, 1).await?;
             load.wait(&id, ("waiting_for_review", 1)).await?;
             load.decide(&id, 1, true).await?;
             load.wait(&id, ("completed", 1)).await?;
             load.finished(&id, 1)?;
-            let idle = watchers::idle(server, &load.base, &id, args.idle_watchers).await?;
-            run.idle(args.idle_watchers, idle);
+            if args.idle_watchers > 0 {
+                let idle = watchers::idle(server, &load.base, &id, args.idle_watchers).await?;
+                run.idle(args.idle_watchers, idle);
+            }
+            if args.idle_waiters > 0 {
+                let waiting = watchers::waiting(server, &load.base, &id, args.idle_waiters).await?;
+                run.waiting = Some((args.idle_waiters, waiting));
+            }
         }
         errors.extend(load.late_errors());
         run.errors = errors;
         anyhow::Ok(run)
     };
+    let workers = async {
+        if args.flow != check::Flow::Workers {
+            return std::future::pending().await;
+        }
+        let workers = (0..args.workers).map(|_| load.work());
+        futures_util::future::try_join_all(workers).await.map(drop)
+    };
     tokio::select! {
         run = phases => run,
         reason = load.follow(events) => Err(anyhow::anyhow!("the shared event stream: {reason}")),
+        Err(error) = workers => Err(error.context("a worker")),
     }
 }

@@ -47,6 +47,8 @@ pub struct Run {
     /// Watchers on the busy task, and the delay from each decision to each of them.
     pub busy: Option<(usize, usize, Spread)>,
     pub idle: Option<(usize, Idle)>,
+    /// Requests waiting on a task, and the server's memory with them open.
+    pub waiting: Option<(usize, Idle)>,
     pub errors: Vec<String>,
 }
 
@@ -69,6 +71,7 @@ impl Run {
             rss_kib: rss,
             busy: None,
             idle: None,
+            waiting: None,
             errors: Vec::new(),
         }
     }
@@ -83,6 +86,11 @@ impl Run {
 
     fn idle_kib_each(&self) -> Option<f64> {
         let (k, i) = self.idle.as_ref()?;
+        Some((i.open as f64 - i.before as f64) / *k as f64)
+    }
+
+    fn wait_kib_each(&self) -> Option<f64> {
+        let (k, i) = self.waiting.as_ref()?;
         Some((i.open as f64 - i.before as f64) / *k as f64)
     }
 
@@ -105,6 +113,10 @@ impl Run {
                 "streams": k, "server_streams_before_open_closed": i.clients, "rss_before_kib": i.before, "rss_open_kib": i.open,
                 "rss_closed_kib": i.closed, "kib_per_stream": self.idle_kib_each(),
             })),
+            "waiting": self.waiting.as_ref().map(|(k, i)| json!({
+                "requests": k, "rss_before_kib": i.before, "rss_open_kib": i.open,
+                "rss_closed_kib": i.closed, "kib_per_wait": self.wait_kib_each(),
+            })),
             "errors": self.errors,
         })
     }
@@ -125,12 +137,13 @@ impl Run {
             busy.map(|s| s.max),
             self.idle_kib_each(),
             self.idle_back(),
+            self.wait_kib_each(),
             Some(self.errors.len() as f64),
         ]
     }
 }
 
-const HEADS: [&str; 13] = [
+const HEADS: [&str; 14] = [
     "lc/s",
     "dec p50",
     "dec p99",
@@ -143,6 +156,7 @@ const HEADS: [&str; 13] = [
     "busy max",
     "KiB/idle",
     "rss back%",
+    "KiB/wait",
     "errors",
 ];
 
@@ -200,6 +214,12 @@ pub fn print(runs: &[Run]) {
             "idle (last run): {k} streams; server RSS {} KiB before, {} open, {} 11 s after closing; \
              streams the server counts (hitl_sse_clients): {:?}",
             i.before, i.open, i.closed, i.clients
+        );
+    }
+    if let Some((k, i)) = runs.last().and_then(|r| r.waiting.as_ref()) {
+        println!(
+            "waiting (last run): {k} requests waiting on a task; server RSS {} KiB before, {} open, {} 11 s after closing",
+            i.before, i.open, i.closed
         );
     }
 }

@@ -172,3 +172,33 @@ pub async fn idle(server: &Server, base: &str, id: &str, k: usize) -> Result<Idl
         clients: [clients_before, clients_open, sse_clients(base).await],
     })
 }
+
+/// Holds `k` bounded waits (`GET /api/tasks/{id}?wait=120`) on finished task `id` open at once
+/// (raw sockets: each request sent, its answer never read), reads the server's RSS, closes
+/// them and reads it again. A wait must cost no more than an idle stream.
+pub async fn waiting(server: &Server, base: &str, id: &str, k: usize) -> Result<Idle> {
+    use tokio::io::AsyncWriteExt;
+    let rss = || server.rss_kib().context("the server's RSS (give --pid)");
+    let before = rss()?;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let request = format!("GET /api/tasks/{id}?wait=120 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let opened = stream::iter(0..k)
+        .map(|_| async {
+            let mut socket = tokio::net::TcpStream::connect(&addr).await?;
+            socket.write_all(request.as_bytes()).await?;
+            anyhow::Ok(socket)
+        })
+        .buffer_unordered(256);
+    let sockets: Vec<_> = opened.collect().await;
+    let sockets = sockets.into_iter().collect::<Result<Vec<_>>>()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let open = rss()?;
+    drop(sockets);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    Ok(Idle {
+        before,
+        open,
+        closed: rss()?,
+        clients: [None; 3],
+    })
+}
