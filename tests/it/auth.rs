@@ -506,3 +506,63 @@ async fn submitters_are_not_shown_forms_only_reviewers_may_use() {
     let mut stream = carol.html_stream(&format!("?task={id}"), None).await;
     assert!(stream.next().await.data.contains("approve-form"));
 }
+
+#[tokio::test]
+async fn outside_work_names_its_actors_and_keeps_others_out() {
+    // Arrange: bob (a submitter) hands in a draft; alice reviews
+    let app = spawn_with_users().await;
+    let task = app
+        .json_as(
+            "bob",
+            "/api/tasks",
+            json!({ "input": "Bob's draft", "output": "v1" }),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["status"], "waiting_for_review");
+    let rejected = app
+        .post_as(
+            "alice",
+            &format!("/api/tasks/{id}/feedback"),
+            json!({ "decision": "rejected", "comment": "More" }),
+        )
+        .await;
+    assert_eq!(rejected.status(), StatusCode::OK);
+    let attempt = json!({ "attempt": 2, "output": "v2" });
+
+    // Act and assert: nobody without a token, nor another user without the claim, hands in
+    let anonymous = app
+        .post_json(&format!("/api/tasks/{id}/attempts"), &attempt)
+        .await;
+    assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let claims = app
+        .post_json("/api/claims", &json!({ "wait_secs": 0 }))
+        .await;
+    assert_error(claims, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let carol = app
+        .post_as(
+            "carol",
+            &format!("/api/tasks/{id}/attempts"),
+            attempt.clone(),
+        )
+        .await;
+    assert_error(carol, StatusCode::FORBIDDEN, "forbidden").await;
+    let bob = app
+        .post_as("bob", &format!("/api/tasks/{id}/attempts"), attempt)
+        .await;
+    assert_eq!(bob.status(), StatusCode::OK);
+    let retry = app
+        .post_as("bob", &format!("/api/tasks/{id}/retry"), json!({}))
+        .await;
+    assert_error(retry, StatusCode::FORBIDDEN, "forbidden").await;
+    // The trail names who handed the attempt in.
+    let trail = app
+        .get_as("alice", &format!("/api/tasks/{id}/history"))
+        .await;
+    let trail = text_body(trail).await;
+    let handed = trail
+        .lines()
+        .filter(|l| l.contains("\"outside\":true") && l.contains("\"by\":\"bob\""))
+        .count();
+    assert_eq!(handed, 2, "{trail}");
+}
