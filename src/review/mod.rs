@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::{
     config::ProcessorConfig,
     engine::{Action, Flow, FlowError},
-    model::task::{Decision, TaskId, TaskStatus},
+    model::task::{Decision, Task, TaskId, TaskStatus},
     registry::{Registry, TaskHandle, TransitionError, changes},
 };
 pub use nodes::{ProcessNode, ResultNode, ReviewNode};
@@ -67,20 +67,31 @@ pub struct ReviewStore {
     pub outside: bool,
 }
 
+/// Every earlier attempt of `task` that changes were requested on, with the comment.
+fn prior_attempts(task: &Task) -> Vec<PriorAttempt> {
+    task.attempts
+        .iter()
+        .filter(|a| a.decision == Some(Decision::Rejected))
+        .map(|a| PriorAttempt {
+            attempt: a.attempt,
+            output: a.output.clone(),
+            comment: a.comment.clone(),
+        })
+        .collect()
+}
+
 impl ReviewStore {
+    /// Catches up with `task`, now at a later attempt: its history and that attempt.
+    pub fn follow(&mut self, task: &Task) {
+        self.history = prior_attempts(task);
+        self.attempt = task.attempt;
+        self.output = None;
+    }
+
     /// The store for a task as it stands: new, or recovered part-way through its attempts.
     pub fn new(handle: &TaskHandle) -> Self {
         let task = &handle.task;
-        let history = task
-            .attempts
-            .iter()
-            .filter(|a| a.decision == Some(Decision::Rejected))
-            .map(|a| PriorAttempt {
-                attempt: a.attempt,
-                output: a.output.clone(),
-                comment: a.comment.clone(),
-            })
-            .collect();
+        let history = prior_attempts(task);
         Self {
             task_id: task.id,
             input: task.input.clone(),

@@ -17,7 +17,7 @@ use crate::{
     registry::{Registry, TransitionError, changes},
 };
 
-use super::{PriorAttempt, ProcessOptions, ProcessRequest, Processor, ReviewStore, Step};
+use super::{ProcessOptions, ProcessRequest, Processor, ReviewStore, Step};
 
 impl From<TransitionError> for NodeError {
     /// A workflow's own change refused because the database did not answer, because the claim
@@ -51,7 +51,9 @@ pub struct ProcessNode {
 /// What processing one attempt holds: the request, and its place among those processed at once.
 pub struct Processing {
     request: ProcessRequest,
-    /// `None` for an outside task: nothing is processed here.
+    /// Made outside hitl: nothing is processed here.
+    outside: bool,
+    /// `None` for an outside task.
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -61,7 +63,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
 impl Node<ReviewStore> for ProcessNode {
     type Prep = Processing;
-    type Output = String;
+    /// The attempt made (an outside task may be ahead of its workflow) and its output.
+    type Output = (u32, String);
     type Action = Step;
 
     fn max_retries(&self) -> u32 {
@@ -87,6 +90,7 @@ impl Node<ReviewStore> for ProcessNode {
             // hands the attempt in.
             return Ok(Processing {
                 request,
+                outside: true,
                 _permit: None,
             });
         }
@@ -101,17 +105,18 @@ impl Node<ReviewStore> for ProcessNode {
         self.registry.start_attempt(store.task_id, attempt).await?;
         Ok(Processing {
             request,
+            outside: false,
             _permit: Some(permit),
         })
     }
 
     #[tracing::instrument(level = "debug", name = "process.exec", skip_all, fields(task_id = %processing.request.task_id, attempt = processing.request.attempt))]
-    async fn exec(&self, processing: &Processing) -> Result<String, NodeError> {
+    async fn exec(&self, processing: &Processing) -> Result<(u32, String), NodeError> {
         let request = &processing.request;
         let (registry, id, attempt) = (&self.registry, request.task_id, request.attempt);
-        if processing._permit.is_none() {
-            let output = super::outside::handed_in(registry, id, attempt).await?;
-            return Ok(output.to_string());
+        if processing.outside {
+            let (attempt, output) = super::outside::handed_in(registry, id, attempt).await?;
+            return Ok((attempt, output.to_string()));
         }
         let last = std::sync::Mutex::new(None::<Instant>);
         let progress = move |text: Arc<str>| {
@@ -130,7 +135,7 @@ impl Node<ReviewStore> for ProcessNode {
         // task running for ever) nor anything else.
         let work = AssertUnwindSafe(self.processor.process(request, &progress)).catch_unwind();
         match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => result.map(|output| (attempt, output)),
             Ok(Err(_)) => Err(NodeError::fatal(
                 "The processor failed unexpectedly (it panicked); see the server's log.",
             )),
@@ -145,11 +150,18 @@ impl Node<ReviewStore> for ProcessNode {
         &self,
         store: &mut ReviewStore,
         processing: Processing,
-        output: String,
+        (made, output): (u32, String),
     ) -> Result<Step, NodeError> {
         let output: Arc<str> = output.into();
         if store.outside {
-            // Handed in: the task already waits for review of it.
+            // Handed in: the task already waits for review of it (an outside task's attempt
+            // may be later than the one the workflow waited for).
+            if made != store.attempt
+                && let Some(task) = self.registry.get(store.task_id)
+            {
+                store.follow(&task);
+            }
+            store.attempt = made;
             store.output = Some(output);
             return Ok(Step::Processed);
         }
@@ -250,20 +262,10 @@ impl Node<ReviewStore> for ReviewNode {
 /// were requested, to the result when approved, or nowhere (the task failed or was cancelled;
 /// the decision recorded everything already).
 fn settled(store: &mut ReviewStore, task: &Task) -> Step {
-    let next = if store.outside {
-        TaskStatus::Pending
-    } else {
-        TaskStatus::Running
-    };
-    if task.status == next && task.attempt == store.attempt + 1 {
-        let decided = task.attempts.iter().find(|a| a.attempt == store.attempt);
-        store.history.push(PriorAttempt {
-            attempt: store.attempt,
-            output: decided.map(|a| a.output.clone()).unwrap_or_default(),
-            comment: decided.and_then(|a| a.comment.clone()),
-        });
-        store.attempt += 1;
-        store.output = None;
+    // Changes were requested: the next attempt (for an outside task, maybe a later one: its
+    // attempts can be handed in and decided faster than its workflow follows).
+    if !task.status.is_terminal() && task.attempt > store.attempt {
+        store.follow(task);
         Step::Rejected
     } else if task.status == TaskStatus::Completed {
         store.final_result = task.final_result.clone();

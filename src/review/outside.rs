@@ -13,22 +13,24 @@ use crate::{
     registry::{Registry, TransitionError, changes},
 };
 
-/// Waits until `attempt` of task `id` is handed in, and returns its output. Fails (fatally:
-/// nothing to retry) when the task moved on otherwise: it ended, or is gone.
+/// Waits until an attempt of task `id`, `attempt` or a later one, is handed in, and returns
+/// which and its output. The task may be ahead of its workflow (an attempt handed in and
+/// decided before the workflow got here): it is followed to where it is. Fails (fatally:
+/// nothing to retry) only when the task ended or is gone.
 pub async fn handed_in(
     registry: &Registry,
     id: TaskId,
     attempt: u32,
-) -> Result<Arc<str>, NodeError> {
+) -> Result<(u32, Arc<str>), NodeError> {
     let gone = || NodeError::fatal("the task is gone");
     let mut changes = registry.watch(id).ok_or_else(gone)?;
     loop {
         let task = registry.get(id).ok_or_else(gone)?;
-        if task.attempt != attempt || task.status.is_terminal() {
+        if task.status.is_terminal() || task.attempt < attempt {
             return Err(NodeError::fatal("the task moved on"));
         }
         if task.status == TaskStatus::WaitingForReview {
-            return Ok(task.output.clone().unwrap_or_default());
+            return Ok((task.attempt, task.output.clone().unwrap_or_default()));
         }
         // A claim's lease, on the runtime's clock (rounded up: never early).
         let lease = task
@@ -63,7 +65,7 @@ pub async fn handed_in(
                     .apply(id, None, true, move |task| changes::expire_claim(task, &token, due))
                     .await;
                 match expired {
-                    Ok(_) => tracing::info!(%id, attempt, "a worker's lease ran out; the attempt is pending again"),
+                    Ok(_) => tracing::info!(%id, attempt = task.attempt, "a worker's lease ran out; the attempt is pending again"),
                     // Renewed, handed in or given up at the same moment: that stands.
                     Err(TransitionError::Conflict { .. }) => {}
                     Err(error) => return Err(error.into()),

@@ -746,3 +746,62 @@ async fn a_comment_typed_before_approving_is_the_approvals_note() {
         "the note is on the page"
     );
 }
+
+#[tokio::test]
+async fn an_agent_faster_than_the_workflow_loses_nothing() {
+    // Arrange: drafts handed in, sent back and revised twice, all before any task's workflow
+    // has run a step (one thread: nothing else runs until this test awaits)
+    use hitl::{
+        auth::Actor,
+        input::{AttemptPost, DecisionRequest, NewTask},
+        task::Decision,
+    };
+    let (app, hitl) = crate::helpers::spawn_app_and_service(crate::helpers::test_config()).await;
+    let anyone = Actor::anyone();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let new = NewTask::parse(Some(&format!("fast {n}")), None)
+            .unwrap()
+            .outside(Some("v1"), None, None)
+            .unwrap();
+        let task = hitl.submit(new, &anyone).await.unwrap();
+        for attempt in 1..=2 {
+            let sent_back = DecisionRequest {
+                decision: Decision::Rejected,
+                attempt: Some(attempt),
+                comment: Some("again".into()),
+                output: None,
+                output_sha256: None,
+            };
+            hitl.decide(task.id, sent_back, &anyone).await.unwrap();
+            let next =
+                AttemptPost::parse(Some(i64::from(attempt) + 1), Some("next"), None, 1024).unwrap();
+            hitl.post_attempt(task.id, next, &anyone).await.unwrap();
+        }
+        ids.push(task.id.to_string());
+    }
+
+    // Act: the workflows catch up; then each is approved
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut states = Vec::new();
+    for id in &ids {
+        let task = raw_task(&app, id).await;
+        states.push((task["status"].clone(), task["attempt"].clone()));
+        let approved = app
+            .feedback_json(id, &json!({ "decision": "approved", "attempt": 3 }))
+            .await;
+        assert_eq!(approved.status(), StatusCode::OK, "{task}");
+    }
+
+    // Assert: every task waited for review of attempt 3, none failed, and each completed
+    for state in states {
+        assert_eq!(state, (json!("waiting_for_review"), json!(3)));
+    }
+    for id in &ids {
+        let task = raw_task(&app, id).await;
+        assert_eq!(
+            (task["status"].as_str(), task["outcome"].as_str()),
+            (Some("completed"), Some("approved"))
+        );
+    }
+}
