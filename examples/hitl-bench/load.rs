@@ -294,7 +294,11 @@ impl Load {
     pub async fn work(&self) -> Result<()> {
         loop {
             let turn = self.turn.fetch_add(1, Relaxed) % (self.others.len() + 1);
-            let base = if turn == 0 { &self.base } else { &self.others[turn - 1] };
+            let base = if turn == 0 {
+                &self.base
+            } else {
+                &self.others[turn - 1]
+            };
             let response = self
                 .client
                 .post(format!("{base}/api/claims"))

@@ -141,7 +141,11 @@ async fn main() -> Result<()> {
         "N = {} lifecycles ({:?}{}) after {WARM_UP} warm-up, C = {}, W = {} busy watchers, K = {} idle, {} waiting, {} runs",
         args.lifecycles,
         args.flow,
-        if args.flow == check::Flow::Workers { format!(", {} workers", args.workers) } else { String::new() },
+        if args.flow == check::Flow::Workers {
+            format!(", {} workers", args.workers)
+        } else {
+            String::new()
+        },
         args.concurrency,
         args.busy_watchers,
         args.idle_watchers,
