@@ -5,7 +5,7 @@
 
 mod open;
 mod outside;
-pub use outside::Claimed;
+pub use outside::{Claimed, Waiting};
 mod submit;
 
 use std::{sync::Arc, time::Duration};

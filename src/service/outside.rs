@@ -292,38 +292,81 @@ impl Hitl {
         wait: Duration,
         during: Option<Vec<TaskStatus>>,
     ) -> Result<(Arc<Task>, bool), TransitionError> {
-        let task = self
-            .settled(id)
+        match self.begin_wait(id, wait, during).await? {
+            Ok(done) => Ok(done),
+            Err(waiting) => Ok(self.finish_wait(waiting).await),
+        }
+    }
+
+    /// The start of [`Self::wait_for`]: the task, and whether it is already out of `during`
+    /// (`Ok`), or what is left to wait for (`Err`), which [`Self::finish_wait`] waits out. Split
+    /// so the web layer can park the rest of a wait outside its middleware, which would
+    /// otherwise hold its room for the whole wait (BENCHMARKS.md, memory per wait).
+    pub async fn begin_wait(
+        &self,
+        id: TaskId,
+        wait: Duration,
+        during: Option<Vec<TaskStatus>>,
+    ) -> Result<Result<(Arc<Task>, bool), Waiting>, TransitionError> {
+        // Boxed: its future is large (2 KiB) and the caller's would carry its room.
+        let task = Box::pin(self.settled(id))
             .await
             .ok_or(TransitionError::NotFound(id))?;
         let during = during.unwrap_or_else(|| vec![task.status]);
         if !during.contains(&task.status) {
-            return Ok((task, true));
+            return Ok(Ok((task, true)));
         }
-        // A finished task gone from memory changes no more.
+        if wait.is_zero() || self.registry.get(id).is_none() {
+            // Nothing to wait for, or a finished task gone from memory: it changes no more.
+            return Ok(Ok((task, false)));
+        }
+        Ok(Err(Waiting {
+            task,
+            during,
+            until: Instant::now() + wait,
+        }))
+    }
+
+    /// Waits out a wait [`Self::begin_wait`] started: the task once its status leaves
+    /// `during`, or as it is when the time is up or the server stops; true if it changed.
+    pub async fn finish_wait(&self, waiting: Waiting) -> (Arc<Task>, bool) {
+        let Waiting {
+            task: mut last,
+            during,
+            until,
+        } = waiting;
+        let id = last.id;
         let Some(mut changes) = self.registry.watch(id) else {
-            return Ok((task, false));
+            return (last, false);
         };
-        let until = Instant::now() + wait;
-        let mut last = task;
         loop {
+            // Looked at after subscribing, so a change in between is not missed.
+            let Some(task) = self.registry.get(id) else {
+                return (last, false);
+            };
+            if !during.contains(&task.status) {
+                Box::pin(self.settle(Some(task.seq))).await;
+                return (task, true);
+            }
+            last = task;
             tokio::select! {
                 changed = changes.changed() => {
-                    let Some(task) = self.registry.get(id) else {
-                        return Ok((last, false));
-                    };
                     if changed.is_err() {
-                        return Ok((task, false));
+                        return (last, false);
                     }
-                    if !during.contains(&task.status) {
-                        self.settle(Some(task.seq)).await;
-                        return Ok((task, true));
-                    }
-                    last = task;
                 }
-                () = tokio::time::sleep_until(until) => return Ok((last, false)),
-                () = self.shutdown.cancelled() => return Ok((last, false)),
+                () = tokio::time::sleep_until(until) => return (last, false),
+                () = self.shutdown.cancelled() => return (last, false),
             }
         }
     }
+}
+
+/// A wait under way: the task as it was when it began, the statuses it waits through, and
+/// when its time is up.
+#[derive(Clone, Debug)]
+pub struct Waiting {
+    pub task: Arc<Task>,
+    pub during: Vec<TaskStatus>,
+    pub until: Instant,
 }

@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod html;
 mod inbox_stream;
+mod park;
 pub mod protect;
 mod session;
 pub mod sse;
@@ -149,7 +150,7 @@ pub async fn serve(listener: TcpListener, hitl: Hitl) -> std::io::Result<()> {
     use tower::Service as _;
 
     let shutdown = hitl.shutdown.clone();
-    let app = app(hitl);
+    let app = app(hitl.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new());
     let graceful = GracefulShutdown::new();
@@ -172,13 +173,19 @@ pub async fn serve(listener: TcpListener, hitl: Hitl) -> std::io::Result<()> {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let app = app.clone();
+        let (app, hitl) = (app.clone(), hitl.clone());
         let service = hyper::service::service_fn(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(remote));
-                app.clone().call(request)
+                // Boxed, so the connection holds only the wait's room once the router answered.
+                let answer = Box::pin(app.clone().call(request));
+                let hitl = hitl.clone();
+                async move {
+                    let answer = answer.await?;
+                    Ok::<_, std::convert::Infallible>(park::finish(&hitl, answer).await)
+                }
             },
         );
         let connection = http.serve_connection(TokioIo::new(tcp), service);

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::super::{
     error::{ApiError, Problem},
     extract::{JsonBody, OptionalJson, parse_id},
+    park::Parked,
 };
 use crate::{
     auth::Actor,
@@ -232,12 +233,12 @@ pub async fn get(
         .filter(|w| !w.is_empty())
     else {
         let patience = Duration::from_secs(hitl.limits.request_timeout_secs);
-        let task = tokio::time::timeout(patience, hitl.settled(id))
+        let task = tokio::time::timeout(patience, Box::pin(hitl.settled(id)))
             .await
             .map_err(|_| {
                 ApiError(Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
+                    "unavailable",
                     "The task could not be read in time; try again.",
                 ))
             })?
@@ -256,11 +257,21 @@ pub async fn get(
         }
     };
     let wait = seconds("wait", Some(wait), 0, 0..=MAX_WAIT_SECS)?;
-    let (task, changed) = hitl.wait_for(id, Duration::from_secs(wait), during).await?;
+    let (task, changed, parked) = match hitl
+        .begin_wait(id, Duration::from_secs(wait), during)
+        .await?
+    {
+        Ok((task, changed)) => (task, changed, None),
+        // Waited out at the connection, not here (see `web::park`).
+        Err(waiting) => (waiting.task.clone(), false, Some(Parked(waiting))),
+    };
     let mut answer = Json(task).into_response();
     answer.headers_mut().insert(
         "hitl-wait",
         HeaderValue::from_static(if changed { "changed" } else { "timeout" }),
     );
+    if let Some(parked) = parked {
+        answer.extensions_mut().insert(parked);
+    }
     Ok(answer)
 }
