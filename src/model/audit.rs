@@ -14,6 +14,10 @@ use std::{fmt, str::FromStr, sync::Arc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, Type},
+};
 
 use super::status::{Decision, TaskId, TaskStatus};
 
@@ -85,8 +89,21 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// As [`Serialize`] writes it: 64 lower-case hex digits.
+impl PartialSchema for Digest {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A SHA-256, as 64 lower-case hex digits."))
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .into()
+    }
+}
+
+impl ToSchema for Digest {}
+
 /// What happened, with what it needs to be checked later.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
     Submitted {
@@ -185,8 +202,8 @@ impl AuditEvent {
     }
 }
 
-/// One link of a task's chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One link of a task's chain: a line of `GET /api/tasks/{id}/history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     pub task_id: TaskId,
     /// Position in the task's chain, from 1.
@@ -200,6 +217,7 @@ pub struct AuditEntry {
     /// The task's status once this happened.
     pub status: TaskStatus,
     /// Who did it: a signed-in user, `null` without sign-in or for the service itself.
+    #[schema(required = true)]
     pub by: Option<Arc<str>>,
     /// The hash of the entry before (zeros for the first).
     pub prev: Digest,

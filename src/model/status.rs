@@ -4,6 +4,7 @@
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The longest review deadline a task may have: a year.
@@ -12,7 +13,9 @@ pub const MAX_TIMEOUT_SECS: u64 = 365 * 86_400;
 pub const MAX_ATTEMPTS_LIMIT: u32 = 20;
 
 /// A task's id: a UUID v7, so ids sort by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(transparent)]
 pub struct TaskId(pub Uuid);
 
@@ -42,7 +45,7 @@ impl FromStr for TaskId {
 }
 
 /// Where a task is in its lifecycle, written on the wire in `snake_case`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Pending,
@@ -112,7 +115,7 @@ impl FromStr for TaskStatus {
 }
 
 /// A reviewer's verdict on one attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Accept the output (or the reviewer's edit of it) as the final result.
@@ -155,7 +158,7 @@ impl FromStr for Decision {
 
 /// How a task ended, on the wire in `snake_case`: a rejection, exhausted changes, a processing
 /// failure, a deadline and a cancel are told apart (`null` until the task ends).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A reviewer approved it (the result is the output, or their edit).
@@ -199,7 +202,7 @@ impl Outcome {
 
 /// What makes a task's attempts: hitl's own processor (`--processor`), or someone outside
 /// (the agent that submitted it, or workers that claim its attempts).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Maker {
     /// A task stored before 0.5 says nothing, and was made by the processor configured then.
@@ -226,7 +229,9 @@ impl Maker {
 }
 
 /// What happens when a review deadline passes with no decision.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeoutPolicy {
     /// Nothing is decided; the task is shown as overdue.
@@ -274,8 +279,9 @@ impl FromStr for TimeoutPolicy {
 }
 
 /// How long a review may stay open, and what happens then.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReviewTimeout {
+    /// Seconds each review may stay open.
     pub seconds: u64,
     pub policy: TimeoutPolicy,
 }

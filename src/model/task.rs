@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::audit::{AuditEntry, Digest};
 pub use super::status::{
@@ -32,19 +33,26 @@ pub struct Feedback {
 }
 
 /// One finished attempt in a task's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// `#[schema(required = true)]` marks what is always written although older records may leave
+// it out when read; a test holds the schema's required fields to what is serialized.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptRecord {
     pub attempt: u32,
     pub output: Arc<str>,
+    #[schema(required = true)]
     pub decision: Option<Decision>,
+    /// The reviewer's comment (for an approval, its note).
+    #[schema(required = true)]
     pub comment: Option<Arc<str>>,
     /// The text the reviewer approved instead of `output`, when they edited it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_output: Option<Arc<str>>,
     #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schema(required = true)]
     pub decided_at: Option<OffsetDateTime>,
     /// Who decided (`null` without sign-in, or when the deadline did).
     #[serde(default)]
+    #[schema(required = true)]
     pub decided_by: Option<Arc<str>>,
     /// The review deadline passed and its policy decided.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -61,11 +69,12 @@ fn is_zero(n: &u64) -> bool {
 
 /// A worker's hold on an outside task's attempt: who holds it and until when. The token
 /// itself is only the worker's; the task keeps its SHA-256.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Claim {
     pub attempt: u32,
     pub token_sha256: Digest,
     /// Who claimed it (`null` without sign-in).
+    #[schema(required = true)]
     pub by: Option<Arc<str>>,
     #[serde(with = "time::serde::rfc3339")]
     pub claimed_at: OffsetDateTime,
@@ -93,7 +102,9 @@ impl StoredKey {
 }
 
 /// A task, as the JSON API returns it (and the store keeps it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// `#[schema(required = true)]` marks what is always written although older records may leave
+// it out when read; a test holds the schema's required fields to what is serialized.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Task {
     pub id: TaskId,
     pub status: TaskStatus,
@@ -101,20 +112,30 @@ pub struct Task {
     /// The attempt now running or under review (the last one, once finished).
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The output of the current attempt (`null` until it has one).
+    #[schema(required = true)]
     pub output: Option<Arc<str>>,
+    /// The approved text, once approved.
+    #[schema(required = true)]
     pub final_result: Option<Arc<str>>,
+    /// Why it failed, if it did.
+    #[schema(required = true)]
     pub error: Option<Arc<str>>,
     /// How it ended (`null` until it ends).
     #[serde(default)]
+    #[schema(required = true)]
     pub outcome: Option<Outcome>,
     /// What makes its attempts: hitl's processor, or `external` (the agent or workers).
     #[serde(default)]
+    #[schema(required = true)]
     pub processor: Maker,
     /// What the submitter attached, kept and shown as given (`null` if nothing).
     #[serde(default)]
+    #[schema(required = true, value_type = Option<Object>)]
     pub metadata: Option<Arc<serde_json::Value>>,
     /// The worker's claim on the attempt now running (outside tasks; `null` otherwise).
     #[serde(default)]
+    #[schema(required = true)]
     pub claim: Option<Claim>,
     /// Workers that gave up on the current attempt asking for another try (`--max-retries`
     /// bounds them).
@@ -122,15 +143,19 @@ pub struct Task {
     pub failed_tries: u32,
     /// Who submitted it (`null` without sign-in).
     #[serde(default)]
+    #[schema(required = true)]
     pub submitted_by: Option<Arc<str>>,
     /// Who cancelled it, if it was cancelled by someone signed in.
     #[serde(default)]
+    #[schema(required = true)]
     pub cancelled_by: Option<Arc<str>>,
     /// How long each review may stay open (`null`: no deadline).
     #[serde(default)]
+    #[schema(required = true)]
     pub review_timeout: Option<ReviewTimeout>,
     /// When the open review's deadline passes (`null` when no review is open or none is set).
     #[serde(with = "time::serde::rfc3339::option", default)]
+    #[schema(required = true)]
     pub review_deadline: Option<OffsetDateTime>,
     pub attempts: Vec<AttemptRecord>,
     #[serde(with = "time::serde::rfc3339")]

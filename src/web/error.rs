@@ -8,9 +8,9 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde_json::json;
-
 use maud::html;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::{
     input::InvalidField,
@@ -259,6 +259,23 @@ impl From<InvalidField> for Problem {
 #[derive(Debug)]
 pub struct ApiError(pub Problem);
 
+/// Every refusal on the API: `{"error": {"code", "message"}}`, with the status.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+/// What was refused, and why.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// A stable code to act on, such as `not_found`, `conflict`, `claim_lost` or
+    /// `invalid_field`.
+    pub code: &'a str,
+    /// What went wrong and what to do instead, for a person.
+    pub message: &'a str,
+}
+
 impl<E: Into<Problem>> From<E> for ApiError {
     fn from(error: E) -> Self {
         Self(error.into())
@@ -268,7 +285,12 @@ impl<E: Into<Problem>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = &self.0;
-        let body = json!({ "error": { "code": problem.code, "message": problem.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: problem.code,
+                message: &problem.message,
+            },
+        };
         problem.respond(Json(body))
     }
 }

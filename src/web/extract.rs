@@ -58,6 +58,16 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 
 /// JSON into `T`, with syntax errors as 400 and wrong, missing or unknown fields as 422.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde reads a struct from a JSON array too (its fields in order); every body here is an
+    // object.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(ApiError(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "The body must be a JSON object, such as {\"input\": \"...\"}, not an array.",
+        )));
+    }
     serde_json::from_slice(bytes).map_err(|error| {
         use serde_json::error::Category;
         ApiError(match error.classify() {

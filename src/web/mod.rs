@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod html;
 mod inbox_stream;
+pub mod openapi;
 mod park;
 pub mod protect;
 mod session;
@@ -27,6 +28,7 @@ use axum::http::StatusCode;
 use tower_http::{
     csrf::CsrfLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{inbox::Inbox, service::Hitl};
 
@@ -43,29 +45,12 @@ pub fn app(hitl: Hitl) -> Router {
         Duration::from_secs(hitl.limits.request_timeout_secs),
     );
     let body_limit = usize::try_from(hitl.limits.max_body_bytes).unwrap_or(usize::MAX);
-    // Routes above each `route_layer` get the request timeout; the event streams, added after
-    // it, never end on a timer.
-    let api = Router::new()
-        .route("/tasks", post(api::submit).get(api::list))
-        .route("/tasks/{id}/history", get(api::history))
-        .route("/tasks/{id}/deadline", post(api::extend_deadline))
-        .route("/tasks/{id}/feedback", post(api::feedback))
-        .route("/tasks/{id}/cancel", post(api::cancel))
-        .route("/tasks/{id}/attempts", post(api::post_attempt))
-        .route("/tasks/{id}/retry", post(api::retry))
-        .route("/claims/{token}/renew", post(api::renew))
-        .route("/claims/{token}/progress", post(api::progress))
-        .route("/claims/{token}/fail", post(api::fail))
-        .route_layer(timeout)
-        // These wait as long as asked (up to two minutes), so the request timeout is not
-        // theirs; a plain read of a task is bounded by it inside the handler.
-        .route("/tasks/{id}", get(api::get))
-        .route("/claims", post(api::claim))
-        .route("/events", get(stream::json_events))
+    let (api, api_doc) = api_routes(timeout).split_for_parts();
+    let api = api
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed);
 
-    Router::new()
+    let site = OpenApiRouter::default()
         .route("/", get(html::home))
         .route("/about", get(html::about))
         .route("/next", get(html::next))
@@ -81,12 +66,14 @@ pub fn app(hitl: Hitl) -> Router {
             get(session::sign_in_page).post(session::sign_in),
         )
         .route("/sign-out", post(session::sign_out))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route_layer(timeout)
-        .route("/stream", get(stream::html_events))
-        .nest("/api", api)
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::readyz))
+        .route("/metrics", get(api::metrics));
+    // Routes above each `timed` get the request timeout; the event streams, added after it,
+    // never end on a timer.
+    let (site, site_doc) = openapi::timed(site, timeout).split_for_parts();
+    site.route("/stream", get(stream::html_events))
+        .nest(openapi::API_PREFIX, api)
         .fallback(html::not_found)
         .method_not_allowed_fallback(html::method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -135,7 +122,32 @@ pub fn app(hitl: Hitl) -> Router {
         .layer(TraceLayer::new_for_http())
         // The inbox's text index lives as long as the router: built on the first search.
         .layer(Extension(Arc::new(Inbox::default())))
+        .layer(Extension(openapi::Document::new(site_doc, api_doc)))
         .with_state(hitl)
+}
+
+/// The JSON API (nested under [`openapi::API_PREFIX`]): each route registered with its
+/// documentation, one path per `routes!`.
+fn api_routes(timeout: TimeoutLayer) -> OpenApiRouter<Hitl> {
+    let bounded = OpenApiRouter::default()
+        .routes(routes!(api::submit, api::list))
+        .routes(routes!(api::history))
+        .routes(routes!(api::extend_deadline))
+        .routes(routes!(api::feedback))
+        .routes(routes!(api::cancel))
+        .routes(routes!(api::outside::post_attempt))
+        .routes(routes!(api::outside::retry))
+        .routes(routes!(api::outside::renew))
+        .routes(routes!(api::outside::progress))
+        .routes(routes!(api::outside::fail))
+        .routes(routes!(openapi::document));
+    // These wait as long as asked (up to two minutes), so the request timeout is not theirs; a
+    // plain read of a task is bounded by it inside the handler.
+    let waits = OpenApiRouter::default()
+        .routes(routes!(api::outside::get))
+        .routes(routes!(api::outside::claim))
+        .routes(routes!(stream::json_events));
+    openapi::timed(bounded, timeout).merge(waits)
 }
 
 /// Serves until `hitl.shutdown` is cancelled; open event streams end then too, so shutdown is

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Paths anyone may reach: signing in, the files the sign-in page needs, and health checks.
-fn is_public(path: &str) -> bool {
+pub(super) fn is_public(path: &str) -> bool {
     matches!(path, "/sign-in" | "/healthz" | "/readyz" | "/metrics") || path.starts_with("/assets/")
 }
 

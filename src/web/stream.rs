@@ -16,7 +16,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::{
-    error::{ApiError, Problem},
+    error::{ApiError, ErrorBody, Problem},
     extract::parse_id,
     protect::Opener,
     sse::{Frame, Fresh, StreamQuery, frames, last_event_id, sse},
@@ -24,6 +24,7 @@ use super::{
 use crate::{
     events::{Event, EventKind, Scope},
     inbox::Inbox,
+    model::task::TaskId,
     service::Hitl,
     views::fragments,
 };
@@ -47,7 +48,44 @@ fn scope(query: &StreamQuery) -> Result<Scope, Problem> {
     }
 }
 
-/// `GET /api/events`: JSON events.
+/// Follow events
+///
+/// Server-Sent Events, each with an `id:` (a sequence number that only grows, across all tasks)
+/// and one JSON `data:` line:
+///
+/// - `event: status` on every change of status or attempt: `{"seq", "task_id", "status",
+///   "attempt", "output", "final_result", "error", "at"}`, and, for a decision, `"decision"`,
+///   `"comment"`, `"decided_by"`; for an ending, `"outcome"`.
+/// - `event: progress` while an attempt runs, the partial output in `output`.
+/// - `event: resync` (`{"seq"}`) when the events after `Last-Event-ID` are no longer kept: the
+///   current state follows.
+///
+/// Without `Last-Event-ID` the stream starts with the current state of every task in scope;
+/// with it, with exactly the events after it. `:` comments keep an idle stream open.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    operation_id = "events",
+    params(
+        ("task" = Option<TaskId>, Query, description = "Only this task's events."),
+        ("Last-Event-ID" = Option<u64>, Header,
+            description = "Resume after this event (EventSource sends it on reconnect)."),
+    ),
+    responses(
+        (status = 200, description = "The event stream; it ends only when the server stops.",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "`bad_request`: the query string cannot be read.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: there is no such task.", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: this client has as many streams \
+            open as one may.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+        (status = 503, description = "`too_many_streams`: the server has as many streams open \
+            as it allows.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 pub async fn json_events(
     State(hitl): State<Hitl>,
     opener: Opener,

@@ -13,6 +13,7 @@ mod hostile;
 mod html;
 mod inbox;
 mod openai;
+mod openapi;
 mod outside;
 mod props;
 mod protect;

@@ -10,29 +10,64 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::super::{
-    error::{ApiError, Problem},
+    error::{ApiError, ErrorBody, Problem},
     extract::{JsonBody, OptionalJson, parse_id},
     park::Parked,
 };
 use crate::{
     auth::Actor,
     input::{AttemptPost, InvalidField, MAX_WAIT_SECS, seconds, statuses, worker_text},
-    model::task::{Decision, Task},
+    model::task::{Decision, Task, TaskId, TaskStatus},
     service::{Claimed, Hitl},
 };
 
-/// `POST /api/tasks/{id}/attempts`.
-#[derive(Deserialize)]
+/// An attempt made outside hitl, handed in.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttemptBody {
+    /// The attempt this is: the one the task waits for.
+    #[schema(required = true, nullable = false, minimum = 1)]
     attempt: Option<i64>,
+    /// Its output, 1 byte to 64 KiB, not blank.
+    #[schema(required = true, nullable = false, pattern = r"\S")]
     output: Option<String>,
+    /// The claim's token, for a worker holding one.
     claim: Option<String>,
 }
 
+/// Hand in an attempt
+///
+/// For an outside task waiting for exactly this attempt (`pending`, or `running` under the
+/// claim given): the task then waits for review of it.
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/attempts",
+    tag = "workers",
+    operation_id = "post_attempt",
+    params(("id" = TaskId, Path, description = "The task's id")),
+    request_body = AttemptBody,
+    responses(
+        (status = 200, description = "The task, waiting for review of the attempt.",
+            body = Task),
+        (status = 400, description = "`malformed_body`: the body is not JSON.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: only the task's submitter, or the worker \
+            holding its claim, hands in its attempts.", body = ErrorBody),
+        (status = 404, description = "`not_found`: there is no such task.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the task is not outside, or does not wait for \
+            this attempt, or another worker holds it; `claim_lost`: the claim's lease ran out \
+            or the task moved on.", body = ErrorBody),
+        (status = 413, description = "`too_large`: the output is over the limit.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a missing, invalid or unknown field.",
+            body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `database_unavailable`, \
+            `shutting_down`: the change could not be made or saved now.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 #[tracing::instrument(level = "debug", skip(hitl, body), fields(task_id = %id))]
 pub async fn post_attempt(
     State(hitl): State<Hitl>,
@@ -50,30 +85,41 @@ pub async fn post_attempt(
     Ok(Json(hitl.post_attempt(id, post, &actor).await?))
 }
 
-/// `POST /api/claims`.
-#[derive(Deserialize, Default)]
+/// What a worker asks for when it claims work (the body may be left out).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimBody {
+    /// How long to wait for work when there is none now, 0 to 120 seconds (default 30).
+    #[schema(minimum = 0, maximum = 120)]
     wait_secs: Option<i64>,
+    /// How long the claim holds without renewal, 5 to 3600 seconds (default 60).
+    #[schema(minimum = 5, maximum = 3600)]
     lease_secs: Option<i64>,
 }
 
 /// One earlier attempt, as a worker is given it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Prior {
     attempt: u32,
     output: Arc<str>,
+    /// The changes the reviewer asked for.
+    #[schema(required = true)]
     comment: Option<Arc<str>>,
 }
 
 /// A claim, as `POST /api/claims` answers it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ClaimAnswer {
+    /// The claim's token: renew, report progress, give up or hand in the attempt with it.
     claim: String,
+    /// When the claim lapses unless renewed.
     #[serde(with = "time::serde::rfc3339")]
     lease_expires_at: time::OffsetDateTime,
+    /// The task, now `running`.
     task: Arc<Task>,
+    /// The attempt to make.
     attempt: u32,
+    /// Every earlier attempt that was sent back, with the reviewer's comment.
     history: Vec<Prior>,
 }
 
@@ -109,8 +155,28 @@ fn lease(secs: Option<i64>) -> Result<Duration, InvalidField> {
     seconds("lease_secs", secs, 60, 5..=3600).map(Duration::from_secs)
 }
 
-/// `POST /api/claims`: the oldest outside attempt nobody holds, waiting up to `wait_secs` for
-/// one; 204 when none came.
+/// Claim work
+///
+/// The oldest outside attempt nobody holds, waiting up to `wait_secs` for one; the task becomes
+/// `running` under the claim until its lease runs out.
+#[utoipa::path(
+    post,
+    path = "/claims",
+    tag = "workers",
+    operation_id = "claim_work",
+    request_body(content = ClaimBody,
+        description = "May be left out (or empty): then every field takes its default."),
+    responses(
+        (status = 200, description = "A claim on an attempt.", body = ClaimAnswer),
+        (status = 204, description = "No work came within `wait_secs`."),
+        (status = 400, description = "`malformed_body`: the body is not JSON.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a value out of range, or an unknown \
+            field.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `database_unavailable`, \
+            `shutting_down`: the claim could not be made or saved now.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn claim(
     State(hitl): State<Hitl>,
@@ -128,40 +194,96 @@ pub async fn claim(
     }
 }
 
-/// `POST /api/claims/{token}/renew`.
-#[derive(Deserialize, Default)]
+/// A new lease for a claim (the body may be left out).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
+    /// How long the renewed claim holds, 5 to 3600 seconds from now (default 60).
+    #[schema(minimum = 5, maximum = 3600)]
     lease_secs: Option<i64>,
 }
 
+/// A renewed claim.
+#[derive(Serialize, ToSchema)]
+pub struct Renewed {
+    /// The claim's token, as sent.
+    claim: String,
+    /// When the claim now lapses unless renewed again.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
+    lease_expires_at: Option<time::OffsetDateTime>,
+    task: Arc<Task>,
+}
+
+/// Renew a claim
+#[utoipa::path(
+    post,
+    path = "/claims/{token}/renew",
+    tag = "workers",
+    operation_id = "renew_claim",
+    params(("token" = String, Path, description = "The claim's token")),
+    request_body(content = RenewBody,
+        description = "May be left out (or empty): then the lease is 60 seconds."),
+    responses(
+        (status = 200, description = "The claim, with its new lease.", body = Renewed),
+        (status = 400, description = "`malformed_body`: the body is not JSON.", body = ErrorBody),
+        (status = 404, description = "`not_found`: there is no claim with that token.",
+            body = ErrorBody),
+        (status = 409, description = "`claim_lost`: the lease ran out or the task moved on.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a value out of range, or an unknown \
+            field.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `database_unavailable`, \
+            `shutting_down`: the change could not be made or saved now.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 pub async fn renew(
     State(hitl): State<Hitl>,
     Path(token): Path<String>,
     OptionalJson(body): OptionalJson<RenewBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Renewed>, ApiError> {
     let lease = lease(body.lease_secs)?;
     let task = hitl.renew_claim(&token, lease).await?;
-    let expires = task.claim.as_ref().map(|c| c.lease_expires_at);
-    Ok(Json(json!({
-        "claim": token,
-        "lease_expires_at": expires.map(rfc3339),
-        "task": task,
-    })))
+    Ok(Json(Renewed {
+        lease_expires_at: task.claim.as_ref().map(|c| c.lease_expires_at),
+        claim: token,
+        task,
+    }))
 }
 
-fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// `POST /api/claims/{token}/progress`.
-#[derive(Deserialize)]
+/// A worker's report of how its attempt is going.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressBody {
+    /// The partial output or a note, 1 byte to 64 KiB, not blank: sent as a `progress` event.
+    #[schema(required = true, nullable = false, pattern = r"\S")]
     text: Option<String>,
 }
 
+/// Report progress
+///
+/// The text becomes a `progress` event of the claimed attempt.
+#[utoipa::path(
+    post,
+    path = "/claims/{token}/progress",
+    tag = "workers",
+    operation_id = "claim_progress",
+    params(("token" = String, Path, description = "The claim's token")),
+    request_body = ProgressBody,
+    responses(
+        (status = 202, description = "Sent to the attempt's watchers."),
+        (status = 400, description = "`malformed_body`: the body is not JSON.", body = ErrorBody),
+        (status = 404, description = "`not_found`: there is no claim with that token.",
+            body = ErrorBody),
+        (status = 409, description = "`claim_lost`: the lease ran out or the task moved on.",
+            body = ErrorBody),
+        (status = 413, description = "`too_large`: the text is over the limit.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a missing, empty or unknown field.",
+            body = ErrorBody),
+    )
+)]
 pub async fn progress(
     State(hitl): State<Hitl>,
     Path(token): Path<String>,
@@ -172,14 +294,42 @@ pub async fn progress(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// `POST /api/claims/{token}/fail`.
-#[derive(Deserialize)]
+/// A worker giving up on its attempt.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailBody {
+    /// What went wrong, 1 byte to 64 KiB, not blank.
+    #[schema(required = true, nullable = false, pattern = r"\S")]
     error: Option<String>,
+    /// `true`: the attempt goes back to `pending` for another worker (up to `--max-retries`);
+    /// otherwise (the default) the task ends `failed`.
     retry: Option<bool>,
 }
 
+/// Give up on a claim
+#[utoipa::path(
+    post,
+    path = "/claims/{token}/fail",
+    tag = "workers",
+    operation_id = "give_up",
+    params(("token" = String, Path, description = "The claim's token")),
+    request_body = FailBody,
+    responses(
+        (status = 200, description = "The task: `pending` again, or `failed`.", body = Task),
+        (status = 400, description = "`malformed_body`: the body is not JSON.", body = ErrorBody),
+        (status = 404, description = "`not_found`: there is no claim with that token.",
+            body = ErrorBody),
+        (status = 409, description = "`claim_lost`: the lease ran out or the task moved on.",
+            body = ErrorBody),
+        (status = 413, description = "`too_large`: the error is over the limit.",
+            body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a missing, empty or unknown field.",
+            body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `database_unavailable`, \
+            `shutting_down`: the change could not be made or saved now.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 pub async fn fail(
     State(hitl): State<Hitl>,
     Path(token): Path<String>,
@@ -190,7 +340,28 @@ pub async fn fail(
     Ok(Json(hitl.give_up(&token, error, retry).await?))
 }
 
-/// `POST /api/tasks/{id}/retry`.
+/// Retry a failed task
+///
+/// A task that `failed` because processing failed starts its attempt again (reviewers only
+/// under `--auth token`).
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/retry",
+    tag = "tasks",
+    operation_id = "retry_task",
+    params(("id" = TaskId, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task, its attempt started again.", body = Task),
+        (status = 403, description = "`forbidden`: only reviewers retry tasks.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: there is no such task.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the task did not fail in processing.",
+            body = ErrorBody),
+        (status = 503, description = "`store_unavailable`, `database_unavailable`, \
+            `shutting_down`: the change could not be made or saved now.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 #[tracing::instrument(level = "debug", skip(hitl), fields(task_id = %id))]
 pub async fn retry(
     State(hitl): State<Hitl>,
@@ -202,16 +373,42 @@ pub async fn retry(
 }
 
 /// `GET /api/tasks/{id}`'s query: a bounded wait.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
+    /// Wait up to this many seconds, 0 to 120, for the status to leave `while`.
+    #[param(value_type = u64, required = false, minimum = 0, maximum = 120)]
     wait: Option<String>,
+    /// The statuses to wait through, comma-separated (default: the status it has now).
     #[serde(rename = "while")]
+    #[param(value_type = Vec<TaskStatus>, required = false, style = Form, explode = false)]
     during: Option<String>,
 }
 
-/// `GET /api/tasks/{id}`, and with `?wait=SECONDS&while=STATUS,...` a bounded wait for its
-/// status to leave `while` (`Hitl-Wait: changed` or `timeout` says which). A plain read is
+/// Read a task, or wait for it to change
+///
+/// With `?wait=SECONDS&while=STATUS,...` the answer comes as soon as the task's status is not
+/// one of `while`, or when `wait` seconds have passed; `Hitl-Wait` says which. A plain read is
 /// bounded by the request timeout like every other route; a wait by its own `wait`.
+#[utoipa::path(
+    get,
+    path = "/tasks/{id}",
+    tag = "tasks",
+    operation_id = "get_task",
+    params(("id" = TaskId, Path, description = "The task's id"), WaitQuery),
+    responses(
+        (status = 200, description = "The task.", body = Task,
+            headers(("Hitl-Wait" = String, description = "With `wait`: `changed` when the \
+                status left `while`, `timeout` when the wait ran out."))),
+        (status = 400, description = "`malformed_body`: `wait` is not a number; \
+            `bad_request`: the query string cannot be read.", body = ErrorBody),
+        (status = 404, description = "`not_found`: there is no such task.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: `wait` out of range, or an unknown \
+            status in `while`.", body = ErrorBody),
+        (status = 503, description = "`timeout`: the task could not be read in time.",
+            body = ErrorBody),
+    )
+)]
 #[tracing::instrument(level = "debug", skip(hitl, query))]
 pub async fn get(
     State(hitl): State<Hitl>,

@@ -325,7 +325,9 @@ pub(super) fn outside_rows(t: &Targets) -> Vec<Row> {
         post(422, "/api/claims").json(r#"{"wait_secs": 0, "lease_secs": 4}"#),
         post(422, "/api/claims").json(r#"{"wait_secs": 0, "lease_secs": 3601}"#),
         post(422, "/api/claims").json(r#"{"wait_secs": 0, "worker": "me"}"#),
-        post(ANY_4XX, "/api/claims").json("[]"),
+        post(422, "/api/claims").json("[]"),
+        post(422, "/api/claims").json("[0, null]"),
+        post(422, &attempts).json(r#"[1, "x", null]"#),
         // Retries of tasks that did not fail in processing.
         post(409, format!("/api/tasks/{review}/retry")),
         post(409, format!("/api/tasks/{done}/retry")),
