@@ -31,6 +31,16 @@ bench-floor:
     target/release/examples/hitl-bench --spawn target/release/hitl --store memory --floor target/release/examples/floor --lifecycles 2000 --concurrency 64 --busy-watchers 100 --idle-watchers 1000 --runs 3
     target/release/examples/hitl-bench --spawn target/release/hitl --store memory --floor target/release/examples/floor --lifecycles 2000 --concurrency 64 --busy-watchers 1000 --idle-watchers 10000 --runs 3
 
+# Outside work (issue 16): the simulated loop, an agent handing in its attempts, and 16 workers
+# claiming every attempt, in turn, on both stores; then 10,000 bounded waits beside 10,000 idle
+# streams (BENCHMARKS.md, "Outside work").
+bench-outside:
+    cargo build --release --example hitl-bench --example wait_memory --bin hitl
+    for store in memory sqlite; do for flow in simulated outside workers; do target/release/examples/hitl-bench --spawn target/release/hitl --store $store --flow $flow --lifecycles 2000 --concurrency 64 --runs 3; done; done
+    target/release/examples/hitl-bench --spawn target/release/hitl --store memory --lifecycles 500 --concurrency 32 --idle-watchers 10000 --runs 3
+    target/release/examples/hitl-bench --spawn target/release/hitl --store memory --lifecycles 500 --concurrency 32 --idle-waiters 10000 --runs 3
+    target/release/examples/wait_memory
+
 # Everything CI runs.
 ci:
     bash .ci/run

@@ -653,6 +653,36 @@ async fn claims_and_waits_survive_a_crash() {
     )
     .await;
     assert_error(late, StatusCode::CONFLICT, "claim_lost").await;
+    let once = claim(app, json!({ "wait_secs": 0 })).await;
+    assert_eq!(
+        once.status(),
+        StatusCode::NO_CONTENT,
+        "the lapsed attempt was handed out once"
+    );
+    // The agent asks again, as a client does after a cut wait, and gets the decision.
+    let retried = {
+        let app = TestApp::at(app.base_url.clone());
+        let id = id(&held);
+        tokio::spawn(async move {
+            app.get(&format!("/api/tasks/{id}?wait=60&while=waiting_for_review"))
+                .await
+        })
+    };
+    let approved = app
+        .feedback_json(
+            &id(&held),
+            &json!({ "decision": "approved", "comment": "after the crash" }),
+        )
+        .await;
+    assert_eq!(approved.status(), StatusCode::OK);
+    let decided = within("the agent's retried wait", retried).await.unwrap();
+    assert_eq!(decided.headers()["hitl-wait"], "changed");
+    let decided: Value = json_body(decided).await;
+    assert_eq!(
+        (decided["status"].as_str(), decided["outcome"].as_str()),
+        (Some("completed"), Some("approved"))
+    );
+    assert_eq!(decided["final_result"], "after");
     server.kill().await;
 }
 
