@@ -130,22 +130,22 @@ pub fn app(hitl: Hitl) -> Router {
 /// documentation, one path per `routes!`.
 fn api_routes(timeout: TimeoutLayer) -> OpenApiRouter<Hitl> {
     let bounded = OpenApiRouter::default()
-        .routes(routes!(api::submit, api::list))
+        .routes(routes!(api::submit::submit, api::list::list))
         .routes(routes!(api::history))
         .routes(routes!(api::extend_deadline))
         .routes(routes!(api::feedback))
         .routes(routes!(api::cancel))
         .routes(routes!(api::outside::post_attempt))
         .routes(routes!(api::outside::retry))
-        .routes(routes!(api::outside::renew))
-        .routes(routes!(api::outside::progress))
-        .routes(routes!(api::outside::fail))
+        .routes(routes!(api::claims::renew))
+        .routes(routes!(api::claims::progress))
+        .routes(routes!(api::claims::fail))
         .routes(routes!(openapi::document));
     // These wait as long as asked (up to two minutes), so the request timeout is not theirs; a
     // plain read of a task is bounded by it inside the handler.
     let waits = OpenApiRouter::default()
         .routes(routes!(api::outside::get))
-        .routes(routes!(api::outside::claim))
+        .routes(routes!(api::claims::claim))
         .routes(routes!(stream::json_events));
     openapi::timed(bounded, timeout).merge(waits)
 }

@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, PartialSchema, openapi::path::ParameterIn};
 
 use super::super::api::{
-    DeadlineBody, ListQuery, SubmitBody,
-    outside::{ClaimBody, WaitQuery},
+    DeadlineBody, claims::ClaimBody, list::ListQuery, outside::WaitQuery, submit::SubmitBody,
 };
 use crate::{
     inbox::MAX_PER_PAGE,
