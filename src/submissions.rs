@@ -228,7 +228,7 @@ impl SubmitKeys {
 
 /// What makes two submissions the same one.
 fn digest(new: &NewTask) -> [u8; 32] {
-    let what = format!(
+    let mut what = format!(
         "{:?}",
         (
             &new.input,
@@ -237,6 +237,19 @@ fn digest(new: &NewTask) -> [u8; 32] {
             new.review_timeout_policy
         )
     );
+    // What an outside task adds counts too, written only when given, so the digest of a
+    // submission without them is what it was before they existed (keys stored then still
+    // match their submissions).
+    if new.outside || new.output.is_some() || new.metadata.is_some() {
+        what.push_str(&format!(
+            "{:?}",
+            (
+                new.outside,
+                &new.output,
+                new.metadata.as_deref().map(|m| m.to_string())
+            )
+        ));
+    }
     Sha256::digest(what.as_bytes()).into()
 }
 

@@ -31,6 +31,7 @@ mod work;
 pub use replicate::replicate;
 pub use work::{keep_claims, write};
 
+use crate::model::audit::Digest;
 use crate::{
     events::EventLog,
     model::{
@@ -244,11 +245,13 @@ impl Shared {
 
     /// Queues a progress report of a running attempt, to be written in order; dropped when the
     /// queue is full (nobody waits on it, and the attempt's output follows).
-    pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.writes
-                .try_send(Request::Progress { id, attempt, text })
-        {
+    pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>, claim: Option<Digest>) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.writes.try_send(Request::Progress {
+            id,
+            attempt,
+            text,
+            claim,
+        }) {
             metrics::counter!("hitl_pg_progress_dropped_total").increment(1);
         }
     }
@@ -336,8 +339,8 @@ impl Authority for Shared {
         Box::pin(Shared::transition(self, id, by, claimed, change))
     }
 
-    fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) {
-        Shared::progress(self, id, attempt, text);
+    fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>, claim: Option<Digest>) {
+        Shared::progress(self, id, attempt, text, claim);
     }
 
     fn ended(&self, id: TaskId, token: CancellationToken, suspended: bool) -> BoxFuture<'_, ()> {

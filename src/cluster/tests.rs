@@ -12,9 +12,9 @@ async fn a_full_write_queue_holds_no_more_and_answers_an_outage() {
     let (shared, mut queued) = Shared::new(store, Duration::from_secs(30), EventLog::new(16));
     // No writer runs: the database hangs.
     for n in 0..QUEUE {
-        shared.progress(id(), 1, n.to_string().into());
+        shared.progress(id(), 1, n.to_string().into(), None);
     }
-    shared.progress(id(), 1, "no room".into());
+    shared.progress(id(), 1, "no room".into(), None);
     assert_eq!(
         queued.len(),
         QUEUE,

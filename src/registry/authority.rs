@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Result;
 use crate::model::{
+    audit::Digest,
     changes::BoxedChange,
     task::{Task, TaskId},
 };
@@ -28,8 +29,9 @@ pub trait Authority: Send + Sync + 'static {
         change: BoxedChange,
     ) -> BoxFuture<'_, Result<Arc<Task>>>;
 
-    /// Passes on an intermediate result of a running attempt (nobody waits on it).
-    fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>);
+    /// Passes on an intermediate result of a running attempt (nobody waits on it): this
+    /// instance's workflow's, or (`claim`) a worker's under that claim, wherever it asked.
+    fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>, claim: Option<Digest>);
 
     /// This instance's workflow of `id` has ended: its own `token` is cancelled, and, if it was
     /// `suspended` rather than finished, its claim is let go so the work is resumed at once.

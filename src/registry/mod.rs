@@ -31,6 +31,7 @@ pub use authority::Authority;
 
 use crate::{
     events::{EventKind, EventLog},
+    model::audit::Digest,
     model::task::{Feedback, Task, TaskId, TaskStatus, now},
 };
 
@@ -311,13 +312,22 @@ impl Registry {
     }
 
     /// Publishes an intermediate result of a running attempt.
-    pub fn progress(&self, id: TaskId, attempt: u32, text: Arc<str>) -> Result<()> {
+    /// `claim`: reported by the worker holding that claim (not this instance's workflow).
+    pub fn progress(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        text: Arc<str>,
+        claim: Option<Digest>,
+    ) -> Result<()> {
         if let Some(authority) = &self.authority {
-            authority.progress(id, attempt, text);
+            authority.progress(id, attempt, text, claim);
             return Ok(());
         }
         let live = self.tasks.get(&id).ok_or(TransitionError::NotFound(id))?;
-        if let Err(refused) = changes::progress(&live.task, attempt) {
+        if let Err(refused) = changes::progress(&live.task, attempt)
+            .and_then(|()| claim.map_or(Ok(()), |claim| changes::holds(&live.task, &claim)))
+        {
             return Err(TransitionError::Conflict {
                 refused,
                 task: live.task.clone(),

@@ -128,7 +128,7 @@ impl Node<ReviewStore> for ProcessNode {
                 *last = Some(Instant::now());
             }
             // A progress report after a cancel has nowhere to go; that is not an error.
-            let _ = registry.progress(id, attempt, text);
+            let _ = registry.progress(id, attempt, text, None);
         };
         let timeout = self.options.timeout;
         // A processor that panics fails its attempt, not the task's flow (which would leave the

@@ -231,18 +231,11 @@ impl Hitl {
     /// A progress report of the claimed attempt, sent as a `progress` event.
     pub async fn claim_progress(&self, token: &str, text: Arc<str>) -> Result<(), TransitionError> {
         let (task, sha256) = self.claimed_task(token).await?;
-        let held = task.status == TaskStatus::Running
-            && task
-                .claim
-                .as_ref()
-                .is_some_and(|c| c.token_sha256 == sha256 && c.lease_expires_at >= now());
-        if !held {
-            return Err(TransitionError::Conflict {
-                refused: Refused::ClaimLost,
-                task,
-            });
+        if let Err(refused) = changes::holds(&task, &sha256) {
+            return Err(TransitionError::Conflict { refused, task });
         }
-        self.registry.progress(task.id, task.attempt, text)
+        self.registry
+            .progress(task.id, task.attempt, text, Some(sha256))
     }
 
     /// The worker gives its claimed attempt up: for another worker (`retry`, while

@@ -837,6 +837,28 @@ async fn an_idempotency_key_reused_for_other_text_or_malformed_is_refused() {
     )
     .await;
     assert!(message.contains("different submission"), "{message}");
+    // An outside submission's output and metadata count as much as its input.
+    let draft = json!({ "input": "Draft", "output": "v1", "metadata": { "run": 1 } });
+    assert_eq!(
+        app.submit_keyed("key-2", &draft).await.status(),
+        StatusCode::CREATED
+    );
+    for other in [
+        json!({ "input": "Draft", "output": "v2", "metadata": { "run": 1 } }),
+        json!({ "input": "Draft", "output": "v1", "metadata": { "run": 2 } }),
+        json!({ "input": "Draft", "processor": "external" }),
+    ] {
+        let reused = app.submit_keyed("key-2", &other).await;
+        assert_error(
+            reused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+        )
+        .await;
+    }
+    let again = app.submit_keyed("key-2", &draft).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert!(again.headers().get("idempotent-replayed").is_some());
     for bad in ["has space", &"k".repeat(256)] {
         let refused = app.submit_keyed(bad, &json!({ "input": "Third" })).await;
         let message =
@@ -845,7 +867,7 @@ async fn an_idempotency_key_reused_for_other_text_or_malformed_is_refused() {
     }
     assert_eq!(
         app.listed_ids("").await.len(),
-        1,
+        2,
         "nothing more was submitted"
     );
 }

@@ -96,6 +96,30 @@ pub async fn a_revision_and_a_lapsed_lease_cross_instances(db: Db) {
     let taken = claim(&a, json!({ "wait_secs": 60 }))
         .await
         .expect("the lapsed attempt is handed out again");
+    // Progress reported on every instance reaches the stream, whichever runs the workflow.
+    let mut events = c.events(&format!("?task={id}"), None).await;
+    for (n, app) in [&a, &b, &c].into_iter().enumerate() {
+        let progress = app
+            .post_json(
+                &format!("/api/claims/{}/progress", taken["claim"].as_str().unwrap()),
+                &json!({ "text": format!("step {n}") }),
+            )
+            .await;
+        assert_eq!(progress.status(), StatusCode::ACCEPTED);
+    }
+    let mut reported = Vec::new();
+    while reported.len() < 3 {
+        let event = events.next().await;
+        if event.name == "progress" {
+            reported.push(event.data);
+        }
+    }
+    for n in 0..3 {
+        assert!(
+            reported.iter().any(|d| d.contains(&format!("step {n}"))),
+            "{reported:?}"
+        );
+    }
     let late = b
         .post_json(
             &format!("/api/tasks/{id}/attempts"),

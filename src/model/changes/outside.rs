@@ -18,7 +18,7 @@ pub fn claimable(task: &Task) -> bool {
 }
 
 /// Is `token_sha256` the claim on the attempt now running, with its lease not yet run out?
-fn holds(task: &Task, token_sha256: &Digest) -> Result<(), Refused> {
+pub fn holds(task: &Task, token_sha256: &Digest) -> Result<(), Refused> {
     match &task.claim {
         Some(claim)
             if task.status == TaskStatus::Running

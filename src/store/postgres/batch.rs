@@ -22,6 +22,7 @@ use super::{
 };
 use crate::store::unix_ms;
 use crate::{
+    model::audit::Digest,
     model::changes,
     model::task::{Task, TaskId, now},
     store::StoreError,
@@ -52,6 +53,8 @@ pub enum Request {
         id: TaskId,
         attempt: u32,
         text: Arc<str>,
+        /// Reported by the worker holding this claim, on whichever instance it asked.
+        claim: Option<Digest>,
     },
 }
 
@@ -227,11 +230,24 @@ impl PgStore {
                     tasks.insert(task.id, (task.clone(), Some(owner.to_owned())));
                     replies.push(Reply::Insert(reply, Ok(Arc::new(task))));
                 }
-                Request::Progress { id, attempt, text } => {
-                    // A report after its attempt ended, or from a workflow that lost its
-                    // claim, has nowhere to go: it is dropped.
-                    if let Some((task, holder)) = tasks.get(&id)
-                        && holder.as_deref() == Some(owner)
+                Request::Progress {
+                    id,
+                    attempt,
+                    text,
+                    claim,
+                } => {
+                    // A report after its attempt ended, or from a workflow (or a worker) that
+                    // lost its claim, has nowhere to go: it is dropped.
+                    let held = match &claim {
+                        Some(claim) => tasks
+                            .get(&id)
+                            .is_some_and(|(task, _)| changes::holds(task, claim).is_ok()),
+                        None => tasks
+                            .get(&id)
+                            .is_some_and(|(_, holder)| holder.as_deref() == Some(owner)),
+                    };
+                    if let Some((task, _)) = tasks.get(&id)
+                        && held
                         && changes::progress(task, attempt).is_ok()
                     {
                         seq += 1;
