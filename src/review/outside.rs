@@ -38,7 +38,8 @@ pub async fn handed_in(
             .as_ref()
             .filter(|_| task.status == TaskStatus::Running)
             .map(|claim| {
-                let millis = (claim.lease_expires_at - now()).whole_milliseconds().max(0);
+                // Rounded up, a millisecond past: never early (`expire_claim` refuses early).
+                let millis = (claim.lease_expires_at - now()).whole_milliseconds().max(0) + 1;
                 let after = Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX));
                 (
                     Instant::now() + after,

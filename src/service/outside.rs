@@ -63,9 +63,30 @@ impl Hitl {
         post: AttemptPost,
         by: &Actor,
     ) -> Result<Arc<Task>, TransitionError> {
-        let task = self.live(id).await?;
+        let task = match (self.live(id).await, &post.claim) {
+            (Ok(task), _) => task,
+            // Finished and gone from memory: a claim on it is lost.
+            (Err(TransitionError::Conflict { task, .. }), Some(_)) => {
+                return Err(TransitionError::Conflict {
+                    refused: Refused::ClaimLost,
+                    task,
+                });
+            }
+            (Err(error), _) => return Err(error),
+        };
         let claim = match &post.claim {
-            Some(token) => Some(self.check_claim(task.clone(), token).await?.1),
+            // A claim this task was never given is refused as a conflict, like a wrong
+            // attempt: the route's subject is the task, which exists.
+            Some(token) => match self.check_claim(task.clone(), token).await {
+                Ok((_, sha256)) => Some(sha256),
+                Err(TransitionError::NoSuchClaim) => {
+                    return Err(TransitionError::Conflict {
+                        refused: Refused::NotTheClaim,
+                        task,
+                    });
+                }
+                Err(error) => return Err(error),
+            },
             None => {
                 let own = by.anonymous || task.submitted_by.as_deref() == Some(&*by.name);
                 if !own && task.processor.is_outside() {

@@ -213,6 +213,7 @@ fn refused_words(refused: &Refused) -> String {
         Refused::ClaimLost => "This claim is no longer yours: its lease ran out or the task moved on. \
              Nothing was changed; claim work again."
             .into(),
+        Refused::NotTheClaim => "The claim given is not one this task was given. Give the token your claim returned, or leave the claim out if you submitted the task.".into(),
         Refused::ClaimHeld { attempt } => format!(
             "Attempt {attempt} is claimed by a worker; only that worker, with its claim, can hand it in."
         ),

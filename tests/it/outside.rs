@@ -182,7 +182,7 @@ async fn attempts_out_of_turn_are_refused_and_change_nothing() {
         json!({ "attempt": 1, "output": "x", "claim": "nope" }),
     )
     .await;
-    assert_error(claimless, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(claimless, StatusCode::CONFLICT, "conflict").await;
 
     // Nothing changed.
     let after = raw_task(&app, &id).await;

@@ -121,7 +121,9 @@ pub fn expire_claim(task: &mut Task, token_sha256: &Digest, due: OffsetDateTime)
     else {
         return Err(Refused::ClaimLost);
     };
-    if claim.lease_expires_at != due {
+    // Renewed meanwhile, or (timers and clocks differ, and with several instances another
+    // one may apply this) not yet run out.
+    if claim.lease_expires_at != due || claim.lease_expires_at > now() {
         return Err(Refused::DeadlineMoved);
     }
     let attempt = claim.attempt;

@@ -49,6 +49,8 @@ pub enum Refused {
     },
     /// The claim given is no longer the attempt's: its lease ran out or the task moved on.
     ClaimLost,
+    /// The claim given is none this task was ever given.
+    NotTheClaim,
     /// The attempt is claimed by a worker, and the post did not give its claim.
     ClaimHeld { attempt: u32 },
     /// A retry of a task that did not fail in processing.
@@ -110,6 +112,7 @@ impl std::fmt::Display for Refused {
                 status.as_str()
             ),
             Self::ClaimLost => write!(f, "the claim was lost"),
+            Self::NotTheClaim => write!(f, "the claim is not one of this task's"),
             Self::ClaimHeld { attempt } => write!(f, "attempt {attempt} is claimed by a worker"),
             Self::NotRetryable { status } => {
                 write!(f, "task is {}, not failed in processing", status.as_str())

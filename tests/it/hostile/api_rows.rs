@@ -307,8 +307,8 @@ pub(super) fn outside_rows(t: &Targets) -> Vec<Row> {
             .json(json!({ "attempt": 2, "output": a_times(OVER_TEXT) }).to_string()),
         post(409, &attempts).json(r#"{"attempt": 1, "output": "x"}"#),
         post(409, &attempts).json(r#"{"attempt": 2, "output": "x"}"#),
-        post(404, &attempts).json(r#"{"attempt": 1, "output": "x", "claim": "forged"}"#),
-        post(404, &attempts)
+        post(409, &attempts).json(r#"{"attempt": 1, "output": "x", "claim": "forged"}"#),
+        post(409, &attempts)
             .json(json!({ "attempt": 1, "output": "x", "claim": forged }).to_string()),
         post(409, format!("/api/tasks/{review}/attempts")).json(r#"{"attempt": 1, "output": "x"}"#),
         post(409, format!("/api/tasks/{done}/attempts")).json(r#"{"attempt": 1, "output": "x"}"#),
