@@ -375,6 +375,11 @@ fn record_decision(
 /// Adds what happened to the task's audit trail, each entry chained to the one before.
 pub fn record(task: &mut Task, by: Option<Arc<str>>, happened: Vec<AuditEvent>) {
     for event in happened {
+        // A lease renewed is saved with the task (its event carries it) but not kept in the
+        // trail: a worker renews every few seconds, and the trail would grow without bound.
+        if matches!(event, AuditEvent::ClaimRenewed { .. }) {
+            continue;
+        }
         if let AuditEvent::Decided { attempt, .. } = event
             && let Some(decided) = task
                 .attempts

@@ -123,6 +123,9 @@ pub fn app(hitl: Hitl) -> Router {
         // The inbox's text index lives as long as the router: built on the first search.
         .layer(Extension(Arc::new(Inbox::default())))
         .layer(Extension(openapi::Document::new(site_doc, api_doc)))
+        // Outermost: a bounded wait is waited out here, once every layer inside has answered
+        // and let go of its room (see `park`).
+        .layer(middleware::from_fn_with_state(hitl.clone(), park::finish))
         .with_state(hitl)
 }
 
@@ -162,7 +165,7 @@ pub async fn serve(listener: TcpListener, hitl: Hitl) -> std::io::Result<()> {
     use tower::Service as _;
 
     let shutdown = hitl.shutdown.clone();
-    let app = app(hitl.clone());
+    let app = app(hitl);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new());
     let graceful = GracefulShutdown::new();
@@ -185,19 +188,13 @@ pub async fn serve(listener: TcpListener, hitl: Hitl) -> std::io::Result<()> {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let (app, hitl) = (app.clone(), hitl.clone());
+        let app = app.clone();
         let service = hyper::service::service_fn(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(remote));
-                // Boxed, so the connection holds only the wait's room once the router answered.
-                let answer = Box::pin(app.clone().call(request));
-                let hitl = hitl.clone();
-                async move {
-                    let answer = answer.await?;
-                    Ok::<_, std::convert::Infallible>(park::finish(&hitl, answer).await)
-                }
+                app.clone().call(request)
             },
         );
         let connection = http.serve_connection(TokioIo::new(tcp), service);

@@ -1,16 +1,16 @@
-//! Waits parked at the connection. A bounded wait (`GET /api/tasks/{id}?wait=`) can last two
-//! minutes; answered from inside the router, it would hold every layer's future for all that
-//! time (sign-in, metrics, error pages, security headers: 17 KiB a request, measured with
-//! `examples/wait_memory.rs`, more than an idle event stream). So the route answers at once,
-//! through every layer, with the task as it is, `Hitl-Wait: timeout` and a [`Parked`] wait;
-//! [`finish`], at the connection, waits it out holding only the answer's head and the wait,
-//! and then puts the task as it is in the body (`Hitl-Wait: changed` if it moved on). Used
-//! without [`super::serve`] (the router alone), the route's immediate answer stands: a valid,
-//! early `timeout`.
+//! Waits parked outside the middleware. A bounded wait (`GET /api/tasks/{id}?wait=`) can last
+//! two minutes; answered from inside the router, it would hold every layer's future for all
+//! that time (sign-in, metrics, error pages, security headers: more than an idle event stream;
+//! `examples/wait_memory.rs` counts it). So the route answers at once, through every layer,
+//! with an empty body and a [`Parked`] wait; [`finish`], the outermost layer, waits it out
+//! holding only the answer's head and the wait, then puts the task as it is in the body with
+//! `Hitl-Wait: changed` or `timeout`.
 
 use axum::{
     body::Body,
+    extract::{Request, State},
     http::{HeaderValue, header},
+    middleware::Next,
     response::Response,
 };
 
@@ -20,18 +20,15 @@ use crate::service::{Hitl, Waiting};
 #[derive(Clone)]
 pub struct Parked(pub Waiting);
 
-/// Waits out the parked wait `response` carries, if it carries one, and answers with the task
+/// Waits out the parked wait the answer carries, if it carries one, and answers with the task
 /// as it then is; any other answer is returned as it is.
-pub async fn finish(hitl: &Hitl, mut response: Response) -> Response {
+pub async fn finish(State(hitl): State<Hitl>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
     let Some(Parked(waiting)) = response.extensions_mut().remove::<Parked>() else {
         return response;
     };
     let (task, changed) = hitl.finish_wait(waiting).await;
-    let body = match serde_json::to_vec(&*task) {
-        Ok(body) => body,
-        // A task always serialises; if it ever did not, the immediate answer stands.
-        Err(_) => return response,
-    };
+    let body = serde_json::to_vec(&*task).expect("a task always serialises");
     let headers = response.headers_mut();
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(

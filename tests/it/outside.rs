@@ -835,3 +835,35 @@ async fn an_agent_faster_than_the_workflow_loses_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn renewing_a_lease_does_not_grow_the_audit_trail() {
+    let app = spawn_app().await;
+    let task = submit_outside(&app, json!({ "input": "x", "processor": "external" })).await;
+    let id = id(&task);
+    let claimed = answer(claim(&app, json!({ "wait_secs": 0 })).await, StatusCode::OK).await;
+    let token = claimed["claim"].as_str().unwrap();
+    let trail = || async {
+        app.get(&format!("/api/tasks/{id}/history"))
+            .await
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = trail().await;
+
+    for _ in 0..5 {
+        let renewed = app
+            .post_json(&format!("/api/claims/{token}/renew"), &json!({}))
+            .await;
+        assert_eq!(renewed.status(), StatusCode::OK);
+    }
+
+    assert_eq!(
+        trail().await,
+        before,
+        "renewals are kept on the task, not in the trail"
+    );
+    let held = raw_task(&app, &id).await;
+    assert!(held["claim"]["lease_expires_at"].as_str() > claimed["lease_expires_at"].as_str());
+}

@@ -199,21 +199,27 @@ pub async fn get(
         }
     };
     let wait = seconds("wait", Some(wait), 0, 0..=MAX_WAIT_SECS)?;
-    let (task, changed, parked) = match hitl
+    let (task, changed) = match hitl
         .begin_wait(id, Duration::from_secs(wait), during)
         .await?
     {
-        Ok((task, changed)) => (task, changed, None),
-        // Waited out at the connection, not here (see `web::park`).
-        Err(waiting) => (waiting.task.clone(), false, Some(Parked(waiting))),
+        Ok(done) => done,
+        Err(waiting) => {
+            // Waited out by the outermost layer, not here (see `web::park`): the body is put
+            // in there, so none is held meanwhile.
+            let mut answer = Response::new(axum::body::Body::empty());
+            answer.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            answer.extensions_mut().insert(Parked(waiting));
+            return Ok(answer);
+        }
     };
     let mut answer = Json(task).into_response();
     answer.headers_mut().insert(
         "hitl-wait",
         HeaderValue::from_static(if changed { "changed" } else { "timeout" }),
     );
-    if let Some(parked) = parked {
-        answer.extensions_mut().insert(parked);
-    }
     Ok(answer)
 }
