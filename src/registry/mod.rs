@@ -51,6 +51,9 @@ pub struct Registry {
     by_status: Arc<StatusCounts>,
     /// Finished tasks in the order they finished, and how many (or how old) stay in memory.
     finished: Arc<Mutex<Finished>>,
+    /// How many outside attempts wait for a worker to claim them: waiting claims look for one
+    /// only when there is one.
+    claimable: Arc<AtomicUsize>,
     /// Where every transition is published.
     pub events: EventLog,
     /// With `--store postgres`: the database every change is decided in; the map is then a
@@ -93,6 +96,7 @@ impl Registry {
             unfinished: Arc::default(),
             by_status: Arc::default(),
             finished: Arc::default(),
+            claimable: Arc::default(),
             events,
             authority: None,
         }
@@ -124,8 +128,26 @@ impl Registry {
         });
         let (live, handle) = LiveTask::new(event.task.clone(), shutdown);
         self.by_status.add(live.task.status);
+        self.count_claimable(None, Some(&live.task));
         slot.insert(live);
         handle
+    }
+
+    /// Keeps the count of claimable attempts as a task changes from `old` to `new` (`None`:
+    /// absent).
+    pub(super) fn count_claimable(&self, old: Option<&Task>, new: Option<&Task>) {
+        let was = old.is_some_and(changes::claimable);
+        let is = new.is_some_and(changes::claimable);
+        match (was, is) {
+            (false, true) => self.claimable.fetch_add(1, Ordering::AcqRel),
+            (true, false) => self.claimable.fetch_sub(1, Ordering::AcqRel),
+            _ => 0,
+        };
+    }
+
+    /// How many outside attempts wait for a worker to claim them.
+    pub fn claimable(&self) -> usize {
+        self.claimable.load(Ordering::Acquire)
     }
 
     /// Holds a place for one more unfinished task, if fewer than `max` exist; the place is the
@@ -155,8 +177,10 @@ impl Registry {
         }
         let (live, handle) = LiveTask::new(task, shutdown);
         self.by_status.add(live.task.status);
+        self.count_claimable(None, Some(&live.task));
         if let Some(replaced) = self.tasks.insert(handle.task.id, live) {
             self.by_status.remove(replaced.task.status);
+            self.count_claimable(Some(&replaced.task), None);
         }
         handle
     }
@@ -235,6 +259,7 @@ impl Registry {
             self.unfinished.fetch_add(1, Ordering::AcqRel);
         }
         self.by_status.moved(live.task.status, task.status);
+        self.count_claimable(Some(&live.task), Some(&task));
         let event = self.events.publish(EventKind::Status, |seq| {
             let mut task = Task { seq, ..task };
             changes::record(&mut task, by, happened);

@@ -50,6 +50,7 @@ impl Registry {
                         self.unfinished.fetch_add(1, Ordering::AcqRel);
                     }
                     self.by_status.moved(old, new);
+                    self.count_claimable(Some(&live.task), Some(&event.task));
                     live.task = event.task.clone();
                     if new == TaskStatus::Cancelled {
                         live.cancel.cancel();
@@ -72,6 +73,7 @@ impl Registry {
                 }
                 let (live, _) = LiveTask::new(event.task.clone(), shutdown);
                 self.by_status.add(live.task.status);
+                self.count_claimable(None, Some(&live.task));
                 slot.insert(live);
             }
         }

@@ -139,7 +139,7 @@ impl Hitl {
         lease: Duration,
         by: &Actor,
     ) -> Result<Option<Claimed>, TransitionError> {
-        if self.registry.count_by_status()[TaskStatus::Pending.index()] == 0 {
+        if self.registry.claimable() == 0 {
             return Ok(None);
         }
         let mut candidates: Vec<(OffsetDateTime, TaskId, u32)> = Vec::new();
