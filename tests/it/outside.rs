@@ -299,9 +299,13 @@ async fn a_worker_claims_renews_reports_and_hands_in_an_attempt() {
         StatusCode::NO_CONTENT,
         "one attempt, one claim"
     );
+    let at = |v: &Value| {
+        let text = v["lease_expires_at"].as_str().unwrap().to_owned();
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
     assert!(
-        renewed["lease_expires_at"].as_str().unwrap()
-            > claimed["lease_expires_at"].as_str().unwrap()
+        at(&renewed) - at(&claimed) > time::Duration::seconds(60),
+        "120 s, not 30"
     );
     assert_eq!(progress.status(), StatusCode::ACCEPTED);
     assert!(reported.data.contains("half way"));
@@ -854,7 +858,10 @@ async fn renewing_a_lease_does_not_grow_the_audit_trail() {
 
     for _ in 0..5 {
         let renewed = app
-            .post_json(&format!("/api/claims/{token}/renew"), &json!({}))
+            .post_json(
+                &format!("/api/claims/{token}/renew"),
+                &json!({ "lease_secs": 120 }),
+            )
             .await;
         assert_eq!(renewed.status(), StatusCode::OK);
     }
@@ -865,5 +872,10 @@ async fn renewing_a_lease_does_not_grow_the_audit_trail() {
         "renewals are kept on the task, not in the trail"
     );
     let held = raw_task(&app, &id).await;
-    assert!(held["claim"]["lease_expires_at"].as_str() > claimed["lease_expires_at"].as_str());
+    let at = |v: &Value| {
+        let text = v["lease_expires_at"].as_str().unwrap().to_owned();
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    // Renewed for 120 s where the claim had 60: later by about a minute.
+    assert!(at(&held["claim"]) - at(&claimed) > time::Duration::seconds(50));
 }
