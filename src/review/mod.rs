@@ -109,6 +109,10 @@ impl ReviewStore {
 pub struct ReviewFlow {
     flow: Flow<ReviewStore, Step>,
     registry: Registry,
+    /// The tasks a workflow follows now (in one process; with a shared database the claims
+    /// say so): a task started again (a retry) while its old workflow was still ending gets
+    /// one workflow, not two.
+    running: dashmap::DashSet<TaskId>,
 }
 
 /// How attempts are processed: time allowed per try, retries, and how many at once.
@@ -170,7 +174,11 @@ impl ReviewFlow {
             .edge("Review", Step::Rejected, "Process")
             .build()
             .expect("the review flow's links are fixed and valid");
-        Self { flow, registry }
+        Self {
+            flow,
+            registry,
+            running: dashmap::DashSet::new(),
+        }
     }
 
     pub fn to_mermaid(&self) -> String {
@@ -200,6 +208,11 @@ impl ReviewFlow {
     fn run_from(self: &Arc<Self>, node: usize, handle: TaskHandle) {
         let this = self.clone();
         let id = handle.task.id;
+        let guarded = !self.registry.suspends_work();
+        if guarded && !self.running.insert(id) {
+            // One already follows the task; ending, it starts again if it must (below).
+            return;
+        }
         let span = tracing::info_span!("task", task_id = %id);
         tokio::spawn(
             async move {
@@ -207,6 +220,7 @@ impl ReviewFlow {
                 // Cancel first: a decision that arrives as the server stops is answered "not
                 // applied", so the flow must not go on to apply it.
                 let token = handle.cancel.clone();
+                let stopped = token.clone();
                 let suspended = tokio::select! {
                     biased;
                     () = token.cancelled() => {
@@ -216,9 +230,32 @@ impl ReviewFlow {
                     result = this.flow.run_from(node, &mut store) => this.finish(id, result).await,
                 };
                 this.registry.workflow_ended(id, token, suspended).await;
+                if guarded {
+                    this.running.remove(&id);
+                    this.again(id, &stopped);
+                }
             }
             .instrument(span),
         );
+    }
+
+    /// A task retried while its workflow was ending was not started then (that one still ran):
+    /// it starts now. Only a task whose latest change is that retry: nothing else can make an
+    /// ended workflow's task live again, so this never starts a workflow over and over.
+    fn again(self: &Arc<Self>, id: TaskId, stopped: &tokio_util::sync::CancellationToken) {
+        if stopped.is_cancelled() {
+            return;
+        }
+        let Some(handle) = self.registry.handle(id) else {
+            return;
+        };
+        let retried = matches!(
+            handle.task.history.last().map(|entry| &entry.event),
+            Some(crate::model::audit::AuditEvent::Retried { .. })
+        );
+        if retried && !handle.task.status.is_terminal() {
+            self.resume(handle);
+        }
     }
 
     /// Fails the task if its flow failed; true if the flow was suspended instead (see
