@@ -17,7 +17,9 @@ use crate::model::{
 
 #[derive(Default)]
 pub(super) struct Finished {
-    pub(super) order: VecDeque<(TaskId, OffsetDateTime)>,
+    /// Each finished task, when, and the event that finished it: a task started again and
+    /// finished once more is queued again, and its earlier place is passed over.
+    pub(super) order: VecDeque<(TaskId, OffsetDateTime, u64)>,
     pub(super) keep: Option<Retention>,
 }
 
@@ -44,7 +46,7 @@ impl Registry {
         let Some(keep) = finished.keep else {
             return;
         };
-        while let Some(&(id, at)) = finished.order.front() {
+        while let Some(&(id, at, seq)) = finished.order.front() {
             let over = match keep {
                 Retention::Count(n) => finished.order.len() as u64 > n,
                 Retention::Age(age) => now - at > age,
@@ -53,10 +55,9 @@ impl Registry {
                 break;
             }
             finished.order.pop_front();
-            if let Some((_, live)) = self
-                .tasks
-                .remove_if(&id, |_, live| live.task.status.is_terminal())
-            {
+            if let Some((_, live)) = self.tasks.remove_if(&id, |_, live| {
+                live.task.status.is_terminal() && live.task.seq == seq
+            }) {
                 self.by_status.remove(live.task.status);
                 self.events.forget(id);
             }

@@ -171,7 +171,7 @@ impl Registry {
         if task.status.is_terminal() {
             self.finished_order()
                 .order
-                .push_back((task.id, task.updated_at));
+                .push_back((task.id, task.updated_at, task.seq));
         } else {
             self.unfinished.fetch_add(1, Ordering::AcqRel);
         }
@@ -273,7 +273,9 @@ impl Registry {
         }
         drop(live);
         if finishes {
-            self.finished_order().order.push_back((id, event.at));
+            self.finished_order()
+                .order
+                .push_back((id, event.at, event.seq));
             self.evict_finished();
         }
         Ok(event.task.clone())

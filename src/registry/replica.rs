@@ -45,7 +45,7 @@ impl Registry {
                     let (old, new) = (live.task.status, event.task.status);
                     if new.is_terminal() && !old.is_terminal() {
                         self.unfinished.fetch_sub(1, Ordering::AcqRel);
-                        finished = Some(event.at);
+                        finished = Some((event.at, event.seq));
                     } else if old.is_terminal() && !new.is_terminal() {
                         self.unfinished.fetch_add(1, Ordering::AcqRel);
                     }
@@ -67,7 +67,7 @@ impl Registry {
                     return false;
                 }
                 if event.task.status.is_terminal() {
-                    finished = Some(event.at);
+                    finished = Some((event.at, event.seq));
                 } else {
                     self.unfinished.fetch_add(1, Ordering::AcqRel);
                 }
@@ -79,7 +79,7 @@ impl Registry {
         }
         // Once the shard is let go: eviction looks tasks up.
         if let Some(at) = finished {
-            self.finished_order().order.push_back((id, at));
+            self.finished_order().order.push_back((id, at.0, at.1));
             self.evict_finished();
         }
         true

@@ -137,3 +137,52 @@ async fn with_the_durable_store_a_task_that_left_memory_is_still_served_by_id() 
     assert_eq!(app.get_task(&first).await.status, TaskStatus::Completed);
     assert_eq!(app.get_task(&second).await.status, TaskStatus::Completed);
 }
+
+#[tokio::test]
+async fn a_task_retried_and_finished_again_is_the_newest_finished_one() {
+    // Arrange: only the newest finished task stays in memory
+    let (app, _hitl) = spawn_app_and_service(hitl::config::Config {
+        keep_finished: Some(Retention::Count(1)),
+        ..test_config()
+    })
+    .await;
+    let task: Value = json_body(
+        app.submit_json(&json!({ "input": "flaky", "processor": "external" }))
+            .await,
+    )
+    .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let give_up = || async {
+        let claimed: Value = json_body(
+            app.post_json("/api/claims", &json!({ "wait_secs": 0 }))
+                .await,
+        )
+        .await;
+        let token = claimed["claim"].as_str().unwrap().to_owned();
+        let failed = app
+            .post_json(
+                &format!("/api/claims/{token}/fail"),
+                &json!({ "error": "broke" }),
+            )
+            .await;
+        assert_eq!(failed.status(), StatusCode::OK);
+    };
+
+    // Act: it fails, is retried, and fails again
+    give_up().await;
+    let retried = app
+        .post_json(&format!("/api/tasks/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(retried.status(), StatusCode::OK);
+    give_up().await;
+
+    // Assert: its first failure's place in the queue does not take it out of memory
+    let page: Value = json_body(app.list_tasks("").await).await;
+    let listed: Vec<&str> = page["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![id.as_str()], "the newest finished task stays");
+}
