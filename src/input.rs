@@ -62,7 +62,7 @@ pub struct NewTask {
     /// Attempt 1's output, handed in with the submission (an outside task).
     pub output: Option<Arc<str>>,
     /// What the submitter attached, kept as given.
-    pub metadata: Option<Arc<serde_json::Value>>,
+    pub metadata: Option<crate::model::task::RawJson>,
 }
 
 impl NewTask {

@@ -246,7 +246,7 @@ fn digest(new: &NewTask) -> [u8; 32] {
             (
                 new.outside,
                 &new.output,
-                new.metadata.as_deref().map(|m| m.to_string())
+                new.metadata.as_ref().map(|m| m.0.clone())
             )
         ));
     }

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
+
 use super::{InvalidField, NewTask, at_most, attempt_number, limited};
-use crate::model::task::TaskStatus;
+use crate::model::task::{RawJson, TaskStatus};
 
 /// The largest `metadata` accepted, as JSON, in bytes (16 KiB).
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -19,7 +21,7 @@ impl NewTask {
         mut self,
         output: Option<&str>,
         processor: Option<&str>,
-        metadata: Option<serde_json::Value>,
+        metadata: Option<Box<RawValue>>,
     ) -> Result<Self, InvalidField> {
         match processor.map(str::trim) {
             None => {}
@@ -45,22 +47,21 @@ impl NewTask {
             self.output = Some(output.into());
             self.outside = true;
         }
-        self.metadata = metadata.map(parse_metadata).transpose()?;
+        self.metadata = metadata.as_deref().map(parse_metadata).transpose()?;
         Ok(self)
     }
 }
 
 /// Metadata as given, if it is an object of at most 16 KiB (`null` is none, as if left out).
-fn parse_metadata(metadata: serde_json::Value) -> Result<Arc<serde_json::Value>, InvalidField> {
-    if !metadata.is_object() {
+fn parse_metadata(metadata: &RawValue) -> Result<RawJson, InvalidField> {
+    if !metadata.get().trim_start().starts_with('{') {
         return Err(InvalidField::invalid(
             "metadata",
             "The metadata must be a JSON object, such as {\"source\": \"my-agent\"}.",
         ));
     }
-    let bytes = serde_json::to_vec(&metadata)
-        .map(|json| json.len())
-        .unwrap_or(usize::MAX);
+    let metadata = RawJson::compact(metadata.get());
+    let bytes = metadata.0.len();
     if bytes > MAX_METADATA_BYTES {
         return Err(InvalidField::invalid(
             "metadata",
@@ -69,7 +70,7 @@ fn parse_metadata(metadata: serde_json::Value) -> Result<Arc<serde_json::Value>,
             ),
         ));
     }
-    Ok(Arc::new(metadata))
+    Ok(metadata)
 }
 
 /// An attempt handed in from outside.

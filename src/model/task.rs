@@ -82,6 +82,54 @@ pub struct Claim {
     pub lease_expires_at: OffsetDateTime,
 }
 
+/// JSON kept as it was given: its text, so key order and numbers of any size come back as
+/// they were sent (a `serde_json::Value` sorts keys and rounds large numbers). Only its
+/// insignificant whitespace is dropped (see [`RawJson::compact`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawJson(pub Arc<str>);
+
+impl RawJson {
+    /// `json` (already checked to be JSON) without the whitespace between its tokens. Written
+    /// by hand: serde_json can keep a text as it is (`RawValue`) or rebuild it (`Value`, which
+    /// reorders it), but not just drop its whitespace.
+    pub fn compact(json: &str) -> Self {
+        let mut out = String::with_capacity(json.len());
+        let (mut in_string, mut escaped) = (false, false);
+        for c in json.chars() {
+            if in_string {
+                out.push(c);
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                in_string = true;
+                out.push(c);
+            } else if !c.is_ascii_whitespace() {
+                out.push(c);
+            }
+        }
+        Self(out.into())
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.0.to_string())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(Self::compact(raw.get()))
+    }
+}
+
 /// A submission key as the store keeps it, beside the task it made
 /// (see the `submissions` module).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,7 +180,7 @@ pub struct Task {
     /// What the submitter attached, kept and shown as given (`null` if nothing).
     #[serde(default)]
     #[schema(required = true, value_type = Option<Object>)]
-    pub metadata: Option<Arc<serde_json::Value>>,
+    pub metadata: Option<RawJson>,
     /// The worker's claim on the attempt now running (outside tasks; `null` otherwise).
     #[serde(default)]
     #[schema(required = true)]

@@ -129,7 +129,7 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
         @if let Some(metadata) = &task.metadata {
             section aria-labelledby="metadata-heading" {
                 h2 #metadata-heading { "Metadata" }
-                pre.text { (serde_json::to_string_pretty(&**metadata).unwrap_or_default()) }
+                pre.text { (indented(&metadata.0)) }
             }
         }
         (fragments::output(task, false))
@@ -197,4 +197,56 @@ pub fn error(title: &str, message: &str) -> Markup {
         p { a href="/" { "Go to the task list" } }
     };
     page(title, None, main)
+}
+
+/// Compact JSON laid out two spaces to a level, its keys in the order given (what a
+/// `serde_json::Value` would not keep).
+fn indented(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                // An empty object or array stays on its line.
+                if matches!(chars.peek(), Some('}' | ']')) {
+                    out.push(chars.next().unwrap_or(c));
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -595,7 +595,11 @@ async fn claims_and_waits_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), 0).await;
     let app = &server.app;
-    let held = submit_outside(app, json!({ "input": "held", "processor": "external" })).await;
+    let held = submit_outside(
+        app,
+        json!({ "input": "held", "processor": "external", "metadata": { "z": 1, "a": 2 } }),
+    )
+    .await;
     let held_claim = answer(
         claim(app, json!({ "wait_secs": 0, "lease_secs": 600 })).await,
         StatusCode::OK,
@@ -687,6 +691,16 @@ async fn claims_and_waits_survive_a_crash() {
         (Some("completed"), Some("approved"))
     );
     assert_eq!(decided["final_result"], "after");
+    let stored = app
+        .get(&format!("/api/tasks/{}", id(&held)))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        stored.contains(r#""metadata":{"a":2,"z":1}"#),
+        "kept across the crash (the test client sorts its keys): {stored}"
+    );
     server.kill().await;
 }
 
@@ -878,4 +892,37 @@ async fn renewing_a_lease_does_not_grow_the_audit_trail() {
     };
     // Renewed for 120 s where the claim had 60: later by about a minute.
     assert!(at(&held["claim"]) - at(&claimed) > time::Duration::seconds(50));
+}
+
+#[tokio::test]
+async fn metadata_comes_back_as_it_was_given() {
+    let app = spawn_app().await;
+    let given = r#"{ "zeta": 1, "alpha": { "y": [2, {"b": "x y\" }"}], "a": null },
+                    "big": 123456789012345678901234567890, "pi": 3.141592653589793238 }"#;
+    let body = format!(r#"{{"output": "draft", "metadata": {given}}}"#);
+    let made = app
+        .post_raw("/api/tasks", "application/json", body.into_bytes())
+        .await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let id = id(&json_body::<Value>(made).await);
+
+    let text = app
+        .get(&format!("/api/tasks/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (_, page) = app.get_page(&format!("/tasks/{id}")).await;
+
+    // Key order, string contents and every digit kept; only whitespace between tokens gone.
+    let expected = r#""metadata":{"zeta":1,"alpha":{"y":[2,{"b":"x y\" }"}],"a":null},"big":123456789012345678901234567890,"pi":3.141592653589793238}"#;
+    assert!(text.contains(expected), "{text}");
+    assert!(
+        page.contains("123456789012345678901234567890"),
+        "the page shows it too"
+    );
+    assert!(
+        page.find("zeta").unwrap() < page.find("alpha").unwrap(),
+        "in the order given"
+    );
 }

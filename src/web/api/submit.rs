@@ -47,7 +47,7 @@ pub struct SubmitBody {
     processor: Option<String>,
     /// Any JSON object, at most 16 KiB as JSON, kept and shown as given.
     #[schema(value_type = Option<Object>)]
-    metadata: Option<serde_json::Value>,
+    metadata: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// The only processor a submission may choose, or `null` (hitl's own, as left out).

@@ -2,10 +2,10 @@
 //! properties exactly those any answer may have, and the documented limits are the enforced
 //! ones.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, PartialSchema, openapi::path::ParameterIn};
 
 use super::super::api::{
@@ -97,7 +97,9 @@ fn task_schemas_require_what_is_always_written_and_list_all_that_may_be() {
         final_result: Some("result".into()),
         error: Some("error".into()),
         outcome: Some(Outcome::Approved),
-        metadata: Some(Arc::new(json!({ "source": "test" }))),
+        metadata: Some(crate::model::task::RawJson::compact(
+            r#"{"source": "test"}"#,
+        )),
         claim: Some(full_claim.clone()),
         failed_tries: 1,
         submitted_by: Some("sam".into()),
