@@ -377,3 +377,66 @@ test("a page left open while the server restarts says so, reconnects and shows t
     fs.rmSync(data, { recursive: true, force: true });
   }
 });
+
+test("an agent's draft is reviewed live: sent back, its revision handed in, approved with a note", async () => {
+  const post = (path, body) =>
+    fetch(`${URL}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const made = await post("/api/tasks", { input: "Agent's release note", output: "A long first draft" });
+  assert.equal(made.status, 201);
+  const id = (await made.json()).id;
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/tasks/${id}`);
+  await mark(page);
+  await statusIs(page, "Waiting for review");
+
+  await page.fill("#comment", "Shorter please");
+  await page.click("#request-changes");
+  await page.locator("#task-status-text", { hasText: "Waiting for the revision from outside" }).waitFor();
+  await page.locator("#task-review", { hasText: "revision from outside is handed in" }).waitFor();
+  await assertAccessible(page, "a task waiting for its revision from outside");
+  await shot(page, "outside-waiting-for-revision");
+
+  const handed = await post(`/api/tasks/${id}/attempts`, { attempt: 2, output: "A short draft" });
+  assert.equal(handed.status, 200);
+  await page.locator("#task-status-text", { hasText: "Attempt 2 of 3 is ready" }).waitFor();
+  await page.fill("#comment", "Good, ship it");
+  await page.click("#approve");
+  await statusIs(page, "Completed");
+  await notReloaded(page);
+  const done = await getTask(URL, id);
+  assert.equal(done.outcome, "approved");
+  assert.equal(done.attempts[1].comment, "Good, ship it", "the comment typed before Approve is its note");
+  await ctx.close();
+});
+
+test("a task whose worker gave up says so and a reviewer retries it from the page", async () => {
+  const post = (path, body) =>
+    fetch(`${URL}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const made = await post("/api/tasks", { input: "Translate the manual", processor: "external" });
+  const id = (await made.json()).id;
+  // Other tests' outside tasks may be waiting too: claim until this one is ours.
+  let token;
+  for (let i = 0; i < 20 && !token; i++) {
+    const claimed = await post("/api/claims", { wait_secs: 0 });
+    if (claimed.status !== 200) break;
+    const body = await claimed.json();
+    if (body.task.id === id) token = body.claim;
+  }
+  assert.ok(token, "claimed the task");
+  assert.equal((await post(`/api/claims/${token}/fail`, { error: "the model is down" })).status, 200);
+
+  const ctx = await context(browser);
+  const page = await ctx.newPage();
+  await page.goto(`${URL}/tasks/${id}`);
+  await statusIs(page, "Failed");
+  await page.locator("#task-status-text", { hasText: "Processing failed at attempt 1: the model is down" }).waitFor();
+  await assertAccessible(page, "a task whose processing failed, with Retry");
+  await shot(page, "outside-processing-failed");
+  await mark(page);
+  await page.click("#retry");
+  await statusIs(page, "Pending");
+  await notReloaded(page);
+  assert.equal((await getTask(URL, id)).status, "pending");
+  await ctx.close();
+});
