@@ -176,6 +176,9 @@ pub enum AuditEvent {
     Failed {
         attempt: u32,
         error: Arc<str>,
+        /// A worker outside hitl gave the attempt up (the entry's `by` says who).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        outside: bool,
     },
     Cancelled {
         attempt: u32,

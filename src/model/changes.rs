@@ -209,6 +209,7 @@ pub fn fail(task: &mut Task, message: String) -> Change {
     Ok(vec![AuditEvent::Failed {
         attempt: task.attempt,
         error,
+        outside: false,
     }])
 }
 

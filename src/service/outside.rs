@@ -266,12 +266,13 @@ impl Hitl {
         token: &str,
         error: Arc<str>,
         retry: bool,
+        by: &Actor,
     ) -> Result<Arc<Task>, TransitionError> {
         let (task, sha256) = self.claimed_task(token).await?;
         let max_retries = self.max_retries;
         let task = self
             .registry
-            .apply(task.id, None, false, move |task| {
+            .apply(task.id, by.recorded(), false, move |task| {
                 changes::give_up(task, &sha256, error, retry, max_retries)
             })
             .await?;

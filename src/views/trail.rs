@@ -117,9 +117,9 @@ fn audit_actor(event: &AuditEvent) -> &'static str {
             timed_out: true, ..
         }
         | AuditEvent::DeadlinePassed { .. } => "the deadline",
-        AuditEvent::AttemptFinished { outside: true, .. } | AuditEvent::Claimed { .. } => {
-            "outside (no sign-in)"
-        }
+        AuditEvent::AttemptFinished { outside: true, .. }
+        | AuditEvent::Failed { outside: true, .. }
+        | AuditEvent::Claimed { .. } => "outside (no sign-in)",
         AuditEvent::ClaimReleased { expired: true, .. } => "the lease",
         AuditEvent::AttemptStarted { .. }
         | AuditEvent::AttemptFinished { .. }
@@ -162,7 +162,10 @@ fn audit_what(event: &AuditEvent) -> Markup {
             AuditEvent::DeadlineExtended { attempt, deadline } => {
                 "Deadline of attempt " (attempt) " extended to " (time(*deadline))
             }
-            AuditEvent::Failed { attempt, error } => { "Failed at attempt " (attempt) ": " (error) }
+            AuditEvent::Failed { attempt, error, outside } => {
+                "Failed at attempt " (attempt) ": " (error)
+                @if *outside { " (given up by a worker)" }
+            }
             AuditEvent::Cancelled { attempt } => { "Cancelled at attempt " (attempt) }
         }
     }

@@ -759,6 +759,10 @@ async fn the_pages_show_outside_work_endings_and_a_retry() {
         "{broken_page}"
     );
     assert!(broken_page.contains("id=\"retry\""), "a Retry button");
+    assert!(
+        broken_page.contains("given up by a worker"),
+        "the trail says who failed it"
+    );
     assert!(home.contains("waiting for the revision from outside"));
     assert!(home.contains("Processing failed"));
     assert_eq!(retried.status(), StatusCode::SEE_OTHER);

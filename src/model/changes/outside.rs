@@ -165,7 +165,13 @@ pub fn give_up(
     } else {
         error.to_string()
     };
-    super::fail(task, message)
+    let mut failed = super::fail(task, message)?;
+    for event in &mut failed {
+        if let AuditEvent::Failed { outside, .. } = event {
+            *outside = true;
+        }
+    }
+    Ok(failed)
 }
 
 /// A task that failed because processing failed starts its attempt again (`pending`).

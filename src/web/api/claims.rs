@@ -270,10 +270,11 @@ pub struct FailBody {
 )]
 pub async fn fail(
     State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
     Path(token): Path<String>,
     JsonBody(body): JsonBody<FailBody>,
 ) -> Result<Json<Arc<Task>>, ApiError> {
     let error = worker_text("error", body.error.as_deref(), hitl.max_text())?;
     let retry = body.retry.unwrap_or(false);
-    Ok(Json(hitl.give_up(&token, error, retry).await?))
+    Ok(Json(hitl.give_up(&token, error, retry, &actor).await?))
 }
