@@ -67,8 +67,9 @@ pub struct ReviewStore {
     pub outside: bool,
 }
 
-/// Every earlier attempt of `task` that changes were requested on, with the comment.
-fn prior_attempts(task: &Task) -> Vec<PriorAttempt> {
+/// Every earlier attempt of `task` that changes were requested on, with the comment: what
+/// the next attempt (hitl's processor's, or a worker's) must address.
+pub fn prior_attempts(task: &Task) -> Vec<PriorAttempt> {
     task.attempts
         .iter()
         .filter(|a| a.decision == Some(Decision::Rejected))

@@ -299,21 +299,7 @@ impl Hitl {
         self.saved(task).await
     }
 
-    /// The task once its status is not one of `during` (its status now, if `None`), or after
-    /// `wait`, holding no thread; true if it changed. A stopping server answers at once.
-    pub async fn wait_for(
-        &self,
-        id: TaskId,
-        wait: Duration,
-        during: Option<Vec<TaskStatus>>,
-    ) -> Result<(Arc<Task>, bool), TransitionError> {
-        match self.begin_wait(id, wait, during).await? {
-            Ok(done) => Ok(done),
-            Err(waiting) => Ok(self.finish_wait(waiting).await),
-        }
-    }
-
-    /// The start of [`Self::wait_for`]: the task, and whether it is already out of `during`
+    /// The start of a bounded wait: the task, and whether it is already out of `during`
     /// (`Ok`), or what is left to wait for (`Err`), which [`Self::finish_wait`] waits out. Split
     /// so the web layer can park the rest of a wait outside its middleware, which would
     /// otherwise hold its room for the whole wait (BENCHMARKS.md, memory per wait).

@@ -19,7 +19,7 @@ use super::super::{
 use crate::{
     auth::Actor,
     input::{InvalidField, MAX_WAIT_SECS, seconds, worker_text},
-    model::task::{Decision, Task},
+    model::task::Task,
     service::{Claimed, Hitl},
 };
 
@@ -64,14 +64,12 @@ pub struct ClaimAnswer {
 impl From<Claimed> for ClaimAnswer {
     fn from(claimed: Claimed) -> Self {
         let task = claimed.task;
-        let history = task
-            .attempts
-            .iter()
-            .filter(|a| a.decision == Some(Decision::Rejected))
+        let history = crate::review::prior_attempts(&task)
+            .into_iter()
             .map(|a| Prior {
                 attempt: a.attempt,
-                output: a.output.clone(),
-                comment: a.comment.clone(),
+                output: a.output,
+                comment: a.comment,
             })
             .collect();
         let lease_expires_at = task
