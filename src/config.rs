@@ -4,6 +4,9 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod webhooks;
+pub use webhooks::{WebhookConfig, WebhookSecret, allowed_host, new_secret};
+
 use crate::{
     model::event::Retention,
     model::status::{MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECS, TimeoutPolicy},
@@ -25,6 +28,8 @@ pub enum Command {
     Serve(Box<Config>),
     /// Read a secret from standard input and print its Argon2 hash, for HITL_USERS.
     HashSecret,
+    /// Print a new random webhook signing secret, for --webhook-secret.
+    WebhookSecret,
     /// Check every task's audit trail in the data directory; exits 1 if any chain is broken.
     Verify {
         /// The directory the durable store lives in.
@@ -116,6 +121,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 /// What does each attempt's work, and how failures and load are handled.
@@ -342,6 +350,7 @@ impl Default for Config {
                 session_hours: 12,
                 ..AuthConfig::default()
             },
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -22,6 +22,8 @@
 //!   that does an attempt's work.
 //! - [`processors`], [`inbox`], [`submissions`]: the processors `--processor` chooses; the home
 //!   page's list at scale; submissions made once under a key.
+//! - [`delivery`]: the sender that works through the outbox (deliveries written with their
+//!   events): signed webhooks, callbacks and Slack notifications, at least once.
 //! - [`cluster`]: several instances on one PostgreSQL database (`--store postgres`): the
 //!   database decides, every instance replicates its journal, work is claimed with leases.
 //! - [`service`]: [`Hitl`], the cheap-clone state every route shares, and its `Backing` (memory,
@@ -32,6 +34,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod engine;
 pub mod events;
 pub mod inbox;

@@ -75,6 +75,10 @@ async fn run() -> anyhow::Result<()> {
     let config = match Cli::parse().into_command() {
         Command::Serve(config) => config,
         Command::HashSecret => return hash_secret(),
+        Command::WebhookSecret => {
+            say(std::io::stdout(), format_args!("{}", hitl::config::new_secret()));
+            return Ok(());
+        }
         Command::Verify { data_dir } => return verify(&data_dir),
     };
 

@@ -3,6 +3,7 @@
 
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
+use serde_json::json;
 use time::OffsetDateTime;
 
 use super::task::{Task, TaskId};
@@ -38,6 +39,38 @@ impl Event {
             EventKind::Status => "status",
             EventKind::Progress { .. } => "progress",
         }
+    }
+
+    /// The event's data on `/api/events` (and in a webhook's `data`), as the contract gives it.
+    pub fn data(&self) -> serde_json::Value {
+        let task = &self.task;
+        let (attempt, output) = match &self.kind {
+            EventKind::Status => (task.attempt, task.output.clone()),
+            EventKind::Progress { attempt, text } => (*attempt, Some(text.clone())),
+        };
+        let mut data = json!({
+            "seq": self.seq,
+            "task_id": task.id,
+            "status": task.status,
+            "attempt": attempt,
+            "output": output,
+            "final_result": task.final_result,
+            "error": task.error,
+            "at": self.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        });
+        if self.kind == EventKind::Status {
+            let fields = data.as_object_mut().expect("an object");
+            // The decision this event recorded, if it recorded one.
+            if let Some(decided) = task.attempts.iter().rev().find(|a| a.seq == self.seq) {
+                fields.insert("decision".into(), json!(decided.decision));
+                fields.insert("comment".into(), json!(decided.comment));
+                fields.insert("decided_by".into(), json!(decided.decided_by));
+            }
+            if task.status.is_terminal() {
+                fields.insert("outcome".into(), json!(task.outcome));
+            }
+        }
+        data
     }
 }
 

@@ -5,11 +5,14 @@
 //! - [`task`]: a task as the API shows it and the store keeps it.
 //! - [`audit`]: the hash-chained audit trail, and how a chain is verified.
 //! - [`event`]: numbered events, the scope a watcher follows, how long events are kept.
+//! - [`delivery`]: which receivers an event is delivered to, and when a failed delivery is
+//!   tried again.
 //! - [`changes`]: the rules of every change, applied under the registry's guard in one process
 //!   and inside the database's transaction with several.
 
 pub mod audit;
 pub mod changes;
+pub mod delivery;
 pub mod event;
 pub mod status;
 pub mod task;

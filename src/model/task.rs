@@ -181,6 +181,10 @@ pub struct Task {
     #[serde(default)]
     #[schema(required = true, value_type = Option<Object>)]
     pub metadata: Option<RawJson>,
+    /// Where this task's own events are also delivered, as signed webhooks (only to a host
+    /// `--callback-allow` lists); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<Arc<str>>,
     /// The worker's claim on the attempt now running (outside tasks; `null` otherwise).
     #[serde(default)]
     #[schema(required = true)]
@@ -239,6 +243,7 @@ impl Task {
             outcome: None,
             processor: Maker::default(),
             metadata: None,
+            callback_url: None,
             claim: None,
             failed_tries: 0,
             submitted_by: None,

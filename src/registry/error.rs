@@ -62,4 +62,6 @@ pub enum Denied {
     ReviseOthers,
     /// Only reviewers start a failed task again.
     RetryAsSubmitter,
+    /// Only reviewers send a delivery again.
+    RedeliverAsSubmitter,
 }

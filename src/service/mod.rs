@@ -3,6 +3,7 @@
 //! [`open`] builds it for the configured store, restores what the store holds, and closes it;
 //! this file is what requests ask of it.
 
+mod deliveries;
 mod open;
 mod outside;
 pub use outside::{Claimed, Waiting};
@@ -15,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::{Actor, Auth, Role},
     cluster::Shared,
-    config::Limits,
+    config::{Limits, WebhookConfig},
+    delivery::Deliveries,
     events::Scope,
     input::DecisionRequest,
     model::changes::Refused,
@@ -68,6 +70,10 @@ pub struct Service {
     pub maker: Maker,
     /// Tries of one attempt a worker may give up on, asking for another (`--max-retries`).
     pub max_retries: u32,
+    /// The outbox of webhooks and notifications (`None` when nothing is delivered).
+    pub deliveries: Option<Arc<Deliveries>>,
+    /// The webhook flags: which callback hosts a submission may name.
+    pub webhooks: WebhookConfig,
 }
 
 /// What keeps the tasks: one value for the three modes, matched where they behave differently

@@ -11,6 +11,8 @@ use crate::{
     auth::{Auth, Users},
     cluster::{self, Shared},
     config::{AuthConfig, AuthMode, Config, ProcessorKind, StoreKind},
+    delivery::{Deliveries, Sender},
+    model::delivery::Receivers,
     events::EventLog,
     model::task::Maker,
     model::task::{ReviewTimeout, Task},
@@ -18,9 +20,10 @@ use crate::{
     review::{ProcessOptions, Processor, ReviewFlow},
     store::{
         Retention, Store, StoreError,
-        journal::{self, Journal},
+        journal::{self, Journal, Outgoing},
+        outbox::Fill,
         postgres::PgStore,
-        sqlite::SqliteStore,
+        sqlite::{SqliteOutbox, SqliteStore},
     },
     submissions::SubmitKeys,
 };
@@ -64,7 +67,7 @@ impl Hitl {
         let registry =
             Registry::with_authority(events, shared.clone()).keep_finished(config.keep_finished);
         let backing = Backing::Shared(shared.clone());
-        let hitl = Self::assemble(config, registry, backing, processor, shutdown)?;
+        let hitl = Self::assemble(config, registry, backing, processor, shutdown, None)?;
         // The tasks as they were; their work is resumed by whichever instance claims it.
         hitl.restore(recovered.tasks, false);
         let token = hitl.shutdown.clone();
@@ -92,16 +95,23 @@ impl Hitl {
         crate::metrics::install();
         match config.store {
             StoreKind::Memory => {
+                if config.webhooks.enabled() {
+                    return Err(StoreError::Config(
+                        "webhooks and notifications need a durable store (--store sqlite or \
+                         postgres): each delivery is written with its event"
+                            .into(),
+                    ));
+                }
                 let events = EventLog::in_memory(config.retain_events);
                 let registry = Registry::new(events).keep_finished(config.keep_finished);
-                Self::assemble(config, registry, Backing::Memory, processor, shutdown)
+                Self::assemble(config, registry, Backing::Memory, processor, shutdown, None)
             }
             StoreKind::Postgres => Err(StoreError::Config(
                 "--store postgres is opened with Hitl::start or Hitl::connect".into(),
             )),
             StoreKind::Sqlite => {
                 let store = Arc::new(SqliteStore::open(&config.data_dir)?);
-                Self::with_store(config, store, processor, shutdown)
+                Self::journaled(config, store.clone(), Some(store), processor, shutdown)
             }
         }
     }
@@ -114,9 +124,40 @@ impl Hitl {
         processor: Arc<dyn Processor>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
+        Self::journaled(config, store, None, processor, shutdown)
+    }
+
+    /// [`Self::with_store`], with the outbox of `sqlite` when it is the store (deliveries are
+    /// sent only from it).
+    fn journaled(
+        config: &Config,
+        store: Arc<dyn Store>,
+        sqlite: Option<Arc<SqliteStore>>,
+        processor: Arc<dyn Processor>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
         crate::metrics::install();
         let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
         let (sender, receiver) = journal::channel();
+        let receivers = config.webhooks.receivers().map_err(StoreError::Config)?;
+        let deliveries = match sqlite {
+            Some(sqlite) if config.webhooks.enabled() => Some(Deliveries::new(
+                Arc::new(SqliteOutbox::new(sqlite, sender.clone())),
+                Fill::new(config.webhooks.max_pending),
+            )),
+            _ => None,
+        };
+        let outgoing = match &deliveries {
+            Some(deliveries) => {
+                let wake = deliveries.wake.clone();
+                Outgoing {
+                    receivers: receivers.clone(),
+                    fill: deliveries.fill.clone(),
+                    wake: Box::new(move || wake.notify_one()),
+                }
+            }
+            None => Outgoing::none(),
+        };
         let events = EventLog::durable(
             config.retain_events,
             store.clone(),
@@ -130,6 +171,7 @@ impl Hitl {
             &sender,
             receiver,
             config.retain_events,
+            outgoing,
         )
         .map_err(|source| StoreError::DataDir {
             path: config.data_dir.clone(),
@@ -142,8 +184,10 @@ impl Hitl {
             Backing::Journal(durable),
             processor,
             shutdown,
+            deliveries,
         )?;
         hitl.restore(recovered.tasks, true);
+        hitl.send_deliveries(config, &receivers, Duration::from_secs(30));
         Ok(hitl)
     }
 
@@ -154,6 +198,7 @@ impl Hitl {
         backing: Backing,
         processor: Arc<dyn Processor>,
         shutdown: CancellationToken,
+        deliveries: Option<Arc<Deliveries>>,
     ) -> Result<Self, StoreError> {
         let auth = auth_from(&config.auth)?.map(Arc::new);
         Ok(Self(Arc::new(Service {
@@ -180,7 +225,30 @@ impl Hitl {
                 ProcessorKind::Openai => Maker::Openai,
             },
             max_retries: config.processing.max_retries,
+            deliveries,
+            webhooks: config.webhooks.clone(),
         })))
+    }
+
+    /// Starts the sender of the outbox, if anything is delivered; `poll` is how often it looks
+    /// for deliveries nobody woke it for.
+    fn send_deliveries(&self, config: &Config, receivers: &Receivers, poll: Duration) {
+        let Some(deliveries) = &self.deliveries else {
+            return;
+        };
+        let registry = self.registry.clone();
+        let sender = Sender::new(
+            deliveries.clone(),
+            &config.webhooks,
+            receivers,
+            poll,
+            Box::new(move |id, attempt| {
+                registry
+                    .get(id)
+                    .is_some_and(|task| task.awaits_decision_on(attempt))
+            }),
+        );
+        tokio::spawn(Arc::new(sender).run(self.shutdown.clone()));
     }
 
     /// Puts recovered tasks back and, if `work` says this instance does their work (with several

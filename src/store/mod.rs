@@ -12,6 +12,7 @@
 //!   decides every change itself, so it writes through transactions of its own, not the journal.
 
 pub mod journal;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 
@@ -23,6 +24,7 @@ use time::OffsetDateTime;
 
 pub use crate::model::event::Retention;
 use crate::{
+    model::delivery::{NewDelivery, OutboxWrite},
     model::event::{Event, EventKind, Scope},
     model::task::{StoredKey, Task, TaskId},
 };
@@ -108,9 +110,15 @@ pub trait Store: History {
     /// Everything needed to carry on after a restart, with at most `recent` of the newest events.
     fn load(&self, recent: usize) -> Result<Recovered, StoreError>;
 
-    /// Appends `events` (in sequence order, none skipped) and the task states they leave, in one
-    /// transaction that is on disk when this returns.
-    fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError>;
+    /// Appends `events` (in sequence order, none skipped), the task states they leave and the
+    /// `deliveries` they make, and applies the outbox's `writes`, in one transaction that is on
+    /// disk when this returns.
+    fn append(
+        &self,
+        events: &[Arc<Event>],
+        deliveries: &[NewDelivery],
+        writes: &[OutboxWrite],
+    ) -> Result<(), StoreError>;
 
     /// [`History::events_between`], blocking.
     fn read_events(

@@ -23,6 +23,7 @@ use crate::{
 };
 
 pub mod claims;
+pub mod deliveries;
 pub mod list;
 pub mod outside;
 pub mod submit;

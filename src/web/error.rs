@@ -243,6 +243,9 @@ fn denied_words(denied: Denied) -> &'static str {
         Denied::RetryAsSubmitter => {
             "Only reviewers can start a failed task again, and you are signed in as a submitter."
         }
+        Denied::RedeliverAsSubmitter => {
+            "Only reviewers can send a delivery again, and you are signed in as a submitter."
+        }
     }
 }
 

@@ -143,6 +143,8 @@ fn api_routes(timeout: TimeoutLayer) -> OpenApiRouter<Hitl> {
         .routes(routes!(api::claims::renew))
         .routes(routes!(api::claims::progress))
         .routes(routes!(api::claims::fail))
+        .routes(routes!(api::deliveries::list))
+        .routes(routes!(api::deliveries::redeliver))
         .routes(routes!(openapi::document));
     // These wait as long as asked (up to two minutes), so the request timeout is not theirs; a
     // plain read of a task is bounded by it inside the handler.

@@ -50,6 +50,8 @@ const BEARER: &str = "bearer";
         (name = "tasks", description = "Submit, read, decide on and cancel tasks."),
         (name = "workers", description = "Work done outside hitl: claims, leases, attempts."),
         (name = "events", description = "Server-Sent Events of every change."),
+        (name = "webhooks", description = "Signed webhook deliveries of every change, and \
+            their redelivery."),
         (name = "service", description = "Health, readiness and this document."),
     )
 )]

@@ -22,7 +22,7 @@ use super::{
     sse::{Frame, Fresh, StreamQuery, frames, last_event_id, sse},
 };
 use crate::{
-    events::{Event, EventKind, Scope},
+    events::{EventKind, Scope},
     inbox::Inbox,
     model::task::TaskId,
     service::Hitl,
@@ -107,45 +107,13 @@ fn json_frame(frame: Frame) -> SseEvent {
             .event("resync")
             .data(json!({ "seq": id }).to_string()),
         Frame::Event(event) => {
-            let data = event.json.get_or_init(|| event_json(&event).into());
+            let data = event.json.get_or_init(|| event.data().to_string().into());
             SseEvent::default()
                 .id(event.seq.to_string())
                 .event(event.name())
                 .data(&**data)
         }
     }
-}
-
-/// An event's data on `/api/events`, as the contract gives it.
-fn event_json(event: &Event) -> String {
-    let task = &event.task;
-    let (attempt, output) = match &event.kind {
-        EventKind::Status => (task.attempt, task.output.clone()),
-        EventKind::Progress { attempt, text } => (*attempt, Some(text.clone())),
-    };
-    let mut data = json!({
-        "seq": event.seq,
-        "task_id": task.id,
-        "status": task.status,
-        "attempt": attempt,
-        "output": output,
-        "final_result": task.final_result,
-        "error": task.error,
-        "at": event.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-    });
-    if event.kind == EventKind::Status {
-        let fields = data.as_object_mut().expect("an object");
-        // The decision this event recorded, if it recorded one.
-        if let Some(decided) = task.attempts.iter().rev().find(|a| a.seq == event.seq) {
-            fields.insert("decision".into(), json!(decided.decision));
-            fields.insert("comment".into(), json!(decided.comment));
-            fields.insert("decided_by".into(), json!(decided.decided_by));
-        }
-        if task.status.is_terminal() {
-            fields.insert("outcome".into(), json!(task.outcome));
-        }
-    }
-    data.to_string()
 }
 
 /// `GET /stream`: HTML fragments, swapped out of band by the page's one SSE sink.

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use super::{Recovered, Retention, Store, StoreError, unix_ms};
 
 mod files;
+mod outbox;
 mod rows;
 mod schema;
 mod verify;
@@ -30,10 +31,12 @@ pub use verify::{Verification, verify};
 use {rows::*, schema::*};
 
 use crate::{
+    model::delivery::{NewDelivery, OutboxWrite},
     model::event::{Event, Scope},
     model::task::{StoredKey, Task, TaskId},
 };
 pub use files::MARKER_FILE;
+pub use outbox::SqliteOutbox;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "hitl.sqlite3";
@@ -146,14 +149,23 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
-        let Some(last) = events.last() else {
+    fn append(
+        &self,
+        events: &[Arc<Event>],
+        deliveries: &[NewDelivery],
+        writes: &[OutboxWrite],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() && writes.is_empty() {
             return Ok(());
-        };
+        }
         let mut conn = self.writer();
         let tx = conn.transaction()?;
         insert_events(&tx, events)?;
-        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'head'", [last.seq])?;
+        outbox::insert(&tx, deliveries)?;
+        outbox::apply(&tx, writes)?;
+        if let Some(last) = events.last() {
+            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'head'", [last.seq])?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -259,6 +271,7 @@ impl Store for SqliteStore {
             "DELETE FROM submit_keys WHERE at_ms < ?1",
             [super::oldest_key_ms()],
         )?;
+        outbox::prune(&conn)?;
         Ok(deleted as u64)
     }
 

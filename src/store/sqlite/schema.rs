@@ -57,6 +57,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (owner, key, scope)
      ) WITHOUT ROWID;
      CREATE INDEX submit_keys_at ON submit_keys (at_ms);",
+    // 4: the outbox: deliveries, each written with the event that made it.
+    "CREATE TABLE deliveries (
+         id               TEXT PRIMARY KEY,
+         task_id          TEXT NOT NULL,
+         event_seq        INTEGER NOT NULL,
+         kind             TEXT NOT NULL,
+         url              TEXT NOT NULL,
+         chain            TEXT,
+         body             TEXT NOT NULL,
+         status           TEXT NOT NULL,
+         attempts         INTEGER NOT NULL,
+         last_status_code INTEGER,
+         last_error       TEXT,
+         created_ms       INTEGER NOT NULL,
+         next_ms          INTEGER,
+         done_ms          INTEGER,
+         while_waiting    INTEGER
+     );
+     CREATE INDEX deliveries_task ON deliveries (task_id, event_seq);
+     CREATE INDEX deliveries_due ON deliveries (next_ms) WHERE status = 'pending';
+     CREATE INDEX deliveries_chain ON deliveries (chain, task_id, event_seq)
+         WHERE status = 'pending';
+     CREATE INDEX deliveries_done ON deliveries (done_ms) WHERE status <> 'pending';",
 ];
 
 /// Takes the directory's lock file, or says who holds it.

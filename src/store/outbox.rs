@@ -1,0 +1,102 @@
+//! The outbox: deliveries written in the same commit as the events that made them, read back by
+//! the sender (`delivery/`) and updated as it tries them. SQLite and PostgreSQL each implement
+//! [`Outbox`]; the rows are inserted by their own event writes.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_util::future::BoxFuture;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::model::{
+    delivery::{Delivery, NewDelivery, OutboxWrite},
+    task::TaskId,
+};
+
+/// Deliveries ready to send, and when the next one not yet due comes due.
+#[derive(Debug, Default)]
+pub struct Due {
+    pub ready: Vec<Delivery>,
+    pub next: Option<OffsetDateTime>,
+}
+
+/// The sender's side of the outbox.
+pub trait Outbox: Send + Sync + 'static {
+    /// At most `limit` pending deliveries due by `now`, none in `busy`, each the earliest not yet
+    /// accepted of its receiver and task (for kinds sent in order); and the time the next one
+    /// (not busy) comes due.
+    fn due(
+        self: Arc<Self>,
+        now: OffsetDateTime,
+        limit: usize,
+        busy: Arc<HashSet<Uuid>>,
+    ) -> BoxFuture<'static, Result<Due, StoreError>>;
+
+    /// Takes `ids` for sending, for `lease` (with several instances, one that another holds
+    /// is left out); returns the ids taken.
+    fn take(
+        self: Arc<Self>,
+        ids: Vec<Uuid>,
+        lease: Duration,
+    ) -> BoxFuture<'static, Result<Vec<Uuid>, StoreError>>;
+
+    /// Records what tries left and what people asked, once durable.
+    fn write(self: Arc<Self>, writes: Vec<OutboxWrite>) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// A task's deliveries, oldest first.
+    fn of_task(self: Arc<Self>, id: TaskId) -> BoxFuture<'static, Result<Vec<Delivery>, StoreError>>;
+
+    /// One delivery.
+    fn get(self: Arc<Self>, id: Uuid) -> BoxFuture<'static, Result<Option<Delivery>, StoreError>>;
+
+    /// How many deliveries are pending, and when the oldest of them was made.
+    fn fill(self: Arc<Self>) -> BoxFuture<'static, Result<(u64, Option<OffsetDateTime>), StoreError>>;
+}
+
+/// How full the outbox is: counted up as deliveries are written, set from the store now and
+/// then by the sender. Beyond `max`, a new delivery is written as failed ("the outbox was
+/// full"): the event is never held up or lost, and the delivery can still be redelivered.
+#[derive(Debug)]
+pub struct Fill {
+    pending: AtomicU64,
+    pub max: u64,
+}
+
+impl Fill {
+    pub fn new(max: u64) -> Arc<Self> {
+        Arc::new(Self {
+            pending: AtomicU64::new(0),
+            max,
+        })
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, pending: u64) {
+        self.pending.store(pending, Ordering::Relaxed);
+    }
+
+    /// Marks the deliveries the outbox has no room for as overflowing, counting the others in.
+    pub fn admit(&self, deliveries: &mut [NewDelivery]) {
+        for delivery in deliveries {
+            if self.pending.load(Ordering::Relaxed) >= self.max {
+                delivery.overflow = true;
+            } else {
+                self.pending.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What `last_error` says of a delivery the outbox had no room for.
+pub const OVERFLOW: &str = "not sent: the outbox held --webhook-max-pending deliveries";
