@@ -63,6 +63,8 @@ pub struct NewTask {
     pub output: Option<Arc<str>>,
     /// What the submitter attached, kept as given.
     pub metadata: Option<crate::model::task::RawJson>,
+    /// Where its events are also delivered (checked against `--callback-allow`).
+    pub callback_url: Option<Arc<str>>,
 }
 
 impl NewTask {
@@ -84,7 +86,14 @@ impl NewTask {
             outside: false,
             output: None,
             metadata: None,
+            callback_url: None,
         })
+    }
+
+    /// Adds the task's own `callback_url`, checked already.
+    pub fn calling_back(mut self, url: Option<String>) -> Self {
+        self.callback_url = url.map(Into::into);
+        self
     }
 
     /// Adds the submission's own review deadline: `secs` (0 for none) and what happens when it

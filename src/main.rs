@@ -76,7 +76,10 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve(config) => config,
         Command::HashSecret => return hash_secret(),
         Command::WebhookSecret => {
-            say(std::io::stdout(), format_args!("{}", hitl::config::new_secret()));
+            say(
+                std::io::stdout(),
+                format_args!("{}", hitl::config::new_secret()),
+            );
             return Ok(());
         }
         Command::Verify { data_dir } => return verify(&data_dir),

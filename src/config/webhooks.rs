@@ -17,12 +17,20 @@ pub struct WebhookConfig {
 
     /// The signing secret, `whsec_` and 24 to 64 random bytes in base64 (`hitl webhook-secret`
     /// makes one). Needed with --webhook-url and --callback-allow.
-    #[arg(long = "webhook-secret", env = "HITL_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long = "webhook-secret",
+        env = "HITL_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
     pub secret: Option<WebhookSecret>,
 
     /// Hosts (`HOST:PORT`, comma-separated) a task's own `callback_url` may point at; a
     /// submission with any other is refused (422).
-    #[arg(long = "callback-allow", env = "HITL_CALLBACK_ALLOW", value_delimiter = ',')]
+    #[arg(
+        long = "callback-allow",
+        env = "HITL_CALLBACK_ALLOW",
+        value_delimiter = ','
+    )]
     pub callback_allow: Vec<String>,
 
     /// How long a delivery is retried before it is given up (90s, 30m, 24h, 7d).
@@ -49,7 +57,11 @@ pub struct WebhookConfig {
 
     /// A Slack incoming webhook told when a task starts waiting for review (and, with
     /// --notify-before, when its deadline is near), with a link to the task's page.
-    #[arg(long = "notify-slack", env = "HITL_NOTIFY_SLACK", hide_env_values = true)]
+    #[arg(
+        long = "notify-slack",
+        env = "HITL_NOTIFY_SLACK",
+        hide_env_values = true
+    )]
     pub notify_slack: Option<String>,
 
     /// The service's address as reviewers reach it (`https://hitl.example.com`), for links in
@@ -149,7 +161,8 @@ impl WebhookConfig {
         let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
         let port = parsed.port_or_known_default().unwrap_or(0);
         let listed = self.callback_allow.iter().any(|allowed| {
-            allowed_host(allowed).is_ok_and(|(h, p)| h == host.trim_matches(['[', ']']) && p == port)
+            allowed_host(allowed)
+                .is_ok_and(|(h, p)| h == host.trim_matches(['[', ']']) && p == port)
         });
         if !listed {
             return Err(if self.callback_allow.is_empty() {
@@ -180,7 +193,8 @@ fn http_url(url: &str) -> Result<String, String> {
 /// A `--callback-allow` entry, `HOST:PORT`, as (lower-case host, port).
 pub fn allowed_host(entry: &str) -> Result<(String, u16), String> {
     let entry = entry.trim();
-    let bad = || format!("--callback-allow {entry:?} is not HOST:PORT (such as hooks.example.com:443)");
+    let bad =
+        || format!("--callback-allow {entry:?} is not HOST:PORT (such as hooks.example.com:443)");
     let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
@@ -245,7 +259,14 @@ mod tests {
     #[test]
     fn secrets_in_a_wrong_format_are_refused() {
         assert!(new_secret().parse::<WebhookSecret>().is_ok());
-        for bad in ["", "abc", "whsec_", "whsec_!!!!", "whsec_c2hvcnQ=", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+        for bad in [
+            "",
+            "abc",
+            "whsec_",
+            "whsec_!!!!",
+            "whsec_c2hvcnQ=",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ] {
             let refused = bad.parse::<WebhookSecret>().unwrap_err();
             assert!(refused.contains("whsec_"), "{bad:?}: {refused}");
         }
@@ -266,7 +287,11 @@ mod tests {
         assert!(config.check_callback("https://evil.example.com/x").is_err());
         assert!(config.check_callback("ftp://hooks.example.com/x").is_err());
         assert!(config.check_callback("not a url").is_err());
-        assert!(WebhookConfig::default().check_callback("https://hooks.example.com/").is_err());
+        assert!(
+            WebhookConfig::default()
+                .check_callback("https://hooks.example.com/")
+                .is_err()
+        );
     }
 
     #[test]

@@ -84,9 +84,15 @@ pub async fn send(
             }
             let reason = status.canonical_reason().unwrap_or("");
             let why = if status.is_redirection() {
-                format!("answered {} {reason} (redirects are not followed: give the final URL)", status.as_u16())
+                format!(
+                    "answered {} {reason} (redirects are not followed: give the final URL)",
+                    status.as_u16()
+                )
             } else if status.is_client_error() && !matches!(status.as_u16(), 408 | 429) {
-                format!("answered {} {reason}: the receiver refuses it (tried again until --webhook-max-age)", status.as_u16())
+                format!(
+                    "answered {} {reason}: the receiver refuses it (tried again until --webhook-max-age)",
+                    status.as_u16()
+                )
             } else {
                 format!("answered {} {reason}", status.as_u16())
             };
@@ -135,9 +141,8 @@ impl Resolve for CheckedResolver {
         let allowed = self.allowed.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let kept = keep(&host, &found, &allowed)?;
             Ok(Box::new(kept.into_iter()) as Addrs)
         })
@@ -160,7 +165,11 @@ fn keep(host: &str, found: &[SocketAddr], allowed: &[IpAddr]) -> Result<Vec<Sock
         return Err(format!(
             "{host} resolves to {}, not a public address; list the address in \
              --callback-allow to allow it",
-            if shown.is_empty() { "nothing".into() } else { shown.join(", ") }
+            if shown.is_empty() {
+                "nothing".into()
+            } else {
+                shown.join(", ")
+            }
         ));
     }
     Ok(kept)
@@ -205,8 +214,18 @@ mod tests {
     #[test]
     fn private_addresses_are_not_public() {
         for private in [
-            "127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "2001:db8::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.5",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -221,8 +240,14 @@ mod tests {
         let public: SocketAddr = "93.184.216.34:0".parse().unwrap();
         let refused = keep("hooks.example.com", &[private], &[]).unwrap_err();
         assert!(refused.contains("10.0.0.7"), "{refused}");
-        assert_eq!(keep("hooks.example.com", &[private, public], &[]), Ok(vec![public]));
-        assert_eq!(keep("hooks.example.com", &[private], &[private.ip()]), Ok(vec![private]));
+        assert_eq!(
+            keep("hooks.example.com", &[private, public], &[]),
+            Ok(vec![public])
+        );
+        assert_eq!(
+            keep("hooks.example.com", &[private], &[private.ip()]),
+            Ok(vec![private])
+        );
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         assert!(keep("hooks.example.com", &[loopback], &[]).is_err());
         assert_eq!(keep("localhost", &[loopback], &[]), Ok(vec![loopback]));

@@ -86,7 +86,15 @@ fn durable_log(
     let log = EventLog::durable(retention, store.clone(), sender.clone(), &recovered);
     let durable = log.clone();
     let on_durable = Box::new(move |seq| durable.mark_durable(seq));
-    let journal = journal::Journal::spawn(store, on_durable, &sender, receiver, retention).unwrap();
+    let journal = journal::Journal::spawn(
+        store,
+        on_durable,
+        &sender,
+        receiver,
+        retention,
+        journal::Outgoing::none(),
+    )
+    .unwrap();
     (log, journal)
 }
 

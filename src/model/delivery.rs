@@ -79,27 +79,35 @@ impl Receivers {
             && task.status == TaskStatus::WaitingForReview
         {
             let link = format!("{}/tasks/{}", slack.public_url, task.id);
-            let title = first_line(&task.input);
-            let text = format!(
-                "Waiting for review: <{}|{}> (attempt {} of {})",
-                escape(&link),
-                escape(&title),
-                task.attempt,
-                task.max_attempts
-            );
+            let title = escape(&first_line(&task.input));
+            let link = escape(&link);
+            let deadline = task.review_deadline.map(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            });
+            let (attempt, of) = (task.attempt, task.max_attempts);
+            let text = match &deadline {
+                Some(by) => format!(
+                    "Waiting for review: <{link}|{title}> (attempt {attempt} of {of}, deadline {by})"
+                ),
+                None => format!("Waiting for review: <{link}|{title}> (attempt {attempt} of {of})"),
+            };
             out.push(slack_message(event, slack, text, at, None));
-            if let (Some(before), Some(deadline)) = (slack.before, task.review_deadline) {
-                let due = (deadline - before).max(at);
-                let text = format!(
-                    "Review deadline near ({}): <{}|{}> (attempt {})",
-                    deadline
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                    escape(&link),
-                    escape(&title),
-                    task.attempt,
-                );
-                out.push(slack_message(event, slack, text, due, Some(task.attempt)));
+            // A reminder only when the deadline is further off than `before`: a nearer one is
+            // in the first message already.
+            if let (Some(before), Some(at_deadline), Some(by)) =
+                (slack.before, task.review_deadline, &deadline)
+                && at_deadline - before > at
+            {
+                let text =
+                    format!("Review deadline near ({by}): <{link}|{title}> (attempt {attempt})");
+                out.push(slack_message(
+                    event,
+                    slack,
+                    text,
+                    at_deadline - before,
+                    Some(attempt),
+                ));
             }
         }
         out

@@ -12,7 +12,9 @@ use crate::{
 impl Hitl {
     /// A task's deliveries, oldest first (none when nothing is delivered).
     pub async fn deliveries(&self, id: TaskId) -> Result<Vec<Delivery>, TransitionError> {
-        self.settled(id).await.ok_or(TransitionError::NotFound(id))?;
+        self.settled(id)
+            .await
+            .ok_or(TransitionError::NotFound(id))?;
         let Some(deliveries) = &self.deliveries else {
             return Ok(Vec::new());
         };
@@ -24,7 +26,11 @@ impl Hitl {
 
     /// Sends a delivery again now, keeping its id (reviewers only); `None` if there is no such
     /// delivery.
-    pub async fn redeliver(&self, id: Uuid, by: &Actor) -> Result<Option<Delivery>, TransitionError> {
+    pub async fn redeliver(
+        &self,
+        id: Uuid,
+        by: &Actor,
+    ) -> Result<Option<Delivery>, TransitionError> {
         if by.role != Role::Reviewer {
             return Err(TransitionError::Forbidden(Denied::RedeliverAsSubmitter));
         }

@@ -111,6 +111,7 @@ impl Hitl {
                 self.maker
             },
             metadata: new.metadata,
+            callback_url: new.callback_url,
             // Handed in with the submission: attempt 1, open for review in the first event.
             output: new.output,
             ..Task::new(TaskId::new(), new.input, max_attempts, now())

@@ -231,10 +231,7 @@ impl Writer {
         self.outgoing.fill.admit(&mut deliveries);
         let mut wait = Duration::from_millis(10);
         let mut tries = 0;
-        while let Err(error) = self
-            .store
-            .append(&batch.events, &deliveries, &batch.writes)
-        {
+        while let Err(error) = self.store.append(&batch.events, &deliveries, &batch.writes) {
             self.healthy.store(false, Ordering::Relaxed);
             tries += 1;
             if self.stopping.load(Ordering::Relaxed) && tries >= TRIES_WHILE_STOPPING {

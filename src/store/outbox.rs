@@ -49,16 +49,24 @@ pub trait Outbox: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Vec<Uuid>, StoreError>>;
 
     /// Records what tries left and what people asked, once durable.
-    fn write(self: Arc<Self>, writes: Vec<OutboxWrite>) -> BoxFuture<'static, Result<(), StoreError>>;
+    fn write(
+        self: Arc<Self>,
+        writes: Vec<OutboxWrite>,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
 
     /// A task's deliveries, oldest first.
-    fn of_task(self: Arc<Self>, id: TaskId) -> BoxFuture<'static, Result<Vec<Delivery>, StoreError>>;
+    fn of_task(
+        self: Arc<Self>,
+        id: TaskId,
+    ) -> BoxFuture<'static, Result<Vec<Delivery>, StoreError>>;
 
     /// One delivery.
     fn get(self: Arc<Self>, id: Uuid) -> BoxFuture<'static, Result<Option<Delivery>, StoreError>>;
 
     /// How many deliveries are pending, and when the oldest of them was made.
-    fn fill(self: Arc<Self>) -> BoxFuture<'static, Result<(u64, Option<OffsetDateTime>), StoreError>>;
+    fn fill(
+        self: Arc<Self>,
+    ) -> BoxFuture<'static, Result<(u64, Option<OffsetDateTime>), StoreError>>;
 }
 
 /// How full the outbox is: counted up as deliveries are written, set from the store now and

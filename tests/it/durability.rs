@@ -633,11 +633,16 @@ impl Store for Stalling {
     fn load(&self, recent: usize) -> Result<Recovered, StoreError> {
         self.inner.load(recent)
     }
-    fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
+    fn append(
+        &self,
+        events: &[Arc<Event>],
+        deliveries: &[hitl::model::delivery::NewDelivery],
+        writes: &[hitl::model::delivery::OutboxWrite],
+    ) -> Result<(), StoreError> {
         while self.stalled.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(5)); // the journal's own thread
         }
-        self.inner.append(events)
+        self.inner.append(events, deliveries, writes)
     }
     fn read_events(
         &self,

@@ -225,7 +225,10 @@ impl Outbox for SqliteOutbox {
         Box::pin(async move { Ok(ids) })
     }
 
-    fn write(self: Arc<Self>, writes: Vec<OutboxWrite>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn write(
+        self: Arc<Self>,
+        writes: Vec<OutboxWrite>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
         Box::pin(async move {
             let done = self.journal.outbox(writes).ok_or_else(|| {
                 StoreError::Config("the journal has stopped: shutting down".into())
@@ -235,7 +238,10 @@ impl Outbox for SqliteOutbox {
         })
     }
 
-    fn of_task(self: Arc<Self>, id: TaskId) -> BoxFuture<'static, Result<Vec<Delivery>, StoreError>> {
+    fn of_task(
+        self: Arc<Self>,
+        id: TaskId,
+    ) -> BoxFuture<'static, Result<Vec<Delivery>, StoreError>> {
         Box::pin(blocking(move || {
             let conn = self.store.reader();
             let mut select = conn.prepare_cached(&format!(
@@ -259,7 +265,9 @@ impl Outbox for SqliteOutbox {
         }))
     }
 
-    fn fill(self: Arc<Self>) -> BoxFuture<'static, Result<(u64, Option<OffsetDateTime>), StoreError>> {
+    fn fill(
+        self: Arc<Self>,
+    ) -> BoxFuture<'static, Result<(u64, Option<OffsetDateTime>), StoreError>> {
         Box::pin(blocking(move || {
             let conn = self.store.reader();
             let (count, oldest): (u64, Option<i64>) = conn

@@ -43,17 +43,25 @@ fn journal(store: &SqliteStore) -> (Task, Task) {
         json: Default::default(),
     });
     store
-        .append(&[
-            status_event(1, &a, TaskStatus::Pending, now()),
-            running,
-            progress,
-        ])
+        .append(
+            &[
+                status_event(1, &a, TaskStatus::Pending, now()),
+                running,
+                progress,
+            ],
+            &[],
+            &[],
+        )
         .unwrap();
     store
-        .append(&[
-            status_event(4, &a, TaskStatus::WaitingForReview, now()),
-            status_event(5, &b, TaskStatus::Pending, now()),
-        ])
+        .append(
+            &[
+                status_event(4, &a, TaskStatus::WaitingForReview, now()),
+                status_event(5, &b, TaskStatus::Pending, now()),
+            ],
+            &[],
+            &[],
+        )
         .unwrap();
     (a, b)
 }
@@ -138,11 +146,15 @@ fn age_retention_drops_events_older_than_the_age() {
     let task = Task::new(TaskId::new(), "old".into(), 3, now());
     let long_ago = now() - Duration::from_secs(7200);
     store
-        .append(&[
-            status_event(1, &task, TaskStatus::Pending, long_ago),
-            status_event(2, &task, TaskStatus::Running, long_ago),
-            status_event(3, &task, TaskStatus::WaitingForReview, now()),
-        ])
+        .append(
+            &[
+                status_event(1, &task, TaskStatus::Pending, long_ago),
+                status_event(2, &task, TaskStatus::Running, long_ago),
+                status_event(3, &task, TaskStatus::WaitingForReview, now()),
+            ],
+            &[],
+            &[],
+        )
         .unwrap();
     let hour = Retention::Age(Duration::from_secs(3600));
     assert_eq!(store.prune(hour).unwrap(), 2);

@@ -83,5 +83,8 @@ pub async fn redeliver(
         ))
     };
     let id: uuid::Uuid = id.trim().parse().map_err(|_| missing())?;
-    hitl.redeliver(id, &actor).await?.map(Json).ok_or_else(missing)
+    hitl.redeliver(id, &actor)
+        .await?
+        .map(Json)
+        .ok_or_else(missing)
 }

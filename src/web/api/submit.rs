@@ -48,6 +48,9 @@ pub struct SubmitBody {
     /// Any JSON object, at most 16 KiB as JSON, kept and shown as given.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Box<serde_json::value::RawValue>>,
+    /// An http(s) URL this task's status events are also POSTed to, signed like every webhook;
+    /// its host:port must be one `--callback-allow` lists.
+    callback_url: Option<String>,
 }
 
 /// The only processor a submission may choose, or `null` (hitl's own, as left out).
@@ -124,7 +127,14 @@ pub async fn submit(
             body.processor.as_deref(),
             body.metadata,
         )?
-        .within(hitl.max_text())?;
+        .within(hitl.max_text())?
+        .calling_back(
+            body.callback_url
+                .as_deref()
+                .map(|url| hitl.webhooks.check_callback(url))
+                .transpose()
+                .map_err(|why| InvalidField::invalid("callback_url", why))?,
+        );
     let (task, repeated) = hitl
         .submit_once(new, &actor, key.map(|key| SubmitKey::Header(key.into())))
         .await?;
