@@ -22,7 +22,7 @@ use crate::{
         Retention, Store, StoreError,
         journal::{self, Journal, Outgoing},
         outbox::Fill,
-        postgres::PgStore,
+        postgres::{PgOutbox, PgOutgoing, PgStore},
         sqlite::{SqliteOutbox, SqliteStore},
     },
     submissions::SubmitKeys,
@@ -60,16 +60,32 @@ impl Hitl {
             )
         })?;
         let store = Arc::new(PgStore::connect(url, config.database_connections as usize).await?);
+        let receivers = config.webhooks.receivers().map_err(StoreError::Config)?;
         let recovered = store.load_async(Retention::DURABLE_MEMORY_CAP).await?;
         let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
         let lease = Duration::from_millis(config.claim_lease_ms);
-        let (shared, writes) = Shared::new(store, lease, events.clone());
+        let (shared, writes) = Shared::new(store.clone(), lease, events.clone());
+        let deliveries = config.webhooks.enabled().then(|| {
+            let deliveries = Deliveries::new(
+                Arc::new(PgOutbox::new(store.clone(), shared.instance.clone())),
+                Fill::new(config.webhooks.max_pending),
+            );
+            store.deliver(PgOutgoing {
+                receivers: receivers.clone(),
+                fill: deliveries.fill.clone(),
+                wake: deliveries.wake.clone(),
+            });
+            deliveries
+        });
         let registry =
             Registry::with_authority(events, shared.clone()).keep_finished(config.keep_finished);
         let backing = Backing::Shared(shared.clone());
-        let hitl = Self::assemble(config, registry, backing, processor, shutdown, None)?;
+        let hitl = Self::assemble(config, registry, backing, processor, shutdown, deliveries)?;
         // The tasks as they were; their work is resumed by whichever instance claims it.
         hitl.restore(recovered.tasks, false);
+        // Other instances' deliveries are theirs to send; this one looks for any whose sender
+        // died (a lease run out) this often.
+        hitl.send_deliveries(config, &receivers, Duration::from_secs(1));
         let token = hitl.shutdown.clone();
         tokio::spawn(cluster::replicate(
             shared.clone(),

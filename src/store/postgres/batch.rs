@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::{
     PgStore, WriteError,
+    outbox::NewRows,
     write::{Events, Keys},
 };
 use crate::store::unix_ms;
@@ -165,6 +166,7 @@ impl PgStore {
         let mut new_keys = Keys::default();
         let mut seq = head as u64;
         let mut events = Events::default();
+        let mut made = NewRows::default();
         let (mut touched, mut inserted) = (HashSet::new(), Vec::new());
         for request in batch {
             if request.abandoned() {
@@ -199,7 +201,9 @@ impl PgStore {
                                     next.seq = seq;
                                     let before = next.history.len();
                                     changes::record(&mut next, by, happened);
-                                    events.push(seq, &next, None, &next.history[before..])?;
+                                    let at = now();
+                                    events.push(seq, at, &next, None, &next.history[before..])?;
+                                    made.plan(self.outgoing.get(), seq, at, &next);
                                     *task = next.clone();
                                     touched.insert(id);
                                     Ok((Arc::new(next), true))
@@ -225,7 +229,9 @@ impl PgStore {
                     let by = task.submitted_by.clone();
                     let submitted = changes::submitted(&mut task);
                     changes::record(&mut task, by, submitted);
-                    events.push(seq, &task, None, &task.history)?;
+                    let at = now();
+                    events.push(seq, at, &task, None, &task.history)?;
+                    made.plan(self.outgoing.get(), seq, at, &task);
                     inserted.push(task.id);
                     tasks.insert(task.id, (task.clone(), Some(owner.to_owned())));
                     replies.push(Reply::Insert(reply, Ok(Arc::new(task))));
@@ -251,7 +257,7 @@ impl PgStore {
                         && changes::progress(task, attempt).is_ok()
                     {
                         seq += 1;
-                        events.push(seq, task, Some((attempt, &text)), &[])?;
+                        events.push(seq, now(), task, Some((attempt, &text)), &[])?;
                     }
                 }
             }
@@ -262,6 +268,8 @@ impl PgStore {
         }
         self.write_rows(&tx, owner, lease, &tasks, &touched, &inserted, &events, seq)
             .await?;
+        let delivers = !made.is_empty();
+        made.insert(&tx, self.outgoing.get()).await?;
         if !new_keys.owner.is_empty() {
             let insert = tx
                 .prepare_cached(
@@ -292,6 +300,9 @@ impl PgStore {
             .await?;
         }
         tx.commit().await?;
+        if delivers && let Some(outgoing) = self.outgoing.get() {
+            outgoing.wake.notify_one();
+        }
         Ok(Some(seq))
     }
 }

@@ -23,6 +23,7 @@ use tokio_postgres::{NoTls, Row};
 
 mod batch;
 mod claims;
+mod outbox;
 mod read;
 mod rows;
 mod write;
@@ -30,6 +31,7 @@ mod write;
 use rows::*;
 
 pub use batch::{BoxedChange, Changed, Request};
+pub use outbox::{PgOutbox, PgOutgoing};
 
 use futures_util::future::BoxFuture;
 
@@ -82,6 +84,32 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (owner, key, scope)
      );
      CREATE INDEX hitl_submit_keys_at ON hitl_submit_keys (at_ms);",
+    // 3: the outbox: deliveries, each written with the event that made it, taken for sending
+    // by one instance at a time.
+    "CREATE TABLE hitl_deliveries (
+         id               text PRIMARY KEY,
+         task_id          text NOT NULL,
+         event_seq        bigint NOT NULL,
+         kind             text NOT NULL,
+         url              text NOT NULL,
+         chain            text,
+         body             text NOT NULL,
+         status           text NOT NULL,
+         attempts         integer NOT NULL,
+         last_status_code integer,
+         last_error       text,
+         created_ms       bigint NOT NULL,
+         next_ms          bigint,
+         done_ms          bigint,
+         while_waiting    integer,
+         owner            text,
+         lease_until      timestamptz
+     );
+     CREATE INDEX hitl_deliveries_task ON hitl_deliveries (task_id, event_seq);
+     CREATE INDEX hitl_deliveries_due ON hitl_deliveries (next_ms) WHERE status = 'pending';
+     CREATE INDEX hitl_deliveries_chain ON hitl_deliveries (chain, task_id, event_seq)
+         WHERE status = 'pending';
+     CREATE INDEX hitl_deliveries_done ON hitl_deliveries (done_ms) WHERE status <> 'pending';",
 ];
 
 /// Settings of every pooled session hitl opens, set as it is opened (so a session cut and
@@ -208,6 +236,8 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// The `NOTIFY` channel: one per schema, so databases shared by tests do not cross.
     pub channel: String,
+    /// Who the batches' events are delivered to (set once, when anything is delivered).
+    outgoing: std::sync::OnceLock<PgOutgoing>,
 }
 
 impl PgStore {
@@ -248,6 +278,7 @@ impl PgStore {
             pool,
             config,
             channel,
+            outgoing: std::sync::OnceLock::new(),
         };
         store.migrate().await?;
         Ok(store)
@@ -263,7 +294,13 @@ impl PgStore {
             pool: pool(&config, 1).expect("a pool"),
             config,
             channel: "hitl_test".into(),
+            outgoing: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, the events this instance writes make deliveries to `outgoing`'s receivers.
+    pub fn deliver(&self, outgoing: PgOutgoing) {
+        let _ = self.outgoing.set(outgoing);
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

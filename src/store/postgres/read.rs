@@ -173,6 +173,7 @@ impl PgStore {
                 &[&crate::store::oldest_key_ms()],
             )
             .await?;
+        self.prune_deliveries(&client).await?;
         let deleted = match retention {
             Retention::Count(keep) => {
                 client

@@ -12,7 +12,7 @@ use super::{PgStore, encode_task};
 use crate::store::unix_ms;
 use crate::{
     model::audit::AuditEntry,
-    model::task::{StoredKey, Task, TaskId, now},
+    model::task::{StoredKey, Task, TaskId},
     store::StoreError,
 };
 
@@ -34,6 +34,7 @@ impl Events {
     pub(super) fn push(
         &mut self,
         seq: u64,
+        at: time::OffsetDateTime,
         task: &Task,
         progress: Option<(u32, &str)>,
         fresh: &[Arc<AuditEntry>],
@@ -46,7 +47,7 @@ impl Events {
         } else {
             "status"
         });
-        self.at_ms.push(unix_ms(now()));
+        self.at_ms.push(unix_ms(at));
         self.attempt
             .push(progress.map(|(attempt, _)| attempt as i32));
         self.text.push(progress.map(|(_, text)| text.to_owned()));
