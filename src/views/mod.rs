@@ -5,6 +5,7 @@
 //! swapped carry `data-seq`, the event they reflect; `assets/app.js` refuses to swap an older
 //! fragment over a newer one.
 
+pub mod deliveries;
 pub mod diff;
 pub mod fragments;
 pub mod inbox;

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::{
     inbox::InboxPage,
+    model::delivery::Delivery,
     model::status::MAX_ATTEMPTS_LIMIT,
     model::task::{Task, TaskStatus},
 };
@@ -101,7 +102,7 @@ pub fn home(
 }
 
 /// The task page; `error` explains a refused action, above the task's state now.
-pub fn task(task: &Task, error: Option<&str>) -> Markup {
+pub fn task(task: &Task, error: Option<&str>, deliveries: &[Delivery]) -> Markup {
     let stream = format!("/stream?task={}", task.id);
     let main = html! {
         p.back { a href="/" { "← All tasks" } }
@@ -136,6 +137,7 @@ pub fn task(task: &Task, error: Option<&str>) -> Markup {
         (fragments::review(task, false))
         (super::trail::history(task, false))
         (super::trail::audit(task, false))
+        (super::deliveries::section(task.id, deliveries))
         p.next-task {
             a #next-task href={ "/next?after=" (task.id) } { "Next task waiting for review →" }
         }

@@ -308,7 +308,7 @@ pub fn refused(htmx: bool, problem: Problem) -> Response {
             (fragments::flash(FlashKind::Error, html! { (message) }, true))
             @if let Some(task) = task { (fragments::task_regions(task)) }
         },
-        (false, Some(task)) => pages::task(task, Some(message)),
+        (false, Some(task)) => pages::task(task, Some(message), &[]),
         (false, None) => pages::error(
             problem.status.canonical_reason().unwrap_or("Error"),
             message,

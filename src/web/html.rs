@@ -174,7 +174,9 @@ pub async fn task_page(
         .await
         .ok_or_else(Problem::not_found)
         .refuse(false)?;
-    Ok(pages::task(&task, None).into_response())
+    // The deliveries are shown as far as they can be read; the page never fails for them.
+    let deliveries = hitl.deliveries(id).await.unwrap_or_default();
+    Ok(pages::task(&task, None, &deliveries).into_response())
 }
 
 #[derive(Deserialize)]
@@ -283,6 +285,37 @@ pub async fn retry(
         .map_err(|e| with_task(&hitl, id, e.into()))
         .refuse(htmx)?;
     Ok(done(htmx, &task, "The task starts its attempt again."))
+}
+
+/// `POST /tasks/{id}/deliveries/{delivery}/redeliver`: a reviewer sends a delivery again.
+#[tracing::instrument(level = "debug", skip(hitl), fields(task_id = %id))]
+pub async fn redeliver(
+    State(hitl): State<Hitl>,
+    Extension(actor): Extension<Actor>,
+    Htmx(htmx): Htmx,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<Response, HtmlError> {
+    let id = parse_id(&id).refuse(htmx)?;
+    let missing = || {
+        Problem::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "There is no such delivery; reload the page to see the task's deliveries.",
+        )
+    };
+    let delivery: uuid::Uuid = delivery
+        .trim()
+        .parse()
+        .map_err(|_| missing())
+        .refuse(htmx)?;
+    hitl.redeliver(delivery, &actor)
+        .await
+        .map_err(|e| with_task(&hitl, id, e.into()))
+        .refuse(htmx)?
+        .filter(|found| found.task_id == id)
+        .ok_or_else(missing)
+        .refuse(htmx)?;
+    Ok(Redirect::to(&format!("{}#deliveries", task_url(id))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -59,6 +59,10 @@ pub fn app(hitl: Hitl) -> Router {
         .route("/tasks/{id}/feedback", post(html::feedback))
         .route("/tasks/{id}/cancel", post(html::cancel))
         .route("/tasks/{id}/retry", post(html::retry))
+        .route(
+            "/tasks/{id}/deliveries/{delivery}/redeliver",
+            post(html::redeliver),
+        )
         .route("/tasks/{id}/deadline", post(html::extend_deadline))
         .route("/assets/{*path}", get(assets::asset))
         .route(

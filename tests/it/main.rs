@@ -20,3 +20,4 @@ mod protect;
 mod retention;
 mod streams;
 mod views;
+mod webhooks;

@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/claims/{token}/fail"),
     ("post", "/api/claims/{token}/progress"),
     ("post", "/api/claims/{token}/renew"),
+    ("post", "/api/deliveries/{id}/redeliver"),
     ("get", "/api/tasks"),
     ("post", "/api/tasks"),
     ("get", "/api/tasks/{id}"),
@@ -24,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/tasks/{id}/cancel"),
     ("post", "/api/tasks/{id}/deadline"),
     ("post", "/api/tasks/{id}/feedback"),
+    ("get", "/api/tasks/{id}/deliveries"),
     ("get", "/api/tasks/{id}/history"),
     ("post", "/api/tasks/{id}/retry"),
     ("get", "/healthz"),
@@ -198,7 +200,8 @@ async fn the_document_is_openapi_3_1_of_every_json_route() {
                 assert!(
                     has_body
                         || (status == "400" && path.ends_with("/cancel"))
-                        || (status == "400" && path.ends_with("/retry")),
+                        || (status == "400" && path.ends_with("/retry"))
+                        || (status == "400" && path.ends_with("/redeliver")),
                     "{method} {path}: {status}"
                 );
             }

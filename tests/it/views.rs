@@ -272,11 +272,11 @@ fn every_page_labels_its_controls_and_names_its_buttons() {
         },
     );
     for status in TaskStatus::ALL {
-        assert_accessible(status.as_str(), pages::task(&task(status), None));
+        assert_accessible(status.as_str(), pages::task(&task(status), None, &[]));
     }
     assert_accessible(
         "task with error",
-        pages::task(&task(TaskStatus::Completed), Some("Too late.")),
+        pages::task(&task(TaskStatus::Completed), Some("Too late."), &[]),
     );
     assert_accessible("about", pages::about("flowchart TD"));
     assert_accessible("error", pages::error("Not Found", "No such task."));
@@ -289,7 +289,8 @@ fn every_page_labels_its_controls_and_names_its_buttons() {
 
 #[test]
 fn the_task_page_announces_status_changes_politely() {
-    let doc = Html::parse_document(&pages::task(&task(TaskStatus::Running), None).into_string());
+    let doc =
+        Html::parse_document(&pages::task(&task(TaskStatus::Running), None, &[]).into_string());
     let region = select(&doc, "[role=status][aria-live=polite] #task-status-text");
     assert_eq!(
         region.len(),

@@ -110,9 +110,27 @@ fn task_schemas_require_what_is_always_written_and_list_all_that_may_be() {
         }),
         review_deadline: Some(at),
         attempts: vec![full_record.clone()],
+        callback_url: Some("https://hooks.example.com/cb".into()),
         ..task.clone()
     };
     assert_schema_fits(&task, &full_task);
+    let delivery = crate::model::delivery::Delivery {
+        id: uuid::Uuid::now_v7(),
+        task_id: task.id,
+        url: "https://hooks.example.com/".into(),
+        kind: crate::model::delivery::Kind::Webhook,
+        event_seq: 1,
+        status: crate::model::delivery::DeliveryStatus::Pending,
+        attempts: 0,
+        last_status_code: None,
+        last_error: None,
+        next_try_at: None,
+        created_at: at,
+        finished_at: None,
+        body: "{}".into(),
+        while_waiting: None,
+    };
+    assert_schema_fits(&delivery, &delivery);
     assert_schema_fits(&record, &full_record);
     assert_schema_fits(&claim, &full_claim);
 }
