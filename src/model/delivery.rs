@@ -257,7 +257,13 @@ pub struct Delivery {
     #[schema(value_type = String)]
     pub id: Uuid,
     pub task_id: TaskId,
+    /// Where it goes.
+    #[serde(skip)]
     pub url: Arc<str>,
+    /// Where it goes, as far as it can be shown: credentials in the URL, its query and a Slack
+    /// webhook's path (its secret) are left out.
+    #[serde(rename = "url")]
+    pub shown_url: String,
     pub kind: Kind,
     /// The event it tells of.
     pub event_seq: u64,
@@ -284,6 +290,23 @@ pub struct Delivery {
     pub body: Arc<str>,
     #[serde(skip)]
     pub while_waiting: Option<u32>,
+}
+
+/// A receiver's URL without what may be secret in it: credentials, the query, a fragment, and
+/// for Slack the path (its token).
+pub fn shown(url: &str, kind: Kind) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let cut = rest.find(['?', '#']).unwrap_or(rest.len());
+    let rest = &rest[..cut];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path = match kind {
+        Kind::Slack if path.len() > 1 => "/…",
+        _ => path,
+    };
+    format!("{scheme}://{host}{path}")
 }
 
 /// What one try of a delivery left, or what a person asked of it.
@@ -328,6 +351,25 @@ mod tests {
         assert_eq!(retry_after(12, min, 1.0), Duration::from_secs(3600));
         assert_eq!(retry_after(u32::MAX, min, 1.0), Duration::from_secs(3600));
         assert_eq!(retry_after(1, min, 0.0), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn shown_urls_leave_secrets_out() {
+        assert_eq!(
+            shown("https://hooks.slack.com/services/T0/B0/secret", Kind::Slack),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            shown(
+                "https://user:pw@hooks.example.com:8443/in?token=x#f",
+                Kind::Webhook
+            ),
+            "https://hooks.example.com:8443/in"
+        );
+        assert_eq!(
+            shown("http://127.0.0.1:9/hook", Kind::Webhook),
+            "http://127.0.0.1:9/hook"
+        );
     }
 
     #[test]

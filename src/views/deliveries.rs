@@ -34,7 +34,7 @@ pub fn section(task_id: crate::model::task::TaskId, deliveries: &[Delivery]) -> 
                             td { (delivery.event_seq) }
                             td {
                                 @if delivery.kind == Kind::Slack { "Slack: " }
-                                code { (delivery.url) }
+                                code { (delivery.shown_url) }
                             }
                             td { (time(delivery.created_at)) }
                             td { (status_words(delivery)) }
@@ -53,7 +53,7 @@ pub fn section(task_id: crate::model::task::TaskId, deliveries: &[Delivery]) -> 
                             td {
                                 form method="post" action={ "/tasks/" (delivery.task_id) "/deliveries/" (delivery.id) "/redeliver" } {
                                     button type="submit" class="secondary"
-                                        aria-label={ "Redeliver event " (delivery.event_seq) " to " (delivery.url) } {
+                                        aria-label={ "Redeliver event " (delivery.event_seq) " to " (delivery.shown_url) } {
                                         "Redeliver"
                                     }
                                 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::{
     model::{
-        delivery::{Delivery, DeliveryStatus, Kind, NewDelivery, OutboxWrite, Receivers},
+        delivery::{Delivery, DeliveryStatus, Kind, NewDelivery, OutboxWrite, Receivers, shown},
         event::{Event, EventKind},
         task::{Task, TaskId},
     },
@@ -149,14 +149,16 @@ fn decode(row: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     let seq = row.get::<_, i64>(2) as u64;
     let status: &str = row.get(6);
     let bad = |what: &str| StoreError::Decode(format!("delivery {id}: {what}"));
+    let kind = Kind::parse(row.get(3)).ok_or_else(|| bad("its kind"))?;
     Ok(Delivery {
+        shown_url: shown(row.get(4), kind),
         id: id.parse().map_err(|_| bad("its id"))?,
         task_id: row
             .get::<_, &str>(1)
             .parse()
             .map_err(|_| bad("its task id"))?,
         url: row.get::<_, &str>(4).into(),
-        kind: Kind::parse(row.get(3)).ok_or_else(|| bad("its kind"))?,
+        kind,
         event_seq: seq,
         status: DeliveryStatus::parse(status).ok_or_else(|| bad("its status"))?,
         attempts: row.get::<_, i32>(7) as u32,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use crate::{
     model::{
-        delivery::{Delivery, DeliveryStatus, Kind, NewDelivery, OutboxWrite},
+        delivery::{Delivery, DeliveryStatus, Kind, NewDelivery, OutboxWrite, shown},
         task::TaskId,
     },
     store::{
@@ -137,11 +137,13 @@ fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Delivery, StoreErr
     let while_waiting: Option<u32> = row.get(13)?;
     Ok((|| {
         let bad = |what: &str| StoreError::Decode(format!("delivery {id}: {what}"));
+        let kind = Kind::parse(&kind).ok_or_else(|| bad("its kind"))?;
         Ok(Delivery {
+            shown_url: shown(&url, kind),
             id: id.parse().map_err(|_| bad("its id"))?,
             task_id: task.parse().map_err(|_| bad("its task id"))?,
             url: url.into(),
-            kind: Kind::parse(&kind).ok_or_else(|| bad("its kind"))?,
+            kind,
             event_seq: seq,
             status: DeliveryStatus::parse(&status).ok_or_else(|| bad("its status"))?,
             attempts,

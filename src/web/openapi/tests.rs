@@ -118,6 +118,7 @@ fn task_schemas_require_what_is_always_written_and_list_all_that_may_be() {
         id: uuid::Uuid::now_v7(),
         task_id: task.id,
         url: "https://hooks.example.com/".into(),
+        shown_url: "https://hooks.example.com/".into(),
         kind: crate::model::delivery::Kind::Webhook,
         event_seq: 1,
         status: crate::model::delivery::DeliveryStatus::Pending,
