@@ -66,14 +66,17 @@ impl Deliveries {
 
     /// Sends a delivery again now, with its id; `None` if there is no such delivery.
     pub async fn redeliver(&self, id: Uuid) -> Result<Option<Delivery>, StoreError> {
-        if self.outbox.clone().get(id).await?.is_none() {
+        let Some(before) = self.outbox.clone().get(id).await? else {
             return Ok(None);
-        }
+        };
         let at = OffsetDateTime::now_utc();
         self.outbox
             .clone()
             .write(vec![OutboxWrite::Redeliver { id, at }])
             .await?;
+        if before.status != DeliveryStatus::Pending {
+            self.fill.reopened();
+        }
         self.wake.notify_one();
         self.outbox.clone().get(id).await
     }
@@ -156,9 +159,11 @@ impl Sender {
             if !finished.is_empty() {
                 let writes = std::mem::take(&mut finished);
                 let ids: Vec<Uuid> = writes.iter().map(write_id).collect();
-                if let Err(error) = outbox.clone().write(writes).await {
+                let ended = writes.iter().filter(|w| ends(w)).count() as u64;
+                match outbox.clone().write(writes).await {
+                    Ok(()) => self.deliveries.fill.finished(ended),
                     // Left pending: tried again (with the same id) once the store is back.
-                    tracing::warn!(%error, "cannot record webhook deliveries");
+                    Err(error) => tracing::warn!(%error, "cannot record webhook deliveries"),
                 }
                 for id in ids {
                     busy.remove(&id);
@@ -244,7 +249,9 @@ impl Sender {
     /// Sets the outbox's gauges from the store.
     async fn read_fill(&self) {
         if let Ok((pending, oldest)) = self.deliveries.outbox.clone().fill().await {
-            self.deliveries.fill.set(pending);
+            if self.deliveries.fill.shared {
+                self.deliveries.fill.set(pending);
+            }
             metrics::gauge!("hitl_webhook_pending").set(pending as f64);
             let age = oldest
                 .map(|at| (OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0))
@@ -306,6 +313,15 @@ fn release(per_receiver: &mut HashMap<Arc<str>, usize>, url: &Arc<str>) {
         if *count == 0 {
             per_receiver.remove(url);
         }
+    }
+}
+
+/// Does `write` take a delivery out of the pending ones?
+fn ends(write: &OutboxWrite) -> bool {
+    match write {
+        OutboxWrite::Tried { status, .. } => *status != DeliveryStatus::Pending,
+        OutboxWrite::Drop { .. } => true,
+        OutboxWrite::Redeliver { .. } => false,
     }
 }
 

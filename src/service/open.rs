@@ -68,7 +68,7 @@ impl Hitl {
         let deliveries = config.webhooks.enabled().then(|| {
             let deliveries = Deliveries::new(
                 Arc::new(PgOutbox::new(store.clone(), shared.instance.clone())),
-                Fill::new(config.webhooks.max_pending),
+                Fill::new(config.webhooks.max_pending, 0, true),
             );
             store.deliver(PgOutgoing {
                 receivers: receivers.clone(),
@@ -157,10 +157,11 @@ impl Hitl {
         let (sender, receiver) = journal::channel();
         let receivers = config.webhooks.receivers().map_err(StoreError::Config)?;
         let deliveries = match sqlite {
-            Some(sqlite) if config.webhooks.enabled() => Some(Deliveries::new(
-                Arc::new(SqliteOutbox::new(sqlite, sender.clone())),
-                Fill::new(config.webhooks.max_pending),
-            )),
+            Some(sqlite) if config.webhooks.enabled() => {
+                let outbox = SqliteOutbox::new(sqlite, sender.clone());
+                let fill = Fill::new(config.webhooks.max_pending, outbox.pending()?, false);
+                Some(Deliveries::new(Arc::new(outbox), fill))
+            }
             _ => None,
         };
         let outgoing = match &deliveries {

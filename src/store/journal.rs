@@ -41,7 +41,7 @@ impl Outgoing {
     pub fn none() -> Self {
         Self {
             receivers: Receivers::default(),
-            fill: Fill::new(u64::MAX),
+            fill: Fill::new(u64::MAX, 0, false),
             wake: Box::new(|| {}),
         }
     }

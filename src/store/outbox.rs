@@ -69,21 +69,40 @@ pub trait Outbox: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<(u64, Option<OffsetDateTime>), StoreError>>;
 }
 
-/// How full the outbox is: counted up as deliveries are written, set from the store now and
-/// then by the sender. Beyond `max`, a new delivery is written as failed ("the outbox was
-/// full"): the event is never held up or lost, and the delivery can still be redelivered.
+/// How full the outbox is: counted up as deliveries are written and down as they finish. With
+/// one process writing (SQLite) the count is exact; with several (PostgreSQL) each counts only
+/// its own, so the sender sets it from the store now and then (`shared`). Beyond `max`, a new
+/// delivery is written as failed ("the outbox was full"): the event is never held up or lost,
+/// and the delivery can still be redelivered.
 #[derive(Debug)]
 pub struct Fill {
     pending: AtomicU64,
     pub max: u64,
+    /// Other processes write to the same outbox: read the count back from the store.
+    pub shared: bool,
 }
 
 impl Fill {
-    pub fn new(max: u64) -> Arc<Self> {
+    pub fn new(max: u64, pending: u64, shared: bool) -> Arc<Self> {
         Arc::new(Self {
-            pending: AtomicU64::new(0),
+            pending: AtomicU64::new(pending),
             max,
+            shared,
         })
+    }
+
+    /// `n` deliveries were delivered, given up or dropped (or, negative, made pending again).
+    pub fn finished(&self, n: u64) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(n))
+            });
+    }
+
+    /// A finished delivery is pending again.
+    pub fn reopened(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn pending(&self) -> u64 {

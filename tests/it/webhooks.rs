@@ -227,8 +227,18 @@ async fn the_loops_events_arrive_signed_and_in_order_and_a_failing_one_is_retrie
         completed.body["data"]["task"]["final_result"],
         completed.body["data"]["final_result"]
     );
-    // The first delivery shows its tries: failed ones, then the one that worked.
-    let listed = deliveries(&app, &task.id).await;
+    // The first delivery shows its tries: failed ones, then the one that worked. (The last
+    // try's result is written just after its answer came.)
+    let listed = within("every delivery recorded", async {
+        loop {
+            let listed = deliveries(&app, &task.id).await;
+            if listed.iter().all(|d| d["status"] == "delivered") {
+                return listed;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     let first = &listed[0];
     assert_eq!(first["status"], "delivered");
     assert!(first["attempts"].as_u64().unwrap() >= 3, "{first}");

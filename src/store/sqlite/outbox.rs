@@ -172,6 +172,15 @@ impl SqliteOutbox {
     pub fn new(store: Arc<SqliteStore>, journal: JournalSender) -> Self {
         Self { store, journal }
     }
+
+    /// How many deliveries are pending now (read once at start; counted from there).
+    pub fn pending(&self) -> Result<u64, StoreError> {
+        Ok(self.store.reader().query_row(
+            "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+            [],
+            |row| row.get(0),
+        )?)
+    }
 }
 
 impl Outbox for SqliteOutbox {
