@@ -3,21 +3,8 @@
 //! link, and a deadline reminder dropped once the review it was about has ended. (The Python
 //! suite in tests/webhooks checks every signature with the official package.)
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU16, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
-use axum::{
-    Router,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    routing::post,
-};
 use hitl::{
     config::{Config, StoreKind, WebhookConfig, new_secret},
     task::TaskStatus,
@@ -25,104 +12,7 @@ use hitl::{
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, spawn_app_with, test_config, within};
-
-/// What the receiver got: path, `webhook-id`, parsed body.
-#[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    id: Option<String>,
-    body: Value,
-}
-
-/// A receiver on a free port that verifies each signature, records what came and answers
-/// `answer` (settable).
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-    answer: Arc<AtomicU16>,
-}
-
-#[derive(Clone)]
-struct ReceiverState {
-    secret: Arc<str>,
-    got: Arc<Mutex<Vec<Received>>>,
-    answer: Arc<AtomicU16>,
-}
-
-async fn receive(
-    State(state): State<ReceiverState>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let answer = StatusCode::from_u16(state.answer.load(Ordering::SeqCst)).unwrap();
-    if uri.path() != "/slack" {
-        let webhook = standardwebhooks::Webhook::new(&state.secret).unwrap();
-        if let Err(error) = webhook.verify(&body, &headers) {
-            panic!("a delivery to {} is not signed right: {error}", uri.path());
-        }
-    }
-    state.got.lock().unwrap().push(Received {
-        path: uri.path().to_owned(),
-        id: headers
-            .get("webhook-id")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        body: serde_json::from_slice(&body).unwrap(),
-    });
-    answer
-}
-
-impl Receiver {
-    async fn start(secret: &str) -> Self {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let answer = Arc::new(AtomicU16::new(200));
-        let state = ReceiverState {
-            secret: secret.into(),
-            got: got.clone(),
-            answer: answer.clone(),
-        };
-        let app = Router::new()
-            .route("/{*path}", post(receive))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, got, answer }
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until `check` holds of what came.
-    async fn until(&self, what: &str, check: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        within(what, async {
-            loop {
-                let got = self.got();
-                if check(&got) {
-                    return got;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-    }
-
-    /// The status events of `task` that came to `path`, in the order they came.
-    fn statuses(&self, path: &str, task: &str) -> Vec<(u64, String)> {
-        self.got()
-            .iter()
-            .filter(|r| r.path == path && r.body["data"]["task_id"] == task)
-            .map(|r| {
-                (
-                    r.body["data"]["seq"].as_u64().unwrap(),
-                    r.body["data"]["status"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    }
-}
+use crate::helpers::{TestApp, receiver::Receiver, spawn_app_with, test_config, within};
 
 fn webhook_config(dir: &TempDir, webhooks: WebhookConfig) -> Config {
     Config {

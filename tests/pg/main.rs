@@ -18,6 +18,7 @@ mod instances;
 mod lifecycles;
 mod outside;
 mod proxy;
+mod webhooks;
 mod writes;
 
 use instances::Db;
@@ -48,6 +49,8 @@ const TESTS: &[(&str, Test)] = tests![
     writes::a_keyed_submission_is_made_once_across_instances,
     outside::each_outside_attempt_is_handed_out_once_across_instances,
     outside::a_revision_and_a_lapsed_lease_cross_instances,
+    webhooks::two_instances_deliver_each_event_once,
+    webhooks::a_dead_senders_delivery_is_taken_over_with_its_id,
 ];
 
 /// Tests that restart the PostgreSQL server: run only when `HITL_TEST_PG_RESTART=1` says that

@@ -23,6 +23,7 @@ mod app;
 mod page;
 pub mod raw;
 pub mod raw_sse;
+pub mod receiver;
 mod sse;
 
 pub use answers::{Task, assert_error, content_type, json_body, location, text_body, unknown_id};
