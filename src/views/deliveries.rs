@@ -19,12 +19,11 @@ pub fn section(task_id: crate::model::task::TaskId, deliveries: &[Delivery]) -> 
                 "receiver accepts it. "
                 a href={ "/api/tasks/" (task_id) "/deliveries" } { "As JSON" }
             }
-            div.table-scroll role="region" aria-label="Deliveries" tabindex="0" {
+            div.table-scroll role="region" aria-label="Delivery entries" tabindex="0" {
             table.audit {
                 caption.visually-hidden { "Deliveries, oldest first" }
                 thead { tr {
-                    th scope="col" { "Event" } th scope="col" { "To" } th scope="col" { "Made" }
-                    th scope="col" { "Status" } th scope="col" { "Tries" }
+                    th scope="col" { "Event" } th scope="col" { "To" } th scope="col" { "Status" } th scope="col" { "Tries" }
                     th scope="col" { "Last answer" } th scope="col" { "Next try" }
                     th scope="col" { span.visually-hidden { "Act" } }
                 } }
@@ -36,13 +35,15 @@ pub fn section(task_id: crate::model::task::TaskId, deliveries: &[Delivery]) -> 
                                 @if delivery.kind == Kind::Slack { "Slack: " }
                                 code { (delivery.shown_url) }
                             }
-                            td { (time(delivery.created_at)) }
-                            td { (status_words(delivery)) }
+                            td { (status_words(delivery, deliveries)) }
                             td { (delivery.attempts) }
                             td {
-                                @if let Some(code) = delivery.last_status_code { (code) " " }
-                                @if let Some(error) = &delivery.last_error { span.muted { (error) } }
-                                @if delivery.last_status_code.is_none() && delivery.last_error.is_none() { "—" }
+                                // The error says the code too; alone, the code is the answer.
+                                @match (&delivery.last_error, delivery.last_status_code) {
+                                    (Some(error), _) => span.muted { (error) },
+                                    (None, Some(code)) => (code),
+                                    (None, None) => "—",
+                                }
                             }
                             td {
                                 @match delivery.next_try_at {
@@ -67,11 +68,22 @@ pub fn section(task_id: crate::model::task::TaskId, deliveries: &[Delivery]) -> 
     }
 }
 
-fn status_words(delivery: &Delivery) -> &'static str {
+/// Where it stands, in words; a delivery held back by an earlier one to the same receiver says
+/// which.
+fn status_words(delivery: &Delivery, all: &[Delivery]) -> String {
+    let earlier = all.iter().find(|other| {
+        other.status == DeliveryStatus::Pending
+            && other.url == delivery.url
+            && other.kind.ordered()
+            && other.event_seq < delivery.event_seq
+    });
     match delivery.status {
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Failed => "failed",
-        DeliveryStatus::Pending if delivery.attempts == 0 => "waiting to be sent",
-        DeliveryStatus::Pending => "retrying",
+        DeliveryStatus::Delivered => "delivered".into(),
+        DeliveryStatus::Failed => "failed".into(),
+        DeliveryStatus::Pending if delivery.kind.ordered() && earlier.is_some() => {
+            format!("waits for event {}", earlier.map_or(0, |e| e.event_seq))
+        }
+        DeliveryStatus::Pending if delivery.attempts == 0 => "waiting to be sent".into(),
+        DeliveryStatus::Pending => "retrying".into(),
     }
 }
