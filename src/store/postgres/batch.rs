@@ -18,8 +18,7 @@ use tokio::sync::oneshot;
 
 use super::{
     PgStore, WriteError,
-    outbox::NewRows,
-    write::{Events, Keys},
+    write::{Events, Keys, NewRows},
 };
 use crate::store::unix_ms;
 use crate::{

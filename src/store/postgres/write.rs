@@ -1,19 +1,23 @@
 //! What one batch writes, column by column: its journal rows, its new and changed tasks, the
-//! counter, the notification, and the submission keys its new tasks bind (looked up under the
+//! counter, the notification, the deliveries its events make, and the submission keys its new tasks bind (looked up under the
 //! counter's lock, so two instances never bind one key twice).
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
-use super::{PgStore, encode_task};
+use time::OffsetDateTime;
+
+use super::{PgOutgoing, PgStore, encode_task};
 use crate::store::unix_ms;
 use crate::{
     model::audit::AuditEntry,
+    model::delivery::NewDelivery,
+    model::event::{Event, EventKind},
     model::task::{StoredKey, Task, TaskId},
-    store::StoreError,
+    store::{StoreError, outbox::OVERFLOW},
 };
 
 /// The journal rows a batch writes, column by column (one `INSERT … SELECT FROM UNNEST`).
@@ -79,6 +83,110 @@ impl Keys {
         self.scope.push(key.scope.to_string());
         self.task_id.push(task.to_string());
         self.digest.push(key.digest.to_string());
+    }
+}
+
+/// The deliveries one batch makes, column by column.
+#[derive(Default)]
+pub(super) struct NewRows {
+    made: Vec<NewDelivery>,
+}
+
+impl NewRows {
+    /// Plans the deliveries of a status event (`seq`, task as it left it).
+    pub(super) fn plan(
+        &mut self,
+        outgoing: Option<&PgOutgoing>,
+        seq: u64,
+        at: OffsetDateTime,
+        task: &Task,
+    ) {
+        let Some(outgoing) = outgoing else {
+            return;
+        };
+        if !outgoing.receivers.any() {
+            return;
+        }
+        let event = Event {
+            seq,
+            at,
+            kind: EventKind::Status,
+            task: Arc::new(task.clone()),
+            json: OnceLock::new(),
+        };
+        self.made.extend(outgoing.receivers.plan(&event));
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.made.is_empty()
+    }
+
+    /// Inserts them in the batch's transaction.
+    pub(super) async fn insert(
+        mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        outgoing: Option<&PgOutgoing>,
+    ) -> Result<(), StoreError> {
+        if self.made.is_empty() {
+            return Ok(());
+        }
+        if let Some(outgoing) = outgoing {
+            outgoing.fill.admit(&mut self.made);
+        }
+        let mut c = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let mut d = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for made in &self.made {
+            c.0.push(made.id.to_string());
+            c.1.push(made.task_id.to_string());
+            c.2.push(made.event_seq as i64);
+            c.3.push(made.kind.as_str());
+            c.4.push(made.url.to_string());
+            c.5.push(made.kind.ordered().then(|| made.url.to_string()));
+            c.6.push(made.body.to_string());
+            let (status, error, next, done) = if made.overflow {
+                ("failed", Some(OVERFLOW), None, Some(unix_ms(made.created)))
+            } else {
+                ("pending", None, Some(unix_ms(made.due)), None)
+            };
+            d.0.push(status);
+            d.1.push(error);
+            d.2.push(unix_ms(made.created));
+            d.3.push(next);
+            d.4.push(done);
+            d.5.push(made.while_waiting.map(|a| a as i32));
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO hitl_deliveries (id, task_id, event_seq, kind, url, chain, body,
+                     status, last_error, created_ms, next_ms, done_ms, while_waiting, attempts)
+                 SELECT *, 0 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[],
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
+                     $11::bigint[], $12::bigint[], $13::int[])",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &c.0, &c.1, &c.2, &c.3, &c.4, &c.5, &c.6, &d.0, &d.1, &d.2, &d.3, &d.4, &d.5,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 }
 
