@@ -327,6 +327,22 @@ pub enum StoreKind {
     Postgres,
 }
 
+impl Config {
+    /// The receivers of webhooks and notifications, or why the flags cannot be used (said at
+    /// start, before any store is opened).
+    pub fn receivers(&self) -> Result<crate::model::delivery::Receivers, String> {
+        let receivers = self.webhooks.receivers()?;
+        if self.store == StoreKind::Memory && self.webhooks.enabled() {
+            return Err(
+                "webhooks and notifications need a durable store (--store sqlite or \
+                        postgres): each delivery is written with its event"
+                    .into(),
+            );
+        }
+        Ok(receivers)
+    }
+}
+
 /// The command line's defaults, except the store: a `Config` built in code (tests, benchmarks,
 /// embedding) keeps everything in memory unless it asks for a data directory.
 impl Default for Config {

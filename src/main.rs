@@ -85,6 +85,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Verify { data_dir } => return verify(&data_dir),
     };
 
+    // Flags that cannot work together stop the start before anything is opened.
+    config.receivers().map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     // The store first: a locked or damaged data directory stops us before we take the port.
     let hitl = Hitl::start(&config, shutdown.clone())

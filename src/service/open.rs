@@ -60,7 +60,7 @@ impl Hitl {
             )
         })?;
         let store = Arc::new(PgStore::connect(url, config.database_connections as usize).await?);
-        let receivers = config.webhooks.receivers().map_err(StoreError::Config)?;
+        let receivers = config.receivers().map_err(StoreError::Config)?;
         let recovered = store.load_async(Retention::DURABLE_MEMORY_CAP).await?;
         let events = EventLog::replicated(config.retain_events, store.clone(), &recovered);
         let lease = Duration::from_millis(config.claim_lease_ms);
@@ -111,13 +111,7 @@ impl Hitl {
         crate::metrics::install();
         match config.store {
             StoreKind::Memory => {
-                if config.webhooks.enabled() {
-                    return Err(StoreError::Config(
-                        "webhooks and notifications need a durable store (--store sqlite or \
-                         postgres): each delivery is written with its event"
-                            .into(),
-                    ));
-                }
+                config.receivers().map_err(StoreError::Config)?;
                 let events = EventLog::in_memory(config.retain_events);
                 let registry = Registry::new(events).keep_finished(config.keep_finished);
                 Self::assemble(config, registry, Backing::Memory, processor, shutdown, None)
@@ -155,7 +149,7 @@ impl Hitl {
         crate::metrics::install();
         let recovered = store.load(Retention::DURABLE_MEMORY_CAP)?;
         let (sender, receiver) = journal::channel();
-        let receivers = config.webhooks.receivers().map_err(StoreError::Config)?;
+        let receivers = config.receivers().map_err(StoreError::Config)?;
         let deliveries = match sqlite {
             Some(sqlite) if config.webhooks.enabled() => {
                 let outbox = SqliteOutbox::new(sqlite, sender.clone());
