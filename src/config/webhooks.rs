@@ -109,6 +109,9 @@ impl WebhookConfig {
         for host in &self.callback_allow {
             allowed_host(host)?;
         }
+        if let Some(secret) = &self.secret {
+            secret.check()?;
+        }
         if (!webhooks.is_empty() || !self.callback_allow.is_empty()) && self.secret.is_none() {
             return Err(
                 "--webhook-url and --callback-allow need --webhook-secret (whsec_ and 24 to 64 \
@@ -158,6 +161,14 @@ impl WebhookConfig {
                 "The callback_url {url:?} must be an http or https URL."
             ));
         }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // Whoever may read the task reads its callback_url: the signature is the proof.
+            return Err(
+                "The callback_url must not carry a user name or password: every delivery is \
+                 signed, so the receiver checks the signature instead."
+                    .into(),
+            );
+        }
         let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
         let port = parsed.port_or_known_default().unwrap_or(0);
         let listed = self.callback_allow.iter().any(|allowed| {
@@ -197,6 +208,11 @@ pub fn allowed_host(entry: &str) -> Result<(String, u16), String> {
         || format!("--callback-allow {entry:?} is not HOST:PORT (such as hooks.example.com:443)");
     let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
+    // An IPv6 address is written in brackets, [::1]:8080: without them its colons are ambiguous.
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.contains(':') && !bracketed {
+        return Err(bad());
+    }
     let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
     if host.is_empty() {
         return Err(bad());
@@ -215,19 +231,27 @@ impl fmt::Debug for WebhookSecret {
     }
 }
 
+/// Taken as given, so that a wrong secret is never echoed in clap's error: [`Self::check`]
+/// says what is wrong with it, without it.
 impl FromStr for WebhookSecret {
-    type Err = String;
+    type Err = std::convert::Infallible;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.trim().into()))
+    }
+}
+
+impl WebhookSecret {
+    /// Is it `whsec_` and base64 of 24 to 64 bytes? `Err` says what is wrong, never the secret.
+    pub fn check(&self) -> Result<(), String> {
         use base64::Engine;
-        let s = s.trim();
         let wrong = |why: &str| {
             format!(
-                "the webhook secret {why}: give whsec_ followed by 24 to 64 random bytes in \
+                "--webhook-secret {why}: give whsec_ followed by 24 to 64 random bytes in \
                  base64 (`hitl webhook-secret` makes one)"
             )
         };
-        let Some(encoded) = s.strip_prefix("whsec_") else {
+        let Some(encoded) = self.0.strip_prefix("whsec_") else {
             return Err(wrong("does not start with whsec_"));
         };
         let bytes = base64::engine::general_purpose::STANDARD
@@ -236,7 +260,7 @@ impl FromStr for WebhookSecret {
         if !(24..=64).contains(&bytes.len()) {
             return Err(wrong(&format!("holds {} bytes", bytes.len())));
         }
-        Ok(Self(s.into()))
+        Ok(())
     }
 }
 
@@ -258,7 +282,13 @@ mod tests {
 
     #[test]
     fn secrets_in_a_wrong_format_are_refused() {
-        assert!(new_secret().parse::<WebhookSecret>().is_ok());
+        assert!(
+            new_secret()
+                .parse::<WebhookSecret>()
+                .unwrap()
+                .check()
+                .is_ok()
+        );
         for bad in [
             "",
             "abc",
@@ -267,8 +297,12 @@ mod tests {
             "whsec_c2hvcnQ=",
             "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         ] {
-            let refused = bad.parse::<WebhookSecret>().unwrap_err();
+            let refused = bad.parse::<WebhookSecret>().unwrap().check().unwrap_err();
             assert!(refused.contains("whsec_"), "{bad:?}: {refused}");
+            assert!(
+                bad.len() < 8 || !refused.contains(bad),
+                "the secret is not echoed"
+            );
         }
         let secret: WebhookSecret = new_secret().parse().unwrap();
         assert_eq!(format!("{secret:?}"), "WebhookSecret(<set>)");
@@ -287,6 +321,13 @@ mod tests {
         assert!(config.check_callback("https://evil.example.com/x").is_err());
         assert!(config.check_callback("ftp://hooks.example.com/x").is_err());
         assert!(config.check_callback("not a url").is_err());
+        assert!(
+            config
+                .check_callback("http://u:p@127.0.0.1:9000/cb")
+                .is_err()
+        );
+        assert!(allowed_host("fe80::1").is_err());
+        assert_eq!(allowed_host("[::1]:80"), Ok(("::1".into(), 80)));
         assert!(
             WebhookConfig::default()
                 .check_callback("https://hooks.example.com/")

@@ -27,7 +27,7 @@ pub use send::{CheckedResolver, is_public};
 use crate::{
     config::WebhookConfig,
     model::{
-        delivery::{Delivery, DeliveryStatus, OutboxWrite, Receivers, retry_after},
+        delivery::{Delivery, DeliveryStatus, OutboxWrite, Receivers, receiver_of, retry_after},
         task::TaskId,
     },
     store::{
@@ -38,7 +38,7 @@ use crate::{
 
 /// Sends in flight at once, over every receiver.
 const MAX_IN_FLIGHT: usize = 256;
-/// Sends in flight at once to one receiver (URL).
+/// Sends in flight at once to one receiver (scheme, host and port: paths on one host share it).
 pub const PER_RECEIVER: usize = 16;
 /// How often the outbox's fill is read for the metrics.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
@@ -149,12 +149,18 @@ impl Sender {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let outbox = self.deliveries.outbox.clone();
         let lease = self.settings.timeout * 2 + Duration::from_secs(5);
-        let mut in_flight: JoinSet<(Delivery, OutboxWrite)> = JoinSet::new();
+        let mut in_flight: JoinSet<OutboxWrite> = JoinSet::new();
+        // What each send in flight holds: its delivery and its receiver's slot.
+        let mut holding: HashMap<tokio::task::Id, (Uuid, String)> = HashMap::new();
         let mut busy: HashSet<Uuid> = HashSet::new();
-        let mut per_receiver: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut per_receiver: HashMap<String, usize> = HashMap::new();
         let mut finished: Vec<OutboxWrite> = Vec::new();
         let mut gauges = tokio::time::interval(GAUGE_EVERY);
         let mut failing = false;
+        // Reading the outbox is paced by what it costs: after a read that took `d`, the next
+        // waits at least 4d, so a large backlog of held-back deliveries costs at most a fifth
+        // of a core, and an idle one nothing.
+        let mut read_again = tokio::time::Instant::now();
         loop {
             if !finished.is_empty() {
                 let writes = std::mem::take(&mut finished);
@@ -171,22 +177,33 @@ impl Sender {
             }
             let room = MAX_IN_FLIGHT - in_flight.len();
             let mut next = OffsetDateTime::now_utc() + self.settings.poll;
-            if room > 0 {
-                match outbox
+            if room > 0 && tokio::time::Instant::now() >= read_again {
+                let full: Vec<String> = per_receiver
+                    .iter()
+                    .filter(|(_, n)| **n >= PER_RECEIVER)
+                    .map(|(receiver, _)| receiver.clone())
+                    .collect();
+                let started = tokio::time::Instant::now();
+                let due = outbox
                     .clone()
-                    .due(OffsetDateTime::now_utc(), room, Arc::new(busy.clone()))
-                    .await
-                {
+                    .due(
+                        OffsetDateTime::now_utc(),
+                        room,
+                        Arc::new(busy.clone()),
+                        Arc::new(full),
+                    )
+                    .await;
+                read_again = tokio::time::Instant::now() + started.elapsed() * 4;
+                match due {
                     Ok(due) => {
                         failing = false;
-                        if let Some(at) = due.next {
-                            next = next.min(at);
-                        }
                         let chosen: Vec<Delivery> = due
                             .ready
                             .into_iter()
                             .filter(|d| {
-                                let count = per_receiver.entry(d.url.clone()).or_default();
+                                let count = per_receiver
+                                    .entry(receiver_of(&d.url).to_owned())
+                                    .or_default();
                                 if *count >= PER_RECEIVER {
                                     return false;
                                 }
@@ -202,17 +219,28 @@ impl Sender {
                                 HashSet::new()
                             }
                         };
+                        let mut spawned = false;
                         for delivery in chosen {
+                            let receiver = receiver_of(&delivery.url).to_owned();
                             if !taken.contains(&delivery.id) {
-                                release(&mut per_receiver, &delivery.url);
+                                release(&mut per_receiver, &receiver);
                                 continue;
                             }
                             busy.insert(delivery.id);
+                            let id = delivery.id;
                             let sender = self.clone();
-                            in_flight.spawn(async move {
-                                let write = sender.try_once(&delivery).await;
-                                (delivery, write)
-                            });
+                            let handle =
+                                in_flight.spawn(async move { sender.try_once(&delivery).await });
+                            holding.insert(handle.id(), (id, receiver));
+                            spawned = true;
+                        }
+                        // More are due than were read: read again at once, unless nothing
+                        // could be sent (every one due goes to a receiver with no room).
+                        match due.next {
+                            Some(at) if spawned || at > OffsetDateTime::now_utc() => {
+                                next = next.min(at)
+                            }
+                            _ => {}
                         }
                     }
                     Err(error) => {
@@ -222,19 +250,30 @@ impl Sender {
                         failing = true;
                     }
                 }
+            } else if room > 0 {
+                next = next
+                    .min(OffsetDateTime::now_utc() + (read_again - tokio::time::Instant::now()));
             }
             let wait = (next - OffsetDateTime::now_utc())
                 .try_into()
                 .unwrap_or(Duration::ZERO);
             tokio::select! {
-                Some(done) = in_flight.join_next() => {
+                Some(done) = in_flight.join_next_with_id() => {
                     let mut done = Some(done);
                     while let Some(result) = done {
-                        if let Ok((delivery, write)) = result {
-                            release(&mut per_receiver, &delivery.url);
-                            finished.push(write);
+                        let id = match &result {
+                            Ok((id, _)) => *id,
+                            Err(error) => error.id(),
+                        };
+                        if let Some((delivery, receiver)) = holding.remove(&id) {
+                            release(&mut per_receiver, &receiver);
+                            match result {
+                                Ok((_, write)) => finished.push(write),
+                                // A send that panicked is tried again.
+                                Err(_) => drop(busy.remove(&delivery)),
+                            }
                         }
-                        done = in_flight.try_join_next();
+                        done = in_flight.try_join_next_with_id();
                     }
                 }
                 () = self.deliveries.wake.notified() => {}
@@ -297,6 +336,7 @@ impl Sender {
         }
         OutboxWrite::Tried {
             id: delivery.id,
+            round: delivery.round,
             status,
             attempts,
             code: tried.code,
@@ -307,11 +347,11 @@ impl Sender {
     }
 }
 
-fn release(per_receiver: &mut HashMap<Arc<str>, usize>, url: &Arc<str>) {
-    if let Some(count) = per_receiver.get_mut(url) {
+fn release(per_receiver: &mut HashMap<String, usize>, receiver: &str) {
+    if let Some(count) = per_receiver.get_mut(receiver) {
         *count = count.saturating_sub(1);
         if *count == 0 {
-            per_receiver.remove(url);
+            per_receiver.remove(receiver);
         }
     }
 }

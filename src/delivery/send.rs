@@ -31,7 +31,8 @@ pub fn client(timeout: Duration, resolver: Option<CheckedResolver>) -> reqwest::
         .pool_idle_timeout(Duration::from_secs(30))
         .user_agent(concat!("hitl/", env!("CARGO_PKG_VERSION")));
     if let Some(resolver) = resolver {
-        builder = builder.dns_resolver(Arc::new(resolver));
+        // Through a proxy the proxy would resolve the name, past the check.
+        builder = builder.dns_resolver(Arc::new(resolver)).no_proxy();
     }
     builder.build().unwrap_or_else(|error| {
         tracing::error!(%error, "cannot build the webhook client with its settings; using defaults");
@@ -161,15 +162,11 @@ fn keep(host: &str, found: &[SocketAddr], allowed: &[IpAddr]) -> Result<Vec<Sock
         })
         .collect();
     if kept.is_empty() {
-        let shown: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
+        // Which addresses is for the operator's logs, not for whoever reads the task.
+        tracing::warn!(host, addresses = ?found, "a callback's host resolves to no public address");
         return Err(format!(
-            "{host} resolves to {}, not a public address; list the address in \
-             --callback-allow to allow it",
-            if shown.is_empty() {
-                "nothing".into()
-            } else {
-                shown.join(", ")
-            }
+            "{host} resolves to no public address; its operator can list the address in \
+             --callback-allow to allow it"
         ));
     }
     Ok(kept)
@@ -189,20 +186,38 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || (a == 198 && (b == 18 || b == 19)))
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            // Addresses that carry an IPv4 one: NAT64 (64:ff9b::/96), 6to4 (2002::/16) and the
+            // old IPv4-compatible form (::/96) are as public as the address they carry.
+            let v4 = |hi: u16, lo: u16| {
+                std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            if first == 0x64 && segments[1] == 0xff9b && segments[2..6] == [0; 4] {
+                return is_public(IpAddr::V4(v4(segments[6], segments[7])));
+            }
+            if first == 0x2002 {
+                return is_public(IpAddr::V4(v4(segments[1], segments[2])));
+            }
+            if segments[..6] == [0; 6] {
+                return false;
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && segments[1] == 0x0db8)
         }
     }
 }
@@ -229,7 +244,12 @@ mod tests {
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "64:ff9b::101:101",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }
@@ -239,7 +259,10 @@ mod tests {
         let private: SocketAddr = "10.0.0.7:0".parse().unwrap();
         let public: SocketAddr = "93.184.216.34:0".parse().unwrap();
         let refused = keep("hooks.example.com", &[private], &[]).unwrap_err();
-        assert!(refused.contains("10.0.0.7"), "{refused}");
+        assert!(
+            !refused.contains("10.0.0.7"),
+            "no inside address shown: {refused}"
+        );
         assert_eq!(
             keep("hooks.example.com", &[private, public], &[]),
             Ok(vec![public])

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
+    audit::AuditEvent,
     event::{Event, EventKind},
     status::TaskStatus,
     task::TaskId,
@@ -75,8 +76,15 @@ impl Receivers {
                 });
             }
         }
+        // What this event's change was: a review opening (the attempt finished), or its
+        // deadline moved; any other event of a task waiting for review tells people nothing.
+        let fresh = || task.history.iter().rev().take_while(|e| e.seq == event.seq);
+        let opened = fresh().any(|e| matches!(e.event, AuditEvent::AttemptFinished { .. }))
+            || (task.history.is_empty() && task.attempts.is_empty());
+        let moved = fresh().any(|e| matches!(e.event, AuditEvent::DeadlineExtended { .. }));
         if let Some(slack) = &self.slack
             && task.status == TaskStatus::WaitingForReview
+            && (opened || moved)
         {
             let link = format!("{}/tasks/{}", slack.public_url, task.id);
             let title = escape(&first_line(&task.input));
@@ -92,7 +100,9 @@ impl Receivers {
                 ),
                 None => format!("Waiting for review: <{link}|{title}> (attempt {attempt} of {of})"),
             };
-            out.push(slack_message(event, slack, text, at, None));
+            if opened {
+                out.push(slack_message(event, slack, text, at, None));
+            }
             // A reminder only when the deadline is further off than `before`: a nearer one is
             // in the first message already.
             if let (Some(before), Some(at_deadline), Some(by)) =
@@ -128,7 +138,7 @@ fn slack_message(
         kind: Kind::Slack,
         url: slack.url.clone(),
         body: serde_json::json!({ "text": text }).to_string().into(),
-        created: event.at,
+        created: due,
         due,
         while_waiting,
         overflow: false,
@@ -210,6 +220,7 @@ pub struct NewDelivery {
     pub kind: Kind,
     pub url: Arc<str>,
     pub body: Arc<str>,
+    /// When it was made; for a reminder, when it comes due (its age counts from then).
     pub created: OffsetDateTime,
     /// Its first try.
     pub due: OffsetDateTime,
@@ -290,6 +301,20 @@ pub struct Delivery {
     pub body: Arc<str>,
     #[serde(skip)]
     pub while_waiting: Option<u32>,
+    /// How many times it was redelivered: a try's result applies only to its own round, so a
+    /// Redeliver asked for while a try is open is not taken back by that try's answer.
+    #[serde(skip)]
+    pub round: u32,
+}
+
+/// The receiver a URL names, for limits on sends at once: scheme, host and port (paths on one
+/// host are one receiver).
+pub fn receiver_of(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    &url[..end]
 }
 
 /// A receiver's URL without what may be secret in it: credentials, the query, a fragment, and
@@ -315,6 +340,8 @@ pub enum OutboxWrite {
     /// A try was made: the delivery's new state.
     Tried {
         id: Uuid,
+        /// The round the try was made in ([`Delivery::round`]).
+        round: u32,
         status: DeliveryStatus,
         attempts: u32,
         code: Option<u16>,
@@ -351,6 +378,16 @@ mod tests {
         assert_eq!(retry_after(12, min, 1.0), Duration::from_secs(3600));
         assert_eq!(retry_after(u32::MAX, min, 1.0), Duration::from_secs(3600));
         assert_eq!(retry_after(1, min, 0.0), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn paths_on_one_host_are_one_receiver() {
+        assert_eq!(
+            receiver_of("https://a.example.com:8443/cb/1?x=y"),
+            "https://a.example.com:8443"
+        );
+        assert_eq!(receiver_of("http://127.0.0.1:9/"), "http://127.0.0.1:9");
+        assert_eq!(receiver_of("http://h"), "http://h");
     }
 
     #[test]

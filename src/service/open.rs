@@ -15,7 +15,7 @@ use crate::{
     events::EventLog,
     model::delivery::Receivers,
     model::task::Maker,
-    model::task::{ReviewTimeout, Task},
+    model::task::{ReviewTimeout, Task, now},
     registry::Registry,
     review::{ProcessOptions, Processor, ReviewFlow},
     store::{
@@ -248,15 +248,24 @@ impl Hitl {
             return;
         };
         let registry = self.registry.clone();
+        let before = config.webhooks.notify_before;
         let sender = Sender::new(
             deliveries.clone(),
             &config.webhooks,
             receivers,
             poll,
+            // A reminder goes only while its review is open and its deadline near: one that
+            // was extended since has a reminder of its own, later.
             Box::new(move |id, attempt| {
-                registry
-                    .get(id)
-                    .is_some_and(|task| task.awaits_decision_on(attempt))
+                registry.get(id).is_some_and(|task| {
+                    let near = match (before, task.review_deadline) {
+                        (Some(before), Some(deadline)) => {
+                            deadline - before <= now() + Duration::from_secs(2)
+                        }
+                        _ => false,
+                    };
+                    task.awaits_decision_on(attempt) && near
+                })
             }),
         );
         tokio::spawn(Arc::new(sender).run(self.shutdown.clone()));

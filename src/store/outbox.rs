@@ -30,14 +30,15 @@ pub struct Due {
 
 /// The sender's side of the outbox.
 pub trait Outbox: Send + Sync + 'static {
-    /// At most `limit` pending deliveries due by `now`, none in `busy`, each the earliest not yet
-    /// accepted of its receiver and task (for kinds sent in order); and the time the next one
-    /// (not busy) comes due.
+    /// At most `limit` pending deliveries due by `now`, none in `busy` nor to a receiver in
+    /// `full` (see [`crate::model::delivery::receiver_of`]), each the earliest not yet accepted
+    /// of its receiver and task (for kinds sent in order); and the time the next one comes due.
     fn due(
         self: Arc<Self>,
         now: OffsetDateTime,
         limit: usize,
         busy: Arc<HashSet<Uuid>>,
+        full: Arc<Vec<String>>,
     ) -> BoxFuture<'static, Result<Due, StoreError>>;
 
     /// Takes `ids` for sending, for `lease` (with several instances, one that another holds

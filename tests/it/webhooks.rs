@@ -393,8 +393,18 @@ async fn a_full_outbox_records_the_delivery_as_failed_and_loses_no_event() {
             .contains("--webhook-max-pending")
     );
     assert_eq!(listed[0]["status"], "pending");
-    let answer = app.get("/metrics").await.text().await.unwrap();
-    assert!(answer.contains("hitl_webhook_deliveries_total"), "counted");
+    // The first is tried (and fails) meanwhile; the tries are counted.
+    receiver.until("a try", |got| !got.is_empty()).await;
+    within("the try counted", async {
+        loop {
+            let answer = app.get("/metrics").await.text().await.unwrap();
+            if answer.contains("hitl_webhook_deliveries_total{outcome=\"retried\"}") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -426,4 +436,41 @@ async fn webhooks_are_refused_without_a_durable_store_or_a_secret() {
         refused.to_string().contains("--webhook-secret"),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_with_a_backlog_holds_up_no_other_receiver() {
+    // A receiver that takes every connection and never answers, beside one that answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_url = format!("http://{}/hook", hanging.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            held.push(socket);
+        }
+    });
+    let secret = new_secret();
+    let good = Receiver::start(&secret).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Config {
+        webhooks: WebhookConfig {
+            urls: vec![hanging_url, format!("{}/hook", good.url)],
+            secret: Some(secret.parse().unwrap()),
+            timeout_secs: 30,
+            ..WebhookConfig::default()
+        },
+        ..webhook_config(&dir, WebhookConfig::default())
+    })
+    .await;
+    // More deliveries to the hanging receiver than the sender has room for in flight.
+    for n in 0..400 {
+        let made = app
+            .submit_json(&json!({"input": format!("t{n}"), "output": "o"}))
+            .await;
+        assert_eq!(made.status(), 201);
+    }
+    good.until("every event at the answering receiver", |got| {
+        got.len() >= 400
+    })
+    .await;
 }

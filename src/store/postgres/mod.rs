@@ -92,6 +92,7 @@ const MIGRATIONS: &[&str] = &[
          event_seq        bigint NOT NULL,
          kind             text NOT NULL,
          url              text NOT NULL,
+         host             text NOT NULL,
          chain            text,
          body             text NOT NULL,
          status           text NOT NULL,
@@ -102,6 +103,7 @@ const MIGRATIONS: &[&str] = &[
          next_ms          bigint,
          done_ms          bigint,
          while_waiting    integer,
+         round            integer NOT NULL DEFAULT 0,
          owner            text,
          lease_until      timestamptz
      );

@@ -23,7 +23,7 @@ use crate::{
 };
 
 const COLUMNS: &str = "id, task_id, event_seq, kind, url, body, status, attempts, last_status_code, \
-                       last_error, created_ms, next_ms, done_ms, while_waiting";
+                       last_error, created_ms, next_ms, done_ms, while_waiting, round";
 
 /// Finished deliveries are kept this long, for the task page and redelivery.
 const KEEP_FINISHED_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -33,6 +33,14 @@ pub struct PgOutgoing {
     pub receivers: Receivers,
     pub fill: Arc<Fill>,
     pub wake: Arc<Notify>,
+}
+
+fn write_id(write: &OutboxWrite) -> Uuid {
+    match write {
+        OutboxWrite::Tried { id, .. }
+        | OutboxWrite::Drop { id }
+        | OutboxWrite::Redeliver { id, .. } => *id,
+    }
 }
 
 fn decode(row: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
@@ -67,6 +75,7 @@ fn decode(row: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
             .transpose()?,
         body: row.get::<_, &str>(5).into(),
         while_waiting: row.get::<_, Option<i32>>(13).map(|a| a as u32),
+        round: row.get::<_, i32>(14) as u32,
     })
 }
 
@@ -105,6 +114,7 @@ impl Outbox for PgOutbox {
         now: OffsetDateTime,
         limit: usize,
         busy: Arc<HashSet<Uuid>>,
+        full: Arc<Vec<String>>,
     ) -> BoxFuture<'static, Result<Due, StoreError>> {
         Box::pin(async move {
             let client = self.store.pool.get().await?;
@@ -113,6 +123,7 @@ impl Outbox for PgOutbox {
                     "SELECT {COLUMNS} FROM hitl_deliveries AS d
                      WHERE status = 'pending'
                        AND (lease_until IS NULL OR lease_until < now())
+                       AND host <> ALL($2::text[])
                        AND (chain IS NULL OR NOT EXISTS (
                             SELECT 1 FROM hitl_deliveries AS e
                             WHERE e.status = 'pending' AND e.chain = d.chain
@@ -121,7 +132,7 @@ impl Outbox for PgOutbox {
                 ))
                 .await?;
             let rows = client
-                .query(&select, &[&((limit + busy.len() + 1) as i64)])
+                .query(&select, &[&((limit + busy.len() + 1) as i64), &*full])
                 .await?;
             let now_ms = unix_ms(now);
             let mut due = Due::default();
@@ -163,10 +174,15 @@ impl Outbox for PgOutbox {
                 .query(
                     "UPDATE hitl_deliveries
                      SET owner = $2, lease_until = now() + make_interval(secs => $3)
-                     WHERE id = ANY($1) AND status = 'pending'
+                     WHERE id = ANY($1) AND status = 'pending' AND next_ms <= $4
                        AND (lease_until IS NULL OR lease_until < now())
                      RETURNING id",
-                    &[&ids, &self.owner, &lease.as_secs_f64()],
+                    &[
+                        &ids,
+                        &self.owner,
+                        &lease.as_secs_f64(),
+                        &unix_ms(OffsetDateTime::now_utc()),
+                    ],
                 )
                 .await?;
             Ok(rows
@@ -181,12 +197,16 @@ impl Outbox for PgOutbox {
         writes: Vec<OutboxWrite>,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         Box::pin(async move {
+            // In id order, as `take` locks them: two transactions never wait on each other.
+            let mut writes = writes;
+            writes.sort_by_key(write_id);
             let mut client = self.store.pool.get().await?;
             let tx = client.transaction().await?;
             for write in writes {
                 match write {
                     OutboxWrite::Tried {
                         id,
+                        round,
                         status,
                         attempts,
                         code,
@@ -198,12 +218,15 @@ impl Outbox for PgOutbox {
                         let update = tx
                             .prepare_cached(
                                 // Only while this instance holds it: a lease that ran out may
-                                // have let another instance send it since.
+                                // have let another instance take it (and finish it) since. A Redeliver since
+                                // the try began keeps it pending, to be sent again.
                                 "UPDATE hitl_deliveries
-                                 SET status = $2, attempts = $3, last_status_code = $4,
-                                     last_error = $5, next_ms = $6, done_ms = $7,
+                                 SET attempts = $3, last_status_code = $4, last_error = $5,
+                                     status = CASE WHEN round = $9 THEN $2::text ELSE 'pending' END,
+                                     next_ms = CASE WHEN round = $9 THEN $6::bigint ELSE next_ms END,
+                                     done_ms = CASE WHEN round = $9 THEN $7::bigint ELSE NULL END,
                                      owner = NULL, lease_until = NULL
-                                 WHERE id = $1 AND (owner = $8 OR owner IS NULL)",
+                                 WHERE id = $1 AND owner = $8",
                             )
                             .await?;
                         tx.execute(
@@ -217,6 +240,7 @@ impl Outbox for PgOutbox {
                                 &next.map(unix_ms),
                                 &done,
                                 &self.owner,
+                                &(round as i32),
                             ],
                         )
                         .await?;
@@ -232,7 +256,7 @@ impl Outbox for PgOutbox {
                         tx.execute(
                             "UPDATE hitl_deliveries
                              SET status = 'pending', next_ms = $2, done_ms = NULL,
-                                 owner = NULL, lease_until = NULL
+                                 owner = NULL, lease_until = NULL, round = round + 1
                              WHERE id = $1",
                             &[&id.to_string(), &unix_ms(at)],
                         )

@@ -14,7 +14,7 @@ use super::{PgOutgoing, PgStore, encode_task};
 use crate::store::unix_ms;
 use crate::{
     model::audit::AuditEntry,
-    model::delivery::NewDelivery,
+    model::delivery::{NewDelivery, receiver_of},
     model::event::{Event, EventKind},
     model::task::{StoredKey, Task, TaskId},
     store::{StoreError, outbox::OVERFLOW},
@@ -150,6 +150,7 @@ impl NewRows {
             Vec::new(),
             Vec::new(),
         );
+        let mut hosts = Vec::new();
         for made in &self.made {
             c.0.push(made.id.to_string());
             c.1.push(made.task_id.to_string());
@@ -169,20 +170,23 @@ impl NewRows {
             d.3.push(next);
             d.4.push(done);
             d.5.push(made.while_waiting.map(|a| a as i32));
+            hosts.push(receiver_of(&made.url).to_owned());
         }
         let insert = tx
             .prepare_cached(
                 "INSERT INTO hitl_deliveries (id, task_id, event_seq, kind, url, chain, body,
-                     status, last_error, created_ms, next_ms, done_ms, while_waiting, attempts)
-                 SELECT *, 0 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[],
+                     status, last_error, created_ms, next_ms, done_ms, while_waiting, host,
+                     attempts)
+                 SELECT u.*, 0 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[],
                      $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
-                     $11::bigint[], $12::bigint[], $13::int[])",
+                     $11::bigint[], $12::bigint[], $13::int[], $14::text[]) AS u",
             )
             .await?;
         tx.execute(
             &insert,
             &[
                 &c.0, &c.1, &c.2, &c.3, &c.4, &c.5, &c.6, &d.0, &d.1, &d.2, &d.3, &d.4, &d.5,
+                &hosts,
             ],
         )
         .await?;

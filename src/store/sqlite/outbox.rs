@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use crate::{
     model::{
-        delivery::{Delivery, DeliveryStatus, Kind, NewDelivery, OutboxWrite, shown},
+        delivery::{Delivery, DeliveryStatus, Kind, NewDelivery, OutboxWrite, receiver_of, shown},
         task::TaskId,
     },
     store::{
@@ -25,7 +25,7 @@ use crate::{
 
 /// The columns [`decode`] reads, in its order.
 const COLUMNS: &str = "id, task_id, event_seq, kind, url, body, status, attempts, last_status_code, \
-                       last_error, created_ms, next_ms, done_ms, while_waiting";
+                       last_error, created_ms, next_ms, done_ms, while_waiting, round";
 
 /// Finished deliveries are kept this long, for the task page and redelivery.
 const KEEP_FINISHED_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -37,8 +37,8 @@ pub(super) fn insert(tx: &Transaction<'_>, new: &[NewDelivery]) -> Result<(), St
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO deliveries (id, task_id, event_seq, kind, url, chain, body, status, attempts,
-                                 last_error, created_ms, next_ms, done_ms, while_waiting)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13)",
+                                 last_error, created_ms, next_ms, done_ms, while_waiting, host)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     for d in new {
         let (status, error, next, done) = if d.overflow {
@@ -60,6 +60,7 @@ pub(super) fn insert(tx: &Transaction<'_>, new: &[NewDelivery]) -> Result<(), St
             next,
             done,
             d.while_waiting,
+            receiver_of(&d.url),
         ])?;
     }
     Ok(())
@@ -71,6 +72,7 @@ pub(super) fn apply(tx: &Transaction<'_>, writes: &[OutboxWrite]) -> Result<(), 
         match write {
             OutboxWrite::Tried {
                 id,
+                round,
                 status,
                 attempts,
                 code,
@@ -79,9 +81,12 @@ pub(super) fn apply(tx: &Transaction<'_>, writes: &[OutboxWrite]) -> Result<(), 
                 at,
             } => {
                 let done = (*status != DeliveryStatus::Pending).then(|| unix_ms(*at));
+                // A Redeliver since the try began keeps the delivery pending, to be sent again.
                 tx.prepare_cached(
-                    "UPDATE deliveries SET status = ?2, attempts = ?3, last_status_code = ?4,
-                            last_error = ?5, next_ms = ?6, done_ms = ?7
+                    "UPDATE deliveries SET attempts = ?3, last_status_code = ?4, last_error = ?5,
+                            status = CASE WHEN round = ?8 THEN ?2 ELSE 'pending' END,
+                            next_ms = CASE WHEN round = ?8 THEN ?6 ELSE next_ms END,
+                            done_ms = CASE WHEN round = ?8 THEN ?7 ELSE NULL END
                      WHERE id = ?1",
                 )?
                 .execute(params![
@@ -92,6 +97,7 @@ pub(super) fn apply(tx: &Transaction<'_>, writes: &[OutboxWrite]) -> Result<(), 
                     error.as_deref(),
                     next.map(unix_ms),
                     done,
+                    round,
                 ])?;
             }
             OutboxWrite::Drop { id } => {
@@ -100,7 +106,8 @@ pub(super) fn apply(tx: &Transaction<'_>, writes: &[OutboxWrite]) -> Result<(), 
             }
             OutboxWrite::Redeliver { id, at } => {
                 tx.prepare_cached(
-                    "UPDATE deliveries SET status = 'pending', next_ms = ?2, done_ms = NULL
+                    "UPDATE deliveries SET status = 'pending', next_ms = ?2, done_ms = NULL,
+                            round = round + 1
                      WHERE id = ?1",
                 )?
                 .execute(params![id.to_string(), unix_ms(*at)])?;
@@ -135,6 +142,7 @@ fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Delivery, StoreErr
     let next: Option<i64> = row.get(11)?;
     let done: Option<i64> = row.get(12)?;
     let while_waiting: Option<u32> = row.get(13)?;
+    let round: u32 = row.get(14)?;
     Ok((|| {
         let bad = |what: &str| StoreError::Decode(format!("delivery {id}: {what}"));
         let kind = Kind::parse(&kind).ok_or_else(|| bad("its kind"))?;
@@ -157,6 +165,7 @@ fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Delivery, StoreErr
             finished_at: done.map(|ms| from_unix_ms(seq, ms)).transpose()?,
             body: body.into(),
             while_waiting,
+            round,
         })
     })())
 }
@@ -189,6 +198,7 @@ impl Outbox for SqliteOutbox {
         now: OffsetDateTime,
         limit: usize,
         busy: Arc<HashSet<Uuid>>,
+        full: Arc<Vec<String>>,
     ) -> BoxFuture<'static, Result<Due, StoreError>> {
         Box::pin(blocking(move || {
             let conn = self.store.reader();
@@ -197,15 +207,17 @@ impl Outbox for SqliteOutbox {
             let mut select = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM deliveries AS d
                  WHERE status = 'pending'
+                   AND host NOT IN (SELECT value FROM json_each(?2))
                    AND (chain IS NULL OR NOT EXISTS (
                         SELECT 1 FROM deliveries AS e
                         WHERE e.status = 'pending' AND e.chain = d.chain
                           AND e.task_id = d.task_id AND e.event_seq < d.event_seq))
                  ORDER BY next_ms LIMIT ?1"
             ))?;
+            let full = serde_json::to_string(&*full).unwrap_or_else(|_| "[]".into());
             let now_ms = unix_ms(now);
             let mut due = Due::default();
-            let rows = select.query_map([(limit + busy.len() + 1) as i64], decode)?;
+            let rows = select.query_map(params![(limit + busy.len() + 1) as i64, full], decode)?;
             for row in rows {
                 let delivery = row??;
                 if busy.contains(&delivery.id) {

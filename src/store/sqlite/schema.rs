@@ -64,6 +64,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
          event_seq        INTEGER NOT NULL,
          kind             TEXT NOT NULL,
          url              TEXT NOT NULL,
+         host             TEXT NOT NULL,
          chain            TEXT,
          body             TEXT NOT NULL,
          status           TEXT NOT NULL,
@@ -73,7 +74,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
          created_ms       INTEGER NOT NULL,
          next_ms          INTEGER,
          done_ms          INTEGER,
-         while_waiting    INTEGER
+         while_waiting    INTEGER,
+         round            INTEGER NOT NULL DEFAULT 0
      );
      CREATE INDEX deliveries_task ON deliveries (task_id, event_seq);
      CREATE INDEX deliveries_due ON deliveries (next_ms) WHERE status = 'pending';

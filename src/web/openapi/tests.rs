@@ -130,6 +130,7 @@ fn task_schemas_require_what_is_always_written_and_list_all_that_may_be() {
         finished_at: None,
         body: "{}".into(),
         while_waiting: None,
+        round: 0,
     };
     assert_schema_fits(&delivery, &delivery);
     assert_schema_fits(&record, &full_record);
