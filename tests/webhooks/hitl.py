@@ -40,8 +40,10 @@ class Hitl:
     # -- the process ------------------------------------------------------------------------
 
     def start(self) -> "Hitl":
-        # Only what the test says: no HITL_* setting of the caller's leaks in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
+        # Only what the test says: no HITL_* setting of the caller's leaks in, and no proxy
+        # stands between hitl and the receivers on 127.0.0.1.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("HITL_") and not k.lower().endswith("_proxy")}
         env.setdefault("RUST_LOG", "hitl=info,warn")
         cmd = [self.binary, "--addr", "127.0.0.1:0", "--process-delay-ms", "0", *self.args]
         self._found.clear()
@@ -58,7 +60,7 @@ class Hitl:
                 raise RuntimeError(f"hitl did not start ({' '.join(cmd)}):\n{self.log}")
         if self.http is not None:
             self.http.close()
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.http = httpx.Client(base_url=self.url, timeout=30, trust_env=False)
         return self
 
     def _read(self, proc: "subprocess.Popen[str]") -> None:

@@ -85,6 +85,8 @@ class Receiver:
         self.name = name
         self.verifier = Webhook(secret)
         self.answer: Answer = OK
+        self.script: Optional[Callable[[int], Answer]] = None
+        self._count = 0
         self.requests: List[Received] = []
         self.failures: List[str] = []
         self.changed = threading.Condition()
@@ -150,6 +152,16 @@ class Receiver:
     def answer_with(self, answer: Answer) -> "Receiver":
         self.answer = answer
         return self
+
+    def answer_by(self, script: Callable[[int], Answer]) -> "Receiver":
+        """Answers request number n (from 0) with ``script(n)``."""
+        self.script = script
+        return self
+
+    def _next_answer(self) -> Answer:
+        with self.changed:
+            n, self._count = self._count, self._count + 1
+            return self.script(n) if self.script is not None else self.answer
 
     def answer_status(self, code: int, body: bytes = b"", **headers: str) -> "Receiver":
         return self.answer_with(Answer("status", code, body, dict(headers)))
@@ -245,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         receiver = self.server.receiver
-        answer = receiver.answer
+        answer = receiver._next_answer()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
