@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Callable, List, Sequence
 
-from hitl import Hitl
+from hitl import ENDED, Hitl
 from receiver import Receiver, Received, dump
 
 
@@ -54,7 +54,21 @@ def all_delivered(hitl: Hitl, receiver: Receiver, task_id: str,
         f"{receiver.name} got {dump(got)}\nhitl says it delivered {mine}"
     )
     assert_in_order(got)
+    if hitl.task(task_id)["status"] in ENDED:
+        assert_tells_the_journal(hitl, got, task_id)
     return got
+
+
+def assert_tells_the_journal(hitl: Hitl, got: List[Received], task_id: str) -> None:
+    """What the receiver got of an ended task is its every status event, as the event stream
+    replays it from the journal: same seq, same fields (and the Task besides)."""
+    journal = hitl.status_events(task_id)
+    assert [e["seq"] for e in journal] == [r.seq for r in got], (
+        f"the journal has {[(e['seq'], e['status']) for e in journal]}; delivered {dump(got)}"
+    )
+    for event, r in zip(journal, got):
+        told = {k: v for k, v in r.data.items() if k != "task"}
+        assert told == event, f"webhook data {told}\nstream data {event}"
 
 
 def assert_in_order(events: List[Received]) -> None:

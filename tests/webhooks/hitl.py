@@ -6,6 +6,7 @@ The API calls the tests need are methods here, over httpx."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,8 +19,8 @@ import httpx
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
-#: Every status a task passes through on its way to review (the simulated processor's).
-WORKING = ["pending", "running"]
+#: The statuses a task ends in.
+ENDED = ("completed", "failed", "cancelled")
 
 
 class Hitl:
@@ -151,6 +152,29 @@ class Hitl:
         self.decide(task["id"], "approved", 2, "Good now")
         self.reach(task["id"], "completed")
         return task["id"]
+
+    def status_events(self, task_id: str, timeout: float = 10.0) -> List[dict]:
+        """The task's status events as its event stream replays them from the journal
+        (``Last-Event-ID: 0``), up to the one that ended it: what webhooks must tell of."""
+        events: List[dict] = []
+        with httpx.Client(base_url=self.url, timeout=timeout, trust_env=False) as client:
+            with client.stream("GET", "/api/events", params={"task": task_id},
+                               headers={"Last-Event-ID": "0"}) as stream:
+                assert stream.status_code == 200, stream.read()
+                kind = None
+                try:
+                    for line in stream.iter_lines():
+                        if line.startswith("event:"):
+                            kind = line[len("event:"):].strip()
+                        elif line.startswith("data:") and kind == "status":
+                            events.append(json.loads(line[len("data:"):]))
+                            if events[-1]["status"] in ENDED:
+                                return events
+                        elif not line:
+                            kind = None
+                except httpx.ReadTimeout:
+                    pass
+        raise AssertionError(f"the stream of {task_id} did not reach its end: {events}")
 
     def deliveries(self, task_id: str) -> List[dict]:
         answer = self.api.get(f"/api/tasks/{task_id}/deliveries")
