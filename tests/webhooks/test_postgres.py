@@ -1,5 +1,6 @@
 """Two hitl instances on one PostgreSQL database, both sending to the same receiver: every event
-is delivered exactly once overall.
+is delivered exactly once overall; a delivery whose instance was killed mid-send is sent by
+another under its id.
 
 The database is HITL_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test (as for
 tests/pg); each test gets a fresh schema, made and dropped with psql. Where no PostgreSQL
@@ -17,6 +18,7 @@ from typing import Iterator
 import pytest
 
 from checks import all_delivered, assert_loop_events, assert_once_each, to
+from receiver import OK, Answer
 
 BASE = os.environ.get("HITL_TEST_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/test"
 
@@ -88,3 +90,29 @@ def test_two_instances_deliver_every_event_exactly_once(schema_url, start_hitl, 
     assert len(receiver.accepted()) == total
     sent = sum(h.metric("hitl_webhook_deliveries_total", outcome="delivered") for h in (one, two))
     assert sent == total, f"the instances sent {sent} deliveries for {total}"
+
+
+def test_a_delivery_whose_sender_was_killed_is_sent_by_another_instance_under_its_id(
+    schema_url, start_hitl, receiver
+):
+    store = ["--store", "postgres", "--database-url", schema_url]
+    receiver.answer_with(Answer("hang"))
+    # Its lease on a delivery is 2 x --webhook-timeout-secs + 5 s: 7 s here.
+    one = start_hitl(receiver, "--webhook-timeout-secs", "1", store_args=store)
+    task = one.submit("Told by an instance killed mid-send")
+    one.reach(task["id"], "waiting_for_review", 1)
+    receiver.wait_for(lambda: receiver.seen_ids(task["id"]), what="a first try")
+    hanging = receiver.seen_ids(task["id"])[0]
+    one.kill()
+
+    receiver.answer_with(OK)
+    two = start_hitl(receiver, "--webhook-timeout-secs", "1", store_args=store)
+    receiver.wait_for(lambda: any(r.webhook_id == hanging for r in receiver.accepted()),
+                      timeout=30, what=f"delivery {hanging} sent by the other instance")
+    two.decide(task["id"], "rejected", 1, "Shorter, please")
+    two.reach(task["id"], "waiting_for_review", 2)
+    two.decide(task["id"], "approved", 2, "Good now")
+    two.reach(task["id"], "completed")
+    events = all_delivered(two, receiver, task["id"], timeout=30)
+    assert_loop_events(events)
+    assert events[0].webhook_id == hanging
