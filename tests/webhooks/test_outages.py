@@ -131,3 +131,27 @@ def test_a_big_answer_to_a_2xx_is_delivered(start_hitl, receiver):
     hitl = start_hitl(receiver)
     task_id = hitl.loop("Told to a receiver that answers 10 MB")
     assert_loop_events(all_delivered(hitl, receiver, task_id))
+
+
+def test_kill_9_right_after_each_answer_loses_no_event(start_hitl, receiver, tmp_path):
+    """hitl killed the moment it answered (a submission, a decision): every event it had
+    answered for is delivered after the restart, in order, each under one id."""
+    data = tmp_path / "data"
+    hitl = start_hitl(receiver, data_dir=data)
+    ids = []
+    for n in range(3):
+        task = hitl.submit(f"Task {n}, killed after its submission")
+        ids.append(task["id"])
+        hitl.kill()
+        hitl = start_hitl(receiver, data_dir=data)
+        hitl.reach(task["id"], "waiting_for_review", 1)
+        hitl.decide(task["id"], "rejected", 1, "Shorter, please")
+        hitl.kill()
+        hitl = start_hitl(receiver, data_dir=data)
+        hitl.reach(task["id"], "waiting_for_review", 2)
+        hitl.decide(task["id"], "approved", 2, "Good now")
+        hitl.kill()
+        hitl = start_hitl(receiver, data_dir=data)
+    for task_id in ids:
+        hitl.reach(task_id, "completed")
+        assert_loop_events(all_delivered(hitl, receiver, task_id, timeout=20))
