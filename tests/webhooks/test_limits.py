@@ -94,3 +94,20 @@ def test_a_hanging_receiver_does_not_hold_up_a_shutdown(start_hitl, receiver, tm
                       what="the interrupted delivery after the restart")
     again.reach(task["id"], "waiting_for_review", 1)
     assert all_delivered(again, receiver, task["id"])[0].webhook_id == hanging
+
+
+def test_retries_back_off_from_retry_min_ms_doubling(start_hitl, receiver):
+    """The first retry comes --webhook-retry-min-ms after the failure, each next one twice as
+    late, each drawn between 80 % and 100 % of its wait (never sooner)."""
+    least = 0.25
+    receiver.answer_status(503)
+    hitl = start_hitl(receiver, retry_min_ms=int(least * 1000))
+    task = hitl.submit("Told to a receiver that keeps failing")
+    receiver.wait_for(lambda: len(receiver.seen_ids(task["id"])) >= 4, timeout=20,
+                      what="four tries")
+    tries = [r for r in receiver.snapshot() if r.task_id == task["id"]][:4]
+    assert len({r.webhook_id for r in tries}) == 1, "a retry came under another id"
+    gaps = [b.at - a.at for a, b in zip(tries, tries[1:])]
+    for n, gap in enumerate(gaps):
+        wait = least * 2 ** n
+        assert 0.8 * wait - 0.02 <= gap <= wait + 1.0, f"retry {n + 1} after {gap:.3f} s: {gaps}"
