@@ -107,8 +107,11 @@ def assert_loop_events(events: List[Received]) -> None:
     assert approval["outcome"] == "approved", approval
     assert approval["final_result"], approval
     assert approval["task"]["status"] == "completed", approval
-    # Events that no decision caused carry no decision.
     for r in events:
+        # Events that no decision caused carry no decision.
         if r.data is not changes and r.data is not approval:
             assert r.data.get("decision") is None, r.data
+        # The Task is as the event left it, not as it is when the delivery is sent.
+        task = r.data["task"]
+        assert (task["status"], task["attempt"]) == (r.status, r.data["attempt"]), r.data
     assert_in_order(events)

@@ -36,6 +36,8 @@ class Answer:
     code: int = 200
     body: bytes = b""
     headers: Dict[str, str] = field(default_factory=dict)
+    #: Seconds to wait before answering (a slow receiver).
+    delay: float = 0.0
 
     @property
     def accepts(self) -> bool:
@@ -294,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif answer.kind == "close":
             self.close_connection = True
         else:
+            if answer.delay:
+                time.sleep(answer.delay)
             self._status(answer.code, answer.body, answer.headers)
 
     def _status(self, code: int, body: bytes, headers: Optional[Dict[str, str]] = None) -> None:

@@ -3,7 +3,10 @@ in order; a redelivery carries the same webhook-id."""
 
 from __future__ import annotations
 
+import time
+
 from checks import all_delivered, assert_in_order, assert_loop_events, assert_once_each, to, until
+from receiver import OK, Answer
 
 
 def test_the_loop_s_events_arrive_signed_and_in_order(start_hitl, receivers):
@@ -84,3 +87,28 @@ def test_a_redelivery_carries_the_same_webhook_id(start_hitl, receiver):
     missing = hitl.redeliver("01a00000-0000-7000-8000-000000000000")
     assert missing.status_code == 404, missing.text
     assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_a_redelivery_asked_for_while_a_try_is_in_flight_is_still_sent(start_hitl, receiver):
+    """Redeliver answers 200 with the delivery pending again: it must then be sent again, even
+    when a try of it was already on its way (and succeeds) when the redelivery was asked for."""
+    receiver.answer_with(Answer("status", 200, delay=1.0))  # slow, but within the timeout
+    hitl = start_hitl(receiver)
+    task = hitl.submit("Redelivered while its first try is under way")
+    receiver.wait_for(lambda: receiver.seen_ids(task["id"]), what="the first try")
+    first = receiver.seen_ids(task["id"])[0]
+
+    answer = hitl.redeliver(first)
+    asked = time.monotonic()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "pending", answer.json()
+
+    receiver.answer_with(OK)
+    try:
+        receiver.wait_for(
+            lambda: any(r.webhook_id == first and r.at > asked for r in receiver.snapshot()),
+            timeout=5, what=f"delivery {first} sent again after the redelivery was answered",
+        )
+    except AssertionError as missing:
+        now = to(receiver, hitl.deliveries(task["id"]))[0]
+        raise AssertionError(f"{missing}\nhitl now says of it: {now}") from None
