@@ -28,6 +28,37 @@ pub struct Due {
     pub next: Option<OffsetDateTime>,
 }
 
+impl Due {
+    /// Gathers the answer from `rows` (pending deliveries in the order they come due): at most
+    /// `limit` due by `now` and not in `busy`, then when the next comes due.
+    pub(crate) fn gather(
+        rows: impl Iterator<Item = Result<Delivery, StoreError>>,
+        now: OffsetDateTime,
+        limit: usize,
+        busy: &HashSet<Uuid>,
+    ) -> Result<Self, StoreError> {
+        let mut due = Self::default();
+        for row in rows {
+            let delivery = row?;
+            if busy.contains(&delivery.id) {
+                continue;
+            }
+            match delivery.next_try_at {
+                Some(at) if at > now => {
+                    due.next = Some(at);
+                    break;
+                }
+                _ if due.ready.len() < limit => due.ready.push(delivery),
+                _ => {
+                    due.next = Some(now);
+                    break;
+                }
+            }
+        }
+        Ok(due)
+    }
+}
+
 /// The sender's side of the outbox.
 pub trait Outbox: Send + Sync + 'static {
     /// At most `limit` pending deliveries due by `now`, none in `busy` nor to a receiver in

@@ -134,26 +134,7 @@ impl Outbox for PgOutbox {
             let rows = client
                 .query(&select, &[&((limit + busy.len() + 1) as i64), &*full])
                 .await?;
-            let now_ms = unix_ms(now);
-            let mut due = Due::default();
-            for row in &rows {
-                let delivery = decode(row)?;
-                if busy.contains(&delivery.id) {
-                    continue;
-                }
-                match delivery.next_try_at {
-                    Some(at) if unix_ms(at) > now_ms => {
-                        due.next = Some(at);
-                        break;
-                    }
-                    _ if due.ready.len() < limit => due.ready.push(delivery),
-                    _ => {
-                        due.next = Some(now);
-                        break;
-                    }
-                }
-            }
-            Ok(due)
+            Due::gather(rows.iter().map(decode), now, limit, &busy)
         })
     }
 

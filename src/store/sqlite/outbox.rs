@@ -215,27 +215,8 @@ impl Outbox for SqliteOutbox {
                  ORDER BY next_ms LIMIT ?1"
             ))?;
             let full = serde_json::to_string(&*full).unwrap_or_else(|_| "[]".into());
-            let now_ms = unix_ms(now);
-            let mut due = Due::default();
             let rows = select.query_map(params![(limit + busy.len() + 1) as i64, full], decode)?;
-            for row in rows {
-                let delivery = row??;
-                if busy.contains(&delivery.id) {
-                    continue;
-                }
-                match delivery.next_try_at {
-                    Some(at) if unix_ms(at) > now_ms => {
-                        due.next = Some(at);
-                        break;
-                    }
-                    _ if due.ready.len() < limit => due.ready.push(delivery),
-                    _ => {
-                        due.next = Some(now);
-                        break;
-                    }
-                }
-            }
-            Ok(due)
+            Due::gather(rows.map(|row| row?), now, limit, &busy)
         }))
     }
 
