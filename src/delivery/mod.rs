@@ -175,7 +175,9 @@ impl Sender {
                     busy.remove(&id);
                 }
             }
-            let room = MAX_IN_FLIGHT - in_flight.len();
+            // Read no more than one receiver can take at once: what is read beyond that is
+            // mostly dropped for want of room, and reading it was most of the sender's cost.
+            let room = (MAX_IN_FLIGHT - in_flight.len()).min(PER_RECEIVER);
             let mut next = OffsetDateTime::now_utc() + self.settings.poll;
             if room > 0 && tokio::time::Instant::now() >= read_again {
                 let full: Vec<String> = per_receiver

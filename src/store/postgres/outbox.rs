@@ -124,6 +124,7 @@ impl Outbox for PgOutbox {
                      WHERE status = 'pending'
                        AND (lease_until IS NULL OR lease_until < now())
                        AND host <> ALL($2::text[])
+                       AND id <> ALL($3::text[])
                        AND (chain IS NULL OR NOT EXISTS (
                             SELECT 1 FROM hitl_deliveries AS e
                             WHERE e.status = 'pending' AND e.chain = d.chain
@@ -132,7 +133,14 @@ impl Outbox for PgOutbox {
                 ))
                 .await?;
             let rows = client
-                .query(&select, &[&((limit + busy.len() + 1) as i64), &*full])
+                .query(
+                    &select,
+                    &[
+                        &((limit + 1) as i64),
+                        &*full,
+                        &busy.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+                    ],
+                )
                 .await?;
             Due::gather(rows.iter().map(decode), now, limit, &busy)
         })

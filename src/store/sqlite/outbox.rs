@@ -208,6 +208,7 @@ impl Outbox for SqliteOutbox {
                 "SELECT {COLUMNS} FROM deliveries AS d
                  WHERE status = 'pending'
                    AND host NOT IN (SELECT value FROM json_each(?2))
+                   AND id NOT IN (SELECT value FROM json_each(?3))
                    AND (chain IS NULL OR NOT EXISTS (
                         SELECT 1 FROM deliveries AS e
                         WHERE e.status = 'pending' AND e.chain = d.chain
@@ -215,7 +216,9 @@ impl Outbox for SqliteOutbox {
                  ORDER BY next_ms LIMIT ?1"
             ))?;
             let full = serde_json::to_string(&*full).unwrap_or_else(|_| "[]".into());
-            let rows = select.query_map(params![(limit + busy.len() + 1) as i64, full], decode)?;
+            let ids: Vec<String> = busy.iter().map(Uuid::to_string).collect();
+            let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            let rows = select.query_map(params![(limit + 1) as i64, full, ids], decode)?;
             Due::gather(rows.map(|row| row?), now, limit, &busy)
         }))
     }
