@@ -160,17 +160,28 @@ const HEADS: [&str; 14] = [
     "errors",
 ];
 
-fn row(name: &str, cells: &[Option<f64>]) {
+/// Columns with a figure in any of `rows`: the others (a phase not run) are left out.
+fn shown(rows: &[Vec<Option<f64>>]) -> Vec<bool> {
+    (0..HEADS.len())
+        .map(|c| rows.iter().any(|r| r[c].is_some()))
+        .collect()
+}
+
+fn row(name: &str, cells: &[Option<f64>], shown: &[bool]) {
     let cells: Vec<String> = cells
         .iter()
-        .map(|c| c.map_or("-".into(), |v| format!("{v:.2}")))
+        .zip(shown)
+        .filter(|&(_, &shown)| shown)
+        .map(|(c, _)| c.map_or("-".into(), |v| format!("{v:.2}")))
         .map(|c| format!("{c:>10}"))
         .collect();
     println!("{name:<7}{}", cells.join(""));
 }
 
-fn heads() {
-    println!("{:<7}{}", "", HEADS.map(|h| format!("{h:>10}")).join(""));
+fn heads(shown: &[bool]) {
+    let heads = HEADS.iter().zip(shown).filter(|&(_, &shown)| shown);
+    let heads: Vec<String> = heads.map(|(h, _)| format!("{h:>10}")).collect();
+    println!("{:<7}{}", "", heads.join(""));
 }
 
 /// Each column's median over the runs.
@@ -195,17 +206,20 @@ pub fn ratios(a: &[Run], b: &[Run]) {
         .zip(medians(b))
         .map(|(a, b)| a.zip(b).filter(|&(_, b)| b != 0.0).map(|(a, b)| a / b))
         .collect();
-    heads();
-    row("ratio", &cells);
+    let shown = shown(std::slice::from_ref(&cells));
+    heads(&shown);
+    row("ratio", &cells, &shown);
 }
 
 /// One row per run and a row of medians. Delays in milliseconds.
 pub fn print(runs: &[Run]) {
-    heads();
-    for (i, run) in runs.iter().enumerate() {
-        row(&format!("run {}", i + 1), &run.cells());
+    let rows: Vec<Vec<Option<f64>>> = runs.iter().map(Run::cells).collect();
+    let shown = shown(&rows);
+    heads(&shown);
+    for (i, cells) in rows.iter().enumerate() {
+        row(&format!("run {}", i + 1), cells, &shown);
     }
-    row("median", &medians(runs));
+    row("median", &medians(runs), &shown);
     if let Some((w, n, _)) = runs.first().and_then(|r| r.busy.as_ref()) {
         println!("busy: {w} watchers on one task, {n} deliveries of 20 decisions per run");
     }
@@ -221,5 +235,40 @@ pub fn print(runs: &[Run]) {
             "waiting (last run): {k} requests waiting on a task; server RSS {} KiB before, {} open, {} 11 s after closing",
             i.before, i.open, i.closed
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|&v| Duration::from_millis(v)).collect()
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let hundred: Vec<u64> = (1..=100).rev().collect();
+        let s = Spread::of(&ms(&hundred));
+        assert_eq!((s.p50, s.p99, s.max), (50.0, 99.0, 100.0));
+        let s = Spread::of(&ms(&[7, 3, 5]));
+        assert_eq!((s.p50, s.p99, s.max), (5.0, 7.0, 7.0));
+        let s = Spread::of(&ms(&[4]));
+        assert_eq!((s.p50, s.p99, s.max), (4.0, 4.0, 4.0));
+        let s = Spread::of(&[]);
+        assert_eq!((s.p50, s.p99, s.max), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_runs_and_columns_without_figures() {
+        let run = |rate: f64| Run::new(1000, 1000.0 / rate, [Some(0.5), None], None, &[]);
+        let runs = [run(125.0), run(500.0), run(250.0)];
+        assert_eq!(medians(&runs)[0], Some(250.0));
+        assert_eq!(medians(&runs[..2])[0], Some(312.5));
+        let own_cpu = HEADS.iter().position(|&h| h == "gen ms/lc").unwrap();
+        assert_eq!(medians(&runs)[own_cpu], None);
+        let rows: Vec<_> = runs.iter().map(Run::cells).collect();
+        let shown = shown(&rows);
+        assert!(shown[0] && !shown[own_cpu]);
     }
 }
