@@ -15,7 +15,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(delays: &[Duration]) -> Self {
+    pub fn of(delays: &[Duration]) -> Self {
         let mut ms: Vec<f64> = delays.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         ms.sort_by(f64::total_cmp);
         let rank = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
@@ -34,6 +34,20 @@ impl Spread {
     }
 }
 
+/// What the webhook receiver (`--webhook`) saw of one run.
+pub struct Hook {
+    /// From each event of the timed lifecycles (its `data.at`) to its delivery's arrival.
+    pub delay: Spread,
+    /// From the end of the timed lifecycles until their last delivery arrived.
+    pub drain: Duration,
+    /// Distinct deliveries received over the whole run, and status events the shared stream
+    /// showed (one delivery each).
+    pub received: usize,
+    pub expected: usize,
+    /// Deliveries whose `webhook-id` had come before.
+    pub duplicates: usize,
+}
+
 pub struct Run {
     pub lifecycles: usize,
     pub rate: f64,
@@ -49,6 +63,7 @@ pub struct Run {
     pub idle: Option<(usize, Idle)>,
     /// Requests waiting on a task, and the server's memory with them open.
     pub waiting: Option<(usize, Idle)>,
+    pub hook: Option<Hook>,
     pub errors: Vec<String>,
 }
 
@@ -72,6 +87,7 @@ impl Run {
             busy: None,
             idle: None,
             waiting: None,
+            hook: None,
             errors: Vec::new(),
         }
     }
@@ -117,6 +133,10 @@ impl Run {
                 "requests": k, "rss_before_kib": i.before, "rss_open_kib": i.open,
                 "rss_closed_kib": i.closed, "kib_per_wait": self.wait_kib_each(),
             })),
+            "webhook": self.hook.as_ref().map(|h| json!({
+                "event_to_delivery": h.delay.json(), "drain_ms": h.drain.as_secs_f64() * 1e3,
+                "received": h.received, "expected": h.expected, "duplicates": h.duplicates,
+            })),
             "errors": self.errors,
         })
     }
@@ -124,6 +144,7 @@ impl Run {
     /// The table's cells for this run.
     fn cells(&self) -> Vec<Option<f64>> {
         let busy = self.busy.as_ref().map(|b| b.2);
+        let hook = self.hook.as_ref();
         vec![
             Some(self.rate),
             Some(self.decision.p50),
@@ -138,12 +159,17 @@ impl Run {
             self.idle_kib_each(),
             self.idle_back(),
             self.wait_kib_each(),
+            hook.map(|h| h.delay.p50),
+            hook.map(|h| h.delay.p99),
+            hook.map(|h| h.delay.max),
+            hook.map(|h| h.drain.as_secs_f64() * 1e3),
+            hook.map(|h| h.duplicates as f64),
             Some(self.errors.len() as f64),
         ]
     }
 }
 
-const HEADS: [&str; 14] = [
+const HEADS: [&str; 19] = [
     "lc/s",
     "dec p50",
     "dec p99",
@@ -157,6 +183,11 @@ const HEADS: [&str; 14] = [
     "KiB/idle",
     "rss back%",
     "KiB/wait",
+    "hook p50",
+    "hook p99",
+    "hook max",
+    "drain ms",
+    "hook dups",
     "errors",
 ];
 
@@ -236,6 +267,17 @@ pub fn print(runs: &[Run]) {
             i.before, i.open, i.closed
         );
     }
+    let hooks: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.hook.as_ref())
+        .map(|h| format!("{} of {}", h.received, h.expected))
+        .collect();
+    if !hooks.is_empty() {
+        println!(
+            "webhook: distinct deliveries received of status events shown, each run: {}",
+            hooks.join(", ")
+        );
+    }
 }
 
 #[cfg(test)]
@@ -270,5 +312,7 @@ mod tests {
         let rows: Vec<_> = runs.iter().map(Run::cells).collect();
         let shown = shown(&rows);
         assert!(shown[0] && !shown[own_cpu]);
+        let hook = HEADS.iter().position(|&h| h == "hook p50").unwrap();
+        assert!(!shown[hook], "no receiver, no column");
     }
 }
