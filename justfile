@@ -41,6 +41,13 @@ bench-outside:
     target/release/examples/hitl-bench --spawn target/release/hitl --store memory --lifecycles 500 --concurrency 32 --idle-waiters 10000 --runs 3
     target/release/examples/wait_memory
 
+# Webhooks (issue 17): the spawned hitl (SQLite) without a webhook receiver, then with one in the
+# generator answering 200 at once, taking turns run by run; event -> delivery delays, every
+# delivery counted (BENCHMARKS.md, "Webhooks").
+bench-webhooks:
+    cargo build --release --example hitl-bench --bin hitl
+    target/release/examples/hitl-bench --spawn target/release/hitl --store sqlite --webhook-turns --lifecycles 2000 --concurrency 64 --runs 3
+
 # Everything CI runs.
 ci:
     bash .ci/run

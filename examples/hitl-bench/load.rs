@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Mutex,
-        atomic::{AtomicBool, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
@@ -93,6 +93,8 @@ pub struct Load {
     passed: DashSet<String>,
     /// Whether ids must now grow by exactly one (see `StreamCheck`).
     contiguous: AtomicBool,
+    /// Status events the stream has shown, of every task: what a webhook receiver should get.
+    statuses: AtomicUsize,
     /// Decision-to-event delays of lifecycles, and problems the stream itself showed.
     pub delays: Mutex<Vec<Duration>>,
     pub stream_errors: Mutex<Vec<String>>,
@@ -113,6 +115,7 @@ impl Load {
             mine: DashSet::new(),
             passed: DashSet::new(),
             contiguous: AtomicBool::new(fresh),
+            statuses: AtomicUsize::new(0),
             delays: Mutex::default(),
             stream_errors: Mutex::default(),
             fault: None,
@@ -169,6 +172,7 @@ impl Load {
     }
 
     fn dispatch(&self, s: Status) {
+        self.statuses.fetch_add(1, Relaxed);
         let mut tracked = self.tasks.entry(s.task_id).or_default();
         tracked.check.flow = self.flow;
         let seen = tracked.check.see(&s.status, s.attempt);
@@ -181,6 +185,11 @@ impl Load {
         let latest = seen.map(|()| tracked.check.latest());
         // The old value is of no interest.
         let _ = tracked.latest.send_replace(latest);
+    }
+
+    /// Status events the shared stream has shown so far, of every task.
+    pub fn statuses(&self) -> usize {
+        self.statuses.load(Relaxed)
     }
 
     /// POSTs `body` and returns the JSON answer, which must come with `expected`.

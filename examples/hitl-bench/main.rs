@@ -25,22 +25,33 @@
 //!     target/release/examples/hitl-bench --spawn target/release/hitl --store memory \
 //!         --floor target/release/examples/floor ...
 //!
-//! Results are in BENCHMARKS.md ("The load generator", "The floor").
+//! With `--webhook` a spawned hitl also POSTs every status event to a receiver in this process
+//! (`receiver.rs`), which answers 200 at once; the run then reports event-to-delivery delays, waits
+//! (at most 2 minutes) for the outbox to drain, and counts the deliveries against the status events
+//! the shared stream showed. With `--webhook-turns` each run goes to a hitl without a receiver,
+//! then to one with, and the report ends with the second's medians over the first's.
+//!
+//!     target/release/examples/hitl-bench --spawn target/release/hitl --store sqlite \
+//!         --webhook-turns ...
+//!
+//! Results are in BENCHMARKS.md ("The load generator", "The floor", "Webhooks").
 
 mod check;
 mod load;
+mod receiver;
 mod report;
 mod server;
 mod watchers;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 
 use crate::{
     load::{Load, WAIT, connect},
-    report::Run,
+    receiver::Receiver,
+    report::{Hook, Run, Spread},
     server::Server,
 };
 
@@ -71,6 +82,14 @@ struct Args {
     /// server above, and compare the two.
     #[arg(long)]
     floor: Option<String>,
+    /// Give the spawned hitl a webhook receiver in this process (`--webhook-url`, a fresh
+    /// `--webhook-secret`), answering 200 at once; report event-to-delivery delays and counts.
+    #[arg(long, requires = "spawn")]
+    webhook: bool,
+    /// Runs take turns between the spawned hitl without a receiver and with one (as
+    /// `--webhook`), and the report compares the two.
+    #[arg(long, requires = "spawn", conflicts_with_all = ["floor", "webhook"])]
+    webhook_turns: bool,
     /// The store of a spawned server.
     #[arg(long, default_value = "sqlite", value_parser = ["memory", "sqlite"])]
     store: String,
@@ -110,6 +129,8 @@ struct Args {
 }
 
 const WARM_UP: usize = 100;
+/// The longest the outbox may take to deliver what the lifecycles made, after they ended.
+const DRAIN: Duration = Duration::from_secs(120);
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -160,8 +181,15 @@ async fn main() -> Result<()> {
                 "run {r}, {}: one-minute load average {load} before",
                 target.name()
             );
-            let server = target.start(&args.server_args).await?;
-            let outcome = run(&args, &server, target.fresh()).await;
+            let receiver = match target.webhook() {
+                true => Some(Receiver::start().await?),
+                false => None,
+            };
+            let mut server_args: Vec<String> =
+                receiver.iter().flat_map(Receiver::server_args).collect();
+            server_args.extend(args.server_args.iter().cloned());
+            let server = target.start(&server_args).await?;
+            let outcome = run(&args, &server, target.fresh(), receiver.as_ref()).await;
             server.stop().await?;
             let run = outcome.with_context(|| format!("{}, run {r}", target.name()))?;
             if args.json {
@@ -177,9 +205,15 @@ async fn main() -> Result<()> {
         println!("\n{name}:");
         report::print(runs);
     }
-    if let [hitl, floor] = &runs[..] {
-        println!("\n{} over {}, median over median:", names[0], names[1]);
-        report::ratios(hitl, floor);
+    if let [first, second] = &runs[..] {
+        // The floor comes second, and is the measure; the receiver's runs come second, and are
+        // measured by the first's.
+        let (over, under) = match args.webhook_turns {
+            true => ((second, &names[1]), (first, &names[0])),
+            false => ((first, &names[0]), (second, &names[1])),
+        };
+        println!("\n{} over {}, median over median:", over.1, under.1);
+        report::ratios(over.0, under.0);
     }
     let runs: Vec<Run> = runs.into_iter().flatten().collect();
     let errors: usize = runs.iter().map(|r| r.errors.len()).sum();
@@ -195,13 +229,22 @@ async fn main() -> Result<()> {
 
 /// A server the runs go to.
 enum Target {
-    Given { url: String, pid: Option<u32> },
-    Hitl { binary: String, store: String },
-    Floor { binary: String },
+    Given {
+        url: String,
+        pid: Option<u32>,
+    },
+    Hitl {
+        binary: String,
+        store: String,
+        webhook: bool,
+    },
+    Floor {
+        binary: String,
+    },
 }
 
 impl Target {
-    /// The server under test first, then the floor.
+    /// The server under test first, then the floor, or the same server with a receiver.
     fn all(args: &Args) -> Vec<Self> {
         let first = match (&args.url, &args.spawn) {
             (Some(url), _) => Some(Self::Given {
@@ -211,17 +254,32 @@ impl Target {
             (_, Some(binary)) => Some(Self::Hitl {
                 binary: binary.clone(),
                 store: args.store.clone(),
+                webhook: args.webhook,
             }),
             _ => None,
         };
-        let floor = args.floor.clone().map(|binary| Self::Floor { binary });
-        first.into_iter().chain(floor).collect()
+        let second = match (&first, &args.floor) {
+            (Some(Self::Hitl { binary, store, .. }), _) if args.webhook_turns => Some(Self::Hitl {
+                binary: binary.clone(),
+                store: store.clone(),
+                webhook: true,
+            }),
+            (_, floor) => floor.clone().map(|binary| Self::Floor { binary }),
+        };
+        first.into_iter().chain(second).collect()
     }
 
     fn name(&self) -> String {
         match self {
             Self::Given { url, pid } => format!("{url} (pid {pid:?})"),
-            Self::Hitl { binary, store } => format!("{binary} --store {store}"),
+            Self::Hitl {
+                binary,
+                store,
+                webhook,
+            } => match webhook {
+                true => format!("{binary} --store {store} --webhook-url (a receiver here)"),
+                false => format!("{binary} --store {store}"),
+            },
             Self::Floor { binary } => format!("{binary} (the floor)"),
         }
     }
@@ -229,9 +287,16 @@ impl Target {
     async fn start(&self, hitl_args: &[String]) -> Result<Server> {
         match self {
             Self::Given { url, pid } => Ok(Server::given(url, *pid)),
-            Self::Hitl { binary, store } => Server::spawn(binary, Some((store, hitl_args))).await,
+            Self::Hitl { binary, store, .. } => {
+                Server::spawn(binary, Some((store, hitl_args))).await
+            }
             Self::Floor { binary } => Server::spawn(binary, None).await,
         }
+    }
+
+    /// Does this server deliver webhooks to a receiver here?
+    fn webhook(&self) -> bool {
+        matches!(self, Self::Hitl { webhook: true, .. })
     }
 
     /// A server this process started has no tasks yet.
@@ -240,8 +305,15 @@ impl Target {
     }
 }
 
-/// One run against `server`: lifecycles, then busy watchers, then idle streams.
-async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
+/// One run against `server`: lifecycles, then busy watchers, then idle streams. With a
+/// `receiver`, the server's CPU is read once the lifecycles' deliveries have all arrived (its
+/// work includes sending them), and at the end every status event must have come as one.
+async fn run(
+    args: &Args,
+    server: &Server,
+    fresh: bool,
+    receiver: Option<&Receiver>,
+) -> Result<Run> {
     let client = reqwest::Client::builder().timeout(WAIT).build()?;
     let mut load = Load::new(client, server.base.clone(), fresh);
     load.fault = args.inject_fault;
@@ -268,6 +340,7 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
         let mut errors = load.lifecycles(0..WARM_UP, args.concurrency).await;
         load.delays.lock().unwrap().clear();
         let (cpu, started) = (cpu_seconds(), Instant::now());
+        let since = time::OffsetDateTime::now_utc();
         let own_cpu = server::cpu_seconds("self");
         let n = args.lifecycles;
         errors.extend(
@@ -275,6 +348,16 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
                 .await,
         );
         let wall = started.elapsed().as_secs_f64();
+        let mut hook = None;
+        if let Some(receiver) = receiver {
+            let drained = receiver.drain(load.statuses(), DRAIN).await;
+            let drain = drained.unwrap_or_else(|| {
+                errors.push(format!("webhook: the outbox did not drain in {DRAIN:?}"));
+                DRAIN
+            });
+            let delays = receiver.tally(|t| t.delays_since(since));
+            hook = Some((Spread::of(&delays), drain));
+        }
         let cpu = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
         let own_cpu = own_cpu.zip(server::cpu_seconds("self")).map(|(a, b)| b - a);
         let delays = load.delays.lock().unwrap().clone();
@@ -298,6 +381,28 @@ async fn run(args: &Args, server: &Server, fresh: bool) -> Result<Run> {
                 let waiting = watchers::waiting(server, &load.base, &id, args.idle_waiters).await?;
                 run.waiting = Some((args.idle_waiters, waiting));
             }
+        }
+        if let (Some(receiver), Some((delay, drain))) = (receiver, hook) {
+            let expected = load.statuses();
+            if receiver.drain(expected, DRAIN).await.is_none() {
+                errors.push(format!("webhook: the outbox did not drain in {DRAIN:?}"));
+            }
+            run.hook = Some(receiver.tally(|t| {
+                errors.extend(t.errors.iter().cloned());
+                if t.received() != expected {
+                    errors.push(format!(
+                        "webhook: {} deliveries for {expected} status events",
+                        t.received()
+                    ));
+                }
+                Hook {
+                    delay,
+                    drain,
+                    received: t.received(),
+                    expected,
+                    duplicates: t.duplicates,
+                }
+            }));
         }
         errors.extend(load.late_errors());
         run.errors = errors;

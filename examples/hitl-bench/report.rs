@@ -15,7 +15,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(delays: &[Duration]) -> Self {
+    pub fn of(delays: &[Duration]) -> Self {
         let mut ms: Vec<f64> = delays.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         ms.sort_by(f64::total_cmp);
         let rank = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
@@ -34,6 +34,20 @@ impl Spread {
     }
 }
 
+/// What the webhook receiver (`--webhook`) saw of one run.
+pub struct Hook {
+    /// From each event of the timed lifecycles (its `data.at`) to its delivery's arrival.
+    pub delay: Spread,
+    /// From the end of the timed lifecycles until their last delivery arrived.
+    pub drain: Duration,
+    /// Distinct deliveries received over the whole run, and status events the shared stream
+    /// showed (one delivery each).
+    pub received: usize,
+    pub expected: usize,
+    /// Deliveries whose `webhook-id` had come before.
+    pub duplicates: usize,
+}
+
 pub struct Run {
     pub lifecycles: usize,
     pub rate: f64,
@@ -49,6 +63,7 @@ pub struct Run {
     pub idle: Option<(usize, Idle)>,
     /// Requests waiting on a task, and the server's memory with them open.
     pub waiting: Option<(usize, Idle)>,
+    pub hook: Option<Hook>,
     pub errors: Vec<String>,
 }
 
@@ -72,6 +87,7 @@ impl Run {
             busy: None,
             idle: None,
             waiting: None,
+            hook: None,
             errors: Vec::new(),
         }
     }
@@ -117,6 +133,10 @@ impl Run {
                 "requests": k, "rss_before_kib": i.before, "rss_open_kib": i.open,
                 "rss_closed_kib": i.closed, "kib_per_wait": self.wait_kib_each(),
             })),
+            "webhook": self.hook.as_ref().map(|h| json!({
+                "event_to_delivery": h.delay.json(), "drain_ms": h.drain.as_secs_f64() * 1e3,
+                "received": h.received, "expected": h.expected, "duplicates": h.duplicates,
+            })),
             "errors": self.errors,
         })
     }
@@ -124,6 +144,7 @@ impl Run {
     /// The table's cells for this run.
     fn cells(&self) -> Vec<Option<f64>> {
         let busy = self.busy.as_ref().map(|b| b.2);
+        let hook = self.hook.as_ref();
         vec![
             Some(self.rate),
             Some(self.decision.p50),
@@ -138,12 +159,17 @@ impl Run {
             self.idle_kib_each(),
             self.idle_back(),
             self.wait_kib_each(),
+            hook.map(|h| h.delay.p50),
+            hook.map(|h| h.delay.p99),
+            hook.map(|h| h.delay.max),
+            hook.map(|h| h.drain.as_secs_f64() * 1e3),
+            hook.map(|h| h.duplicates as f64),
             Some(self.errors.len() as f64),
         ]
     }
 }
 
-const HEADS: [&str; 14] = [
+const HEADS: [&str; 19] = [
     "lc/s",
     "dec p50",
     "dec p99",
@@ -157,20 +183,36 @@ const HEADS: [&str; 14] = [
     "KiB/idle",
     "rss back%",
     "KiB/wait",
+    "hook p50",
+    "hook p99",
+    "hook max",
+    "drain ms",
+    "hook dups",
     "errors",
 ];
 
-fn row(name: &str, cells: &[Option<f64>]) {
+/// Columns with a figure in any of `rows`: the others (a phase not run) are left out.
+fn shown(rows: &[Vec<Option<f64>>]) -> Vec<bool> {
+    (0..HEADS.len())
+        .map(|c| rows.iter().any(|r| r[c].is_some()))
+        .collect()
+}
+
+fn row(name: &str, cells: &[Option<f64>], shown: &[bool]) {
     let cells: Vec<String> = cells
         .iter()
-        .map(|c| c.map_or("-".into(), |v| format!("{v:.2}")))
+        .zip(shown)
+        .filter(|&(_, &shown)| shown)
+        .map(|(c, _)| c.map_or("-".into(), |v| format!("{v:.2}")))
         .map(|c| format!("{c:>10}"))
         .collect();
     println!("{name:<7}{}", cells.join(""));
 }
 
-fn heads() {
-    println!("{:<7}{}", "", HEADS.map(|h| format!("{h:>10}")).join(""));
+fn heads(shown: &[bool]) {
+    let heads = HEADS.iter().zip(shown).filter(|&(_, &shown)| shown);
+    let heads: Vec<String> = heads.map(|(h, _)| format!("{h:>10}")).collect();
+    println!("{:<7}{}", "", heads.join(""));
 }
 
 /// Each column's median over the runs.
@@ -195,17 +237,20 @@ pub fn ratios(a: &[Run], b: &[Run]) {
         .zip(medians(b))
         .map(|(a, b)| a.zip(b).filter(|&(_, b)| b != 0.0).map(|(a, b)| a / b))
         .collect();
-    heads();
-    row("ratio", &cells);
+    let shown = shown(std::slice::from_ref(&cells));
+    heads(&shown);
+    row("ratio", &cells, &shown);
 }
 
 /// One row per run and a row of medians. Delays in milliseconds.
 pub fn print(runs: &[Run]) {
-    heads();
-    for (i, run) in runs.iter().enumerate() {
-        row(&format!("run {}", i + 1), &run.cells());
+    let rows: Vec<Vec<Option<f64>>> = runs.iter().map(Run::cells).collect();
+    let shown = shown(&rows);
+    heads(&shown);
+    for (i, cells) in rows.iter().enumerate() {
+        row(&format!("run {}", i + 1), cells, &shown);
     }
-    row("median", &medians(runs));
+    row("median", &medians(runs), &shown);
     if let Some((w, n, _)) = runs.first().and_then(|r| r.busy.as_ref()) {
         println!("busy: {w} watchers on one task, {n} deliveries of 20 decisions per run");
     }
@@ -221,5 +266,53 @@ pub fn print(runs: &[Run]) {
             "waiting (last run): {k} requests waiting on a task; server RSS {} KiB before, {} open, {} 11 s after closing",
             i.before, i.open, i.closed
         );
+    }
+    let hooks: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.hook.as_ref())
+        .map(|h| format!("{} of {}", h.received, h.expected))
+        .collect();
+    if !hooks.is_empty() {
+        println!(
+            "webhook: distinct deliveries received of status events shown, each run: {}",
+            hooks.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|&v| Duration::from_millis(v)).collect()
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let hundred: Vec<u64> = (1..=100).rev().collect();
+        let s = Spread::of(&ms(&hundred));
+        assert_eq!((s.p50, s.p99, s.max), (50.0, 99.0, 100.0));
+        let s = Spread::of(&ms(&[7, 3, 5]));
+        assert_eq!((s.p50, s.p99, s.max), (5.0, 7.0, 7.0));
+        let s = Spread::of(&ms(&[4]));
+        assert_eq!((s.p50, s.p99, s.max), (4.0, 4.0, 4.0));
+        let s = Spread::of(&[]);
+        assert_eq!((s.p50, s.p99, s.max), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_runs_and_columns_without_figures() {
+        let run = |rate: f64| Run::new(1000, 1000.0 / rate, [Some(0.5), None], None, &[]);
+        let runs = [run(125.0), run(500.0), run(250.0)];
+        assert_eq!(medians(&runs)[0], Some(250.0));
+        assert_eq!(medians(&runs[..2])[0], Some(312.5));
+        let own_cpu = HEADS.iter().position(|&h| h == "gen ms/lc").unwrap();
+        assert_eq!(medians(&runs)[own_cpu], None);
+        let rows: Vec<_> = runs.iter().map(Run::cells).collect();
+        let shown = shown(&rows);
+        assert!(shown[0] && !shown[own_cpu]);
+        let hook = HEADS.iter().position(|&h| h == "hook p50").unwrap();
+        assert!(!shown[hook], "no receiver, no column");
     }
 }
