@@ -155,6 +155,7 @@ impl Sender {
         let mut busy: HashSet<Uuid> = HashSet::new();
         let mut per_receiver: HashMap<String, usize> = HashMap::new();
         let mut finished: Vec<OutboxWrite> = Vec::new();
+        let mut recording: JoinSet<(Vec<Uuid>, u64, Result<(), StoreError>)> = JoinSet::new();
         let mut gauges = tokio::time::interval(GAUGE_EVERY);
         let mut failing = false;
         // Reading the outbox is paced by what it costs: after a read that took `d`, the next
@@ -162,18 +163,16 @@ impl Sender {
         // of a core, and an idle one nothing.
         let mut read_again = tokio::time::Instant::now();
         loop {
-            if !finished.is_empty() {
+            // Results are recorded one batch at a time, beside the sends: while one batch is
+            // written, others are sent (a delivery stays busy until its result is written).
+            if recording.is_empty() && !finished.is_empty() {
                 let writes = std::mem::take(&mut finished);
-                let ids: Vec<Uuid> = writes.iter().map(write_id).collect();
-                let ended = writes.iter().filter(|w| ends(w)).count() as u64;
-                match outbox.clone().write(writes).await {
-                    Ok(()) => self.deliveries.fill.finished(ended),
-                    // Left pending: tried again (with the same id) once the store is back.
-                    Err(error) => tracing::warn!(%error, "cannot record webhook deliveries"),
-                }
-                for id in ids {
-                    busy.remove(&id);
-                }
+                let outbox = outbox.clone();
+                recording.spawn(async move {
+                    let ids: Vec<Uuid> = writes.iter().map(write_id).collect();
+                    let ended = writes.iter().filter(|w| ends(w)).count() as u64;
+                    (ids, ended, outbox.write(writes).await)
+                });
             }
             // Read no more than one receiver can take at once: what is read beyond that is
             // mostly dropped for want of room, and reading it was most of the sender's cost.
@@ -276,6 +275,20 @@ impl Sender {
                             }
                         }
                         done = in_flight.try_join_next_with_id();
+                    }
+                }
+                Some(recorded) = recording.join_next() => {
+                    if let Ok((ids, ended, written)) = recorded {
+                        match written {
+                            Ok(()) => self.deliveries.fill.finished(ended),
+                            // Left pending: tried again (same id) once the store is back.
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot record webhook deliveries")
+                            }
+                        }
+                        for id in ids {
+                            busy.remove(&id);
+                        }
                     }
                 }
                 () = self.deliveries.wake.notified() => {}
