@@ -169,8 +169,8 @@ impl Sender {
                 let writes = std::mem::take(&mut finished);
                 let outbox = outbox.clone();
                 recording.spawn(async move {
-                    let ids: Vec<Uuid> = writes.iter().map(write_id).collect();
-                    let ended = writes.iter().filter(|w| ends(w)).count() as u64;
+                    let ids: Vec<Uuid> = writes.iter().map(OutboxWrite::id).collect();
+                    let ended = writes.iter().filter(|w| w.ends()).count() as u64;
                     (ids, ended, outbox.write(writes).await)
                 });
             }
@@ -368,23 +368,6 @@ fn release(per_receiver: &mut HashMap<String, usize>, receiver: &str) {
         if *count == 0 {
             per_receiver.remove(receiver);
         }
-    }
-}
-
-/// Does `write` take a delivery out of the pending ones?
-fn ends(write: &OutboxWrite) -> bool {
-    match write {
-        OutboxWrite::Tried { status, .. } => *status != DeliveryStatus::Pending,
-        OutboxWrite::Drop { .. } => true,
-        OutboxWrite::Redeliver { .. } => false,
-    }
-}
-
-fn write_id(write: &OutboxWrite) -> Uuid {
-    match write {
-        OutboxWrite::Tried { id, .. }
-        | OutboxWrite::Drop { id }
-        | OutboxWrite::Redeliver { id, .. } => *id,
     }
 }
 

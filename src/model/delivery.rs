@@ -355,6 +355,24 @@ pub enum OutboxWrite {
     Redeliver { id: Uuid, at: OffsetDateTime },
 }
 
+impl OutboxWrite {
+    /// The delivery it is about.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::Tried { id, .. } | Self::Drop { id } | Self::Redeliver { id, .. } => *id,
+        }
+    }
+
+    /// Does it take a delivery out of the pending ones (delivered, given up, dropped)?
+    pub fn ends(&self) -> bool {
+        match self {
+            Self::Tried { status, .. } => *status != DeliveryStatus::Pending,
+            Self::Drop { .. } => true,
+            Self::Redeliver { .. } => false,
+        }
+    }
+}
+
 /// When a delivery that failed `attempts` times is tried next: `min` after the first failure,
 /// doubling each time up to an hour, each wait drawn between 80 % and 100 % of itself
 /// (`jitter` in 0..1) so that receivers coming back are not hit by every sender at once.

@@ -27,6 +27,15 @@ fn webhook_config(dir: &TempDir, webhooks: WebhookConfig) -> Config {
     }
 }
 
+/// Every event to `receiver`'s `/hook`, signed with `secret`.
+fn hook_to(receiver: &Receiver, secret: &str) -> WebhookConfig {
+    WebhookConfig {
+        urls: vec![format!("{}/hook", receiver.url)],
+        secret: Some(secret.parse().unwrap()),
+        ..WebhookConfig::default()
+    }
+}
+
 async fn deliveries(app: &TestApp, id: &str) -> Vec<Value> {
     let answer = app.get(&format!("/api/tasks/{id}/deliveries")).await;
     assert_eq!(answer.status(), 200);
@@ -39,15 +48,7 @@ async fn the_loops_events_arrive_signed_and_in_order_and_a_failing_one_is_retrie
     let secret = new_secret();
     let receiver = Receiver::start(&secret).await;
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_with(webhook_config(
-        &dir,
-        WebhookConfig {
-            urls: vec![format!("{}/hook", receiver.url)],
-            secret: Some(secret.parse().unwrap()),
-            ..WebhookConfig::default()
-        },
-    ))
-    .await;
+    let app = spawn_app_with(webhook_config(&dir, hook_to(&receiver, &secret))).await;
     // The first tries fail: the receiver is "down".
     receiver.answer.store(503, Ordering::SeqCst);
     let task = app.submit("write a haiku", 3).await;
@@ -145,15 +146,7 @@ async fn redeliver_sends_it_again_with_the_same_id_and_the_page_shows_deliveries
     let secret = new_secret();
     let receiver = Receiver::start(&secret).await;
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_with(webhook_config(
-        &dir,
-        WebhookConfig {
-            urls: vec![format!("{}/hook", receiver.url)],
-            secret: Some(secret.parse().unwrap()),
-            ..WebhookConfig::default()
-        },
-    ))
-    .await;
+    let app = spawn_app_with(webhook_config(&dir, hook_to(&receiver, &secret))).await;
     let task = app.submit("redeliver me", 3).await;
     receiver
         .until("the first event", |got| !got.is_empty())
@@ -373,10 +366,8 @@ async fn a_full_outbox_records_the_delivery_as_failed_and_loses_no_event() {
     let app = spawn_app_with(webhook_config(
         &dir,
         WebhookConfig {
-            urls: vec![format!("{}/hook", receiver.url)],
-            secret: Some(secret.parse().unwrap()),
             max_pending: 2,
-            ..WebhookConfig::default()
+            ..hook_to(&receiver, &secret)
         },
     ))
     .await;

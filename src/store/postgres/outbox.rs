@@ -35,14 +35,6 @@ pub struct PgOutgoing {
     pub wake: Arc<Notify>,
 }
 
-fn write_id(write: &OutboxWrite) -> Uuid {
-    match write {
-        OutboxWrite::Tried { id, .. }
-        | OutboxWrite::Drop { id }
-        | OutboxWrite::Redeliver { id, .. } => *id,
-    }
-}
-
 fn decode(row: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     let id: &str = row.get(0);
     let seq = row.get::<_, i64>(2) as u64;
@@ -188,7 +180,7 @@ impl Outbox for PgOutbox {
         Box::pin(async move {
             // In id order, as `take` locks them: two transactions never wait on each other.
             let mut writes = writes;
-            writes.sort_by_key(write_id);
+            writes.sort_by_key(OutboxWrite::id);
             let mut client = self.store.pool.get().await?;
             let tx = client.transaction().await?;
             for write in writes {
@@ -207,8 +199,8 @@ impl Outbox for PgOutbox {
                         let update = tx
                             .prepare_cached(
                                 // Only while this instance holds it: a lease that ran out may
-                                // have let another instance take it (and finish it) since. A Redeliver since
-                                // the try began keeps it pending, to be sent again.
+                                // have let another instance take it (and finish it) since. A
+                                // Redeliver since the try began keeps it pending.
                                 "UPDATE hitl_deliveries
                                  SET attempts = $3, last_status_code = $4, last_error = $5,
                                      status = CASE WHEN round = $9 THEN $2::text ELSE 'pending' END,
