@@ -374,13 +374,14 @@ impl OutboxWrite {
 }
 
 /// When a delivery that failed `attempts` times is tried next: `min` after the first failure,
-/// doubling each time up to an hour, each wait drawn between 80 % and 100 % of itself
+/// doubling each time up to an hour, each wait drawn between 100 % and 120 % of itself (never
+/// sooner than the contract's step; at most an hour)
 /// (`jitter` in 0..1) so that receivers coming back are not hit by every sender at once.
 pub fn retry_after(attempts: u32, min: Duration, jitter: f64) -> Duration {
     const MAX: Duration = Duration::from_secs(3600);
     let doublings = attempts.saturating_sub(1).min(20);
     let wait = min.saturating_mul(1u32 << doublings).min(MAX);
-    wait.mul_f64(0.8 + 0.2 * jitter.clamp(0.0, 1.0))
+    wait.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0)).min(MAX)
 }
 
 #[cfg(test)]
@@ -390,12 +391,12 @@ mod tests {
     #[test]
     fn retries_double_up_to_an_hour() {
         let min = Duration::from_secs(5);
-        assert_eq!(retry_after(1, min, 1.0), Duration::from_secs(5));
-        assert_eq!(retry_after(2, min, 1.0), Duration::from_secs(10));
-        assert_eq!(retry_after(3, min, 1.0), Duration::from_secs(20));
+        assert_eq!(retry_after(1, min, 0.0), Duration::from_secs(5));
+        assert_eq!(retry_after(2, min, 0.0), Duration::from_secs(10));
+        assert_eq!(retry_after(3, min, 0.0), Duration::from_secs(20));
         assert_eq!(retry_after(12, min, 1.0), Duration::from_secs(3600));
         assert_eq!(retry_after(u32::MAX, min, 1.0), Duration::from_secs(3600));
-        assert_eq!(retry_after(1, min, 0.0), Duration::from_secs(4));
+        assert_eq!(retry_after(1, min, 1.0), Duration::from_secs(6));
     }
 
     #[test]
